@@ -1,0 +1,81 @@
+//! The product model that muninn-sync's host, catalogue and plugins share:
+//! a product's core and namespaced properties, typed values, UTC timestamps
+//! and footprints.
+//!
+//! It mirrors muninn 7.5's core schema so that what a plugin describes is what
+//! muninn's own tools later read back from the catalogue.
+
+mod geometry;
+mod product;
+mod timestamp;
+mod value;
+
+pub use geometry::{Geometry, GeometryError, Point};
+pub use product::{derived_uuid, CoreField, Namespace, Product, Update, PRODUCT_UUID_NAMESPACE};
+pub use timestamp::{
+    format_timestamp, from_micros, parse_timestamp, to_micros, truncate_to_micros, Timestamp,
+    TimestampError,
+};
+pub use uuid::Uuid;
+pub use value::{Value, ValueType};
+
+/// Checks a namespace name as muninn does (`[a-z][_a-z0-9]*`), and keeps the
+/// names of muninn's own tables (`core`, `link`, `tag`) for muninn.
+pub fn validate_namespace_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let well_formed = matches!(chars.next(), Some('a'..='z'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'));
+    if !well_formed {
+        return Err(format!(
+            "invalid namespace name \"{name}\": expected a lowercase letter followed by lowercase letters, digits or '_'"
+        ));
+    }
+    if matches!(name, "core" | "link" | "tag") || name.starts_with("muninn_sync") {
+        return Err(format!(
+            "invalid namespace name \"{name}\": the name is reserved for the catalogue's own tables"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a namespaced property name: a letter followed by letters, digits or
+/// '_'. Upper case is allowed because remote catalogues use camelCase
+/// (`cloudCover`); SQLite compares column names without regard to case.
+pub fn validate_property_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let well_formed = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !well_formed || name.eq_ignore_ascii_case("uuid") {
+        return Err(format!(
+            "invalid property name \"{name}\": expected a letter followed by letters, digits or '_' (and not \"uuid\")"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_names_follow_muninn() {
+        assert!(validate_namespace_name("eo").is_ok());
+        assert!(validate_namespace_name("s2_l1c").is_ok());
+        assert!(validate_namespace_name("Eo").is_err());
+        assert!(validate_namespace_name("1eo").is_err());
+        assert!(validate_namespace_name("e-o").is_err());
+        assert!(validate_namespace_name("core").is_err());
+        assert!(validate_namespace_name("tag").is_err());
+        assert!(validate_namespace_name("muninn_sync_runs").is_err());
+    }
+
+    #[test]
+    fn property_names_allow_camel_case_but_not_sql() {
+        assert!(validate_property_name("cloudCover").is_ok());
+        assert!(validate_property_name("cloud_cover").is_ok());
+        assert!(validate_property_name("x; DROP TABLE core").is_err());
+        assert!(validate_property_name("_x").is_err());
+        assert!(validate_property_name("UUID").is_err());
+        assert!(validate_property_name("").is_err());
+    }
+}

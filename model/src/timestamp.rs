@@ -1,0 +1,126 @@
+//! UTC timestamps with microsecond precision, as muninn stores them.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SubsecRound, TimeZone, Utc};
+use std::fmt;
+
+/// A point in time, UTC, truncated to microseconds (muninn's precision).
+pub type Timestamp = DateTime<Utc>;
+
+/// A text that is not one of the accepted timestamp forms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimestampError {
+    text: String,
+}
+
+impl fmt::Display for TimestampError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid datetime: {} (expected 'YYYY-MM-DD(THH:MM:SS(.ffffff))', naive UTC, or RFC 3339 with 'Z' or an offset)",
+            self.text
+        )
+    }
+}
+
+impl std::error::Error for TimestampError {}
+
+/// Parses the forms muninn accepts (`YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SS`,
+/// `YYYY-MM-DDTHH:MM:SS.ffffff`, naive and so UTC), muninn's own storage form
+/// (a space instead of `T`), and RFC 3339 with `Z` or an offset, which remote
+/// catalogues send. Digits past the microsecond are dropped, as muninn keeps
+/// no more.
+pub fn parse_timestamp(text: &str) -> Result<Timestamp, TimestampError> {
+    let error = || TimestampError {
+        text: text.to_string(),
+    };
+    let trimmed = text.trim();
+    if trimmed.len() == 10 {
+        let date = NaiveDate::parse_from_str(trimmed, "%Y-%m-%d").map_err(|_| error())?;
+        return Ok(Utc.from_utc_datetime(&date.and_hms_opt(0, 0, 0).ok_or_else(error)?));
+    }
+    if let Ok(with_offset) = DateTime::parse_from_rfc3339(trimmed) {
+        return Ok(truncate_to_micros(with_offset.with_timezone(&Utc)));
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(trimmed, format) {
+            return Ok(truncate_to_micros(Utc.from_utc_datetime(&naive)));
+        }
+    }
+    Err(error())
+}
+
+/// Formats a timestamp as muninn's SQLite backend stores it:
+/// `YYYY-MM-DD HH:MM:SS`, with `.ffffff` only when there are microseconds
+/// (Python's `datetime.isoformat(" ")`).
+pub fn format_timestamp(timestamp: &Timestamp) -> String {
+    if timestamp.timestamp_subsec_micros() == 0 {
+        timestamp.format("%Y-%m-%d %H:%M:%S").to_string()
+    } else {
+        timestamp.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+    }
+}
+
+/// Drops the digits past the microsecond.
+pub fn truncate_to_micros(timestamp: Timestamp) -> Timestamp {
+    timestamp.trunc_subsecs(6)
+}
+
+/// Microseconds since 1970-01-01T00:00:00Z: how timestamps cross the plugin ABI.
+pub fn to_micros(timestamp: &Timestamp) -> i64 {
+    timestamp.timestamp_micros()
+}
+
+/// The inverse of [`to_micros`]; `None` outside chrono's range.
+pub fn from_micros(micros: i64) -> Option<Timestamp> {
+    DateTime::from_timestamp_micros(micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(text: &str) -> String {
+        format_timestamp(&parse_timestamp(text).unwrap())
+    }
+
+    #[test]
+    fn accepts_muninn_forms_and_rfc3339() {
+        assert_eq!(ts("2024-01-01"), "2024-01-01 00:00:00");
+        assert_eq!(ts("2024-02-01T12:00:00"), "2024-02-01 12:00:00");
+        assert_eq!(ts("2024-02-01T12:00:00.5"), "2024-02-01 12:00:00.500000");
+        assert_eq!(
+            ts("2024-02-01T12:00:00.123456"),
+            "2024-02-01 12:00:00.123456"
+        );
+        assert_eq!(
+            ts("2024-02-01 12:00:00.123456"),
+            "2024-02-01 12:00:00.123456"
+        );
+        assert_eq!(ts("2024-02-01T12:00:00Z"), "2024-02-01 12:00:00");
+        assert_eq!(ts("2024-02-01T13:30:00+01:30"), "2024-02-01 12:00:00");
+        assert_eq!(
+            ts("2024-02-01T12:00:00.123456789Z"),
+            "2024-02-01 12:00:00.123456"
+        );
+    }
+
+    #[test]
+    fn refuses_other_text_with_the_expected_forms() {
+        for bad in [
+            "",
+            "yesterday",
+            "2024-13-01",
+            "2024-01-01T25:00:00",
+            "01/02/2024",
+        ] {
+            let message = parse_timestamp(bad).unwrap_err().to_string();
+            assert!(message.contains("YYYY-MM-DD"), "{message}");
+        }
+    }
+
+    #[test]
+    fn micros_round_trip() {
+        let t = parse_timestamp("2024-02-01T12:00:00.000001Z").unwrap();
+        assert_eq!(from_micros(to_micros(&t)), Some(t));
+    }
+}
