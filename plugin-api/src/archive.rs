@@ -1,0 +1,241 @@
+//! The archive handle as a plugin author uses it: safe Rust over [`FfiArchive`].
+
+use crate::convert::{product_from_ffi, product_to_ffi, update_to_ffi};
+use crate::ffi::{FfiArchiveMut, FfiUuid, FfiWalk, FfiWalkPosition};
+use abi_stable::std_types::{RResult, RStr, RString, RVec};
+use anyhow::{anyhow, Result};
+use muninn_sync_model::{from_micros, to_micros, Product, Timestamp, Update, Uuid, Value};
+
+/// What [`Archive::apply`] did with a remote product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// The catalogue as a plugin sees it during one `sync`: look-ups, walks and
+/// the three changes muninn's synchronizer API allows.
+pub struct Archive<'a> {
+    ffi: FfiArchiveMut<'a>,
+}
+
+fn host_result<T>(result: RResult<T, RString>) -> Result<T> {
+    result.into_result().map_err(|message| anyhow!("{message}"))
+}
+
+fn rstrings(names: &[&str]) -> RVec<RString> {
+    names.iter().map(|n| RString::from(*n)).collect()
+}
+
+impl<'a> Archive<'a> {
+    /// Wraps the handle the host passed in.
+    pub fn new(ffi: FfiArchiveMut<'a>) -> Archive<'a> {
+        Archive { ffi }
+    }
+
+    /// The product of `product_type` named `product_name`, with the core
+    /// properties and the given namespaces (`"*"`: all of them).
+    pub fn product_by_name(
+        &self,
+        product_type: &str,
+        product_name: &str,
+        namespaces: &[&str],
+    ) -> Result<Option<Product>> {
+        let found = self.products_by_name(product_type, &[product_name], namespaces)?;
+        Ok(found.into_iter().next().flatten())
+    }
+
+    /// Like [`Archive::product_by_name`] for many names in one call, which is
+    /// cheaper per product; the answers are in the order of `product_names`.
+    pub fn products_by_name(
+        &self,
+        product_type: &str,
+        product_names: &[&str],
+        namespaces: &[&str],
+    ) -> Result<Vec<Option<Product>>> {
+        let names = rstrings(product_names);
+        let found = host_result(self.ffi.find_by_name(
+            RStr::from_str(product_type),
+            names.as_rslice(),
+            rstrings(namespaces).as_rslice(),
+        ))?;
+        found
+            .into_iter()
+            .map(|p| p.into_option().map(|p| read_product(&p)).transpose())
+            .collect()
+    }
+
+    /// The product with this uuid.
+    pub fn product_by_uuid(&self, uuid: Uuid, namespaces: &[&str]) -> Result<Option<Product>> {
+        let uuids = [FfiUuid::from(uuid)];
+        let found = host_result(
+            self.ffi
+                .find_by_uuid(uuids.as_slice().into(), rstrings(namespaces).as_rslice()),
+        )?;
+        found
+            .into_iter()
+            .next()
+            .and_then(|p| p.into_option())
+            .map(|p| read_product(&p))
+            .transpose()
+    }
+
+    /// The catalogue's products of `product_type` whose timestamp `property`
+    /// (a core timestamp such as `validity_start`, or `namespace.property`)
+    /// lies in `[start, end)`, in the order of that time, fetched a page at a
+    /// time so that no more than a page is held. Products without a value
+    /// for `property` are not visited.
+    pub fn products_in_window<'s>(
+        &'s self,
+        product_type: &str,
+        property: &str,
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+        namespaces: &[&str],
+    ) -> ProductWalk<'s, 'a> {
+        ProductWalk {
+            archive: self,
+            walk: FfiWalk {
+                product_type: product_type.into(),
+                property: property.into(),
+                start: start.as_ref().map(to_micros).into(),
+                end: end.as_ref().map(to_micros).into(),
+                after: None.into(),
+                limit: 500,
+            },
+            namespaces: rstrings(namespaces),
+            page: Vec::new().into_iter(),
+            done: false,
+        }
+    }
+
+    /// muninn's `create_properties`: adds a product. The catalogue sets its
+    /// `metadata_date`.
+    pub fn create_properties(&mut self, product: &Product) -> Result<()> {
+        host_result(self.ffi.create(product_to_ffi(product)))
+    }
+
+    /// muninn's `update_properties`: changes only the properties named in
+    /// `update`; the catalogue sets `metadata_date`.
+    pub fn update_properties(&mut self, update: &Update) -> Result<()> {
+        host_result(self.ffi.update(update_to_ffi(update)))
+    }
+
+    /// Removes a product and its namespaces, tags and links. `false` when
+    /// there was no product with this uuid.
+    pub fn remove(&mut self, uuid: Uuid) -> Result<bool> {
+        host_result(self.ffi.remove(uuid.into()))
+    }
+
+    /// Brings the catalogue in line with a remote product: creates it when
+    /// the catalogue has no product of that type and name, updates the
+    /// properties that differ otherwise (all mirrored properties with
+    /// `force`), and writes nothing when nothing differs. `namespaces` are the
+    /// namespaces this synchronizer manages: one the catalogue has and
+    /// `product` lacks is removed.
+    pub fn apply(&mut self, product: &Product, force: bool, namespaces: &[&str]) -> Result<Outcome> {
+        match self.product_by_name(&product.product_type, &product.product_name, namespaces)? {
+            None => {
+                self.create_properties(product)?;
+                Ok(Outcome::Created)
+            }
+            Some(existing) => {
+                let update = Update::between(&existing, product, force);
+                if update.is_empty() && !force {
+                    return Ok(Outcome::Unchanged);
+                }
+                self.update_properties(&update)?;
+                Ok(Outcome::Updated)
+            }
+        }
+    }
+
+    /// Tells the host that a product was skipped because of `error`. The run
+    /// goes on, and the host ends it with an error that names the first
+    /// skipped products.
+    pub fn report_failure(&mut self, product: &str, error: &anyhow::Error) -> Result<()> {
+        let payload = serde_json::json!({"product": product, "message": format!("{error:#}")});
+        host_result(self.ffi.notify(
+            RStr::from_str("product_failed"),
+            RStr::from_str(&payload.to_string()),
+        ))
+        .map(drop)
+    }
+}
+
+fn read_product(ffi: &crate::ffi::FfiProduct) -> Result<Product> {
+    product_from_ffi(ffi).map_err(|e| anyhow!("the catalogue returned an unreadable product: {e}"))
+}
+
+/// An iterator over a window of the catalogue; see [`Archive::products_in_window`].
+pub struct ProductWalk<'s, 'a> {
+    archive: &'s Archive<'a>,
+    walk: FfiWalk,
+    namespaces: RVec<RString>,
+    page: std::vec::IntoIter<Product>,
+    done: bool,
+}
+
+impl ProductWalk<'_, '_> {
+    fn next_page(&mut self) -> Result<()> {
+        let page = host_result(self.archive.ffi.walk(&self.walk, self.namespaces.as_rslice()))?;
+        if page.len() < self.walk.limit as usize {
+            self.done = true;
+        }
+        let products = page.iter().map(read_product).collect::<Result<Vec<_>>>()?;
+        if let Some(last) = products.last() {
+            let time = walk_time(last, self.walk.property.as_str()).ok_or_else(|| {
+                anyhow!(
+                    "the catalogue returned product {} without a value for {}",
+                    last.product_name,
+                    self.walk.property
+                )
+            })?;
+            self.walk.after = Some(FfiWalkPosition {
+                time: to_micros(&time),
+                uuid: last.uuid.into(),
+            })
+            .into();
+        } else {
+            self.done = true;
+        }
+        self.page = products.into_iter();
+        Ok(())
+    }
+}
+
+fn walk_time(product: &Product, property: &str) -> Option<Timestamp> {
+    let value = match property.split_once('.') {
+        Some((namespace, name)) => product.namespaces.get(namespace)?.get(name)?.clone(),
+        None => product.core_value(muninn_sync_model::CoreField::from_name(property)?)?,
+    };
+    match value {
+        Value::Timestamp(t) => Some(t),
+        _ => None,
+    }
+}
+
+impl Iterator for ProductWalk<'_, '_> {
+    type Item = Result<Product>;
+
+    fn next(&mut self) -> Option<Result<Product>> {
+        loop {
+            if let Some(product) = self.page.next() {
+                return Some(Ok(product));
+            }
+            if self.done {
+                return None;
+            }
+            if let Err(e) = self.next_page() {
+                self.done = true;
+                return Some(Err(e));
+            }
+        }
+    }
+}
+
+/// Converts the ABI's microseconds back, for code that reads raw requests.
+pub(crate) fn timestamp_from_micros(micros: i64) -> Result<Timestamp> {
+    from_micros(micros).ok_or_else(|| anyhow!("timestamp {micros} µs is out of range"))
+}

@@ -1,0 +1,71 @@
+//! Everything a muninn-sync synchronizer plugin needs.
+//!
+//! A plugin is a `cdylib` that implements [`Synchronizer`] and exports it with
+//! [`export_plugin!`]. muninn-sync loads it when an archive's configuration
+//! names it in a `["synchronizer:<name>"]` section, passes it that section
+//! (without `module`), and calls its `sync` with the archive handle.
+//!
+//! A complete plugin (its `Cargo.toml` needs `crate-type = ["cdylib"]`,
+//! `muninn-sync-plugin-api`, `serde` and `anyhow`):
+//!
+//! ```
+//! use muninn_sync_plugin_api::{export_plugin, Archive, Product, SyncRequest, Synchronizer};
+//!
+//! #[derive(serde::Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! struct Config {
+//!     product_type: String,
+//! }
+//!
+//! struct Hello {
+//!     product_type: String,
+//! }
+//!
+//! impl Synchronizer for Hello {
+//!     type Config = Config;
+//!
+//!     fn new(config: Config) -> anyhow::Result<Self> {
+//!         Ok(Hello { product_type: config.product_type })
+//!     }
+//!
+//!     fn sync(&mut self, archive: &mut Archive<'_>, request: &SyncRequest) -> anyhow::Result<()> {
+//!         if !request.wants_product_type(&self.product_type) {
+//!             return Ok(());
+//!         }
+//!         let mut product = Product::new(&self.product_type, "hello-world");
+//!         product.remote_url = Some("https://example.org/hello-world".into());
+//!         let outcome = archive.apply(&product, request.force, &[])?;
+//!         tracing::info!(?outcome, product = %product.product_name, "synced");
+//!         Ok(())
+//!     }
+//! }
+//!
+//! export_plugin!("hello", Hello);
+//! ```
+//!
+//! The ABI itself (what crosses the boundary, its versioning rule) is in
+//! [`ffi`] and docs/plugin-abi.md.
+
+mod archive;
+pub mod convert;
+pub mod ffi;
+mod logging;
+mod plugin;
+
+pub use archive::{Archive, Outcome, ProductWalk};
+pub use ffi::ABI_VERSION;
+pub use muninn_sync_model as model;
+pub use muninn_sync_model::{
+    derived_uuid, format_timestamp, parse_timestamp, CoreField, Geometry, Namespace, Product,
+    Timestamp, Update, Uuid, Value, ValueType,
+};
+pub use plugin::{parse_config, SyncRequest, Synchronizer};
+
+/// What [`export_plugin!`] expands to; not for direct use.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::plugin::root_module;
+    pub use abi_stable::library::{
+        CheckTypeLayout, LibHeader, RootModuleResult, __call_root_module_loader as call_root_module_loader,
+    };
+}
