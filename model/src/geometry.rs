@@ -681,9 +681,11 @@ impl BlobReader<'_> {
                     })
                     .collect::<Result<_, _>>()?,
             ),
-            other => return error(format!(
+            other => {
+                return error(format!(
                 "unsupported SpatiaLite geometry class {other} (only 2-D, uncompressed geometries)"
-            )),
+            ))
+            }
         })
     }
 }

@@ -134,7 +134,12 @@ impl<'a> Archive<'a> {
     /// `force`), and writes nothing when nothing differs. `namespaces` are the
     /// namespaces this synchronizer manages: one the catalogue has and
     /// `product` lacks is removed.
-    pub fn apply(&mut self, product: &Product, force: bool, namespaces: &[&str]) -> Result<Outcome> {
+    pub fn apply(
+        &mut self,
+        product: &Product,
+        force: bool,
+        namespaces: &[&str],
+    ) -> Result<Outcome> {
         match self.product_by_name(&product.product_type, &product.product_name, namespaces)? {
             None => {
                 self.create_properties(product)?;
@@ -179,7 +184,11 @@ pub struct ProductWalk<'s, 'a> {
 
 impl ProductWalk<'_, '_> {
     fn next_page(&mut self) -> Result<()> {
-        let page = host_result(self.archive.ffi.walk(&self.walk, self.namespaces.as_rslice()))?;
+        let page = host_result(
+            self.archive
+                .ffi
+                .walk(&self.walk, self.namespaces.as_rslice()),
+        )?;
         if page.len() < self.walk.limit as usize {
             self.done = true;
         }

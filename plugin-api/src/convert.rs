@@ -196,7 +196,10 @@ mod tests {
             [
                 ("cloud_cover".to_string(), Value::Real(12.5)),
                 ("platform".to_string(), Value::from("sentinel-2a")),
-                ("extra".to_string(), Value::Json(serde_json::json!({"a": [1, 2]}))),
+                (
+                    "extra".to_string(),
+                    Value::Json(serde_json::json!({"a": [1, 2]})),
+                ),
             ]
             .into(),
         );
@@ -216,8 +219,10 @@ mod tests {
         let mut new = product();
         new.size = None;
         new.namespaces.remove("eo");
-        new.namespaces
-            .insert("stac".into(), [("gsd".to_string(), Value::Integer(10))].into());
+        new.namespaces.insert(
+            "stac".into(),
+            [("gsd".to_string(), Value::Integer(10))].into(),
+        );
         new.namespaces.insert("blank".into(), Namespace::new());
         let update = Update::between(&old, &new, false);
         assert_eq!(update_from_ffi(&update_to_ffi(&update)).unwrap(), update);
@@ -229,10 +234,12 @@ mod tests {
         ffi.properties.retain(|p| p.name.as_str() != "product_name");
         assert!(product_from_ffi(&ffi).unwrap_err().contains("product_name"));
         let mut ffi = product_to_ffi(&product());
-        ffi.properties.push(property(CORE, "size", FfiValue::Text("big".into())));
+        ffi.properties
+            .push(property(CORE, "size", FfiValue::Text("big".into())));
         assert!(product_from_ffi(&ffi).unwrap_err().contains("size"));
         let mut ffi = product_to_ffi(&product());
-        ffi.properties.push(property(CORE, "colour", FfiValue::Integer(1)));
+        ffi.properties
+            .push(property(CORE, "colour", FfiValue::Integer(1)));
         assert!(product_from_ffi(&ffi).unwrap_err().contains("colour"));
     }
 }

@@ -7,7 +7,6 @@
 //! naming both. Options and new kinds of events travel as data (the `notify`
 //! kinds, JSON payloads) so that the shapes here can stay frozen.
 
-
 // abi_stable's sabi_trait expands to impls that this lint flags.
 #![allow(non_local_definitions)]
 
@@ -197,7 +196,8 @@ pub trait FfiSynchronizer {
     /// modification time, only within the window, changing the catalogue only
     /// through `archive`.
     #[sabi(last_prefix_field)]
-    fn sync(&mut self, archive: FfiArchiveMut<'_>, request: FfiSyncRequest) -> RResult<(), RString>;
+    fn sync(&mut self, archive: FfiArchiveMut<'_>, request: FfiSyncRequest)
+        -> RResult<(), RString>;
 }
 
 pub type FfiSynchronizerBox = FfiSynchronizer_TO<'static, RBox<()>>;

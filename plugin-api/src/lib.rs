@@ -66,6 +66,7 @@ pub use plugin::{parse_config, SyncRequest, Synchronizer};
 pub mod __private {
     pub use crate::plugin::root_module;
     pub use abi_stable::library::{
-        CheckTypeLayout, LibHeader, RootModuleResult, __call_root_module_loader as call_root_module_loader,
+        __call_root_module_loader as call_root_module_loader, CheckTypeLayout, LibHeader,
+        RootModuleResult,
     };
 }

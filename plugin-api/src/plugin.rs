@@ -68,8 +68,16 @@ impl SyncRequest {
                 .product_types
                 .into_option()
                 .map(|types| types.into_iter().map(String::from).collect()),
-            start: request.start.into_option().map(timestamp_from_micros).transpose()?,
-            end: request.end.into_option().map(timestamp_from_micros).transpose()?,
+            start: request
+                .start
+                .into_option()
+                .map(timestamp_from_micros)
+                .transpose()?,
+            end: request
+                .end
+                .into_option()
+                .map(timestamp_from_micros)
+                .transpose()?,
             force: request.force,
         })
     }
@@ -134,7 +142,11 @@ fn guarded<T>(work: impl FnOnce() -> Result<T>) -> RResult<T, RString> {
 struct Adapter<S>(S);
 
 impl<S: Synchronizer> FfiSynchronizer for Adapter<S> {
-    fn sync(&mut self, archive: FfiArchiveMut<'_>, request: FfiSyncRequest) -> RResult<(), RString> {
+    fn sync(
+        &mut self,
+        archive: FfiArchiveMut<'_>,
+        request: FfiSyncRequest,
+    ) -> RResult<(), RString> {
         guarded(|| {
             let request = SyncRequest::from_ffi(request)?;
             let mut archive = Archive::new(archive);
@@ -233,11 +245,17 @@ mod tests {
     #[test]
     fn config_errors_name_the_key() {
         let unknown = parse_config::<Config>(r#"{"path": "x", "pat": 1}"#).unwrap_err();
-        assert!(unknown.to_string().contains("unknown field `pat`"), "{unknown}");
+        assert!(
+            unknown.to_string().contains("unknown field `pat`"),
+            "{unknown}"
+        );
         let wrong = parse_config::<Config>(r#"{"path": 5}"#).unwrap_err();
         assert!(wrong.to_string().contains("key \"path\""), "{wrong}");
         let missing = parse_config::<Config>(r#"{}"#).unwrap_err();
-        assert!(missing.to_string().contains("missing field `path`"), "{missing}");
+        assert!(
+            missing.to_string().contains("missing field `path`"),
+            "{missing}"
+        );
     }
 
     #[test]

@@ -1,0 +1,73 @@
+//! Errors that tell the host whether a run can go on.
+
+use std::fmt;
+
+/// Why a catalogue operation failed.
+#[derive(Debug)]
+pub enum CatalogueError {
+    /// This product cannot be stored as given (invalid, a duplicate, a value
+    /// of the wrong type). Nothing of it was written; the catalogue and the
+    /// rest of the run are fine.
+    Product(String),
+    /// The catalogue itself failed (I/O, disk full, read-only, corrupt,
+    /// locked). The run must stop; the open batch is lost.
+    Storage(anyhow::Error),
+}
+
+pub type Result<T> = std::result::Result<T, CatalogueError>;
+
+impl CatalogueError {
+    pub fn product(message: impl Into<String>) -> CatalogueError {
+        CatalogueError::Product(message.into())
+    }
+
+    /// Whether the run can go on after this error.
+    pub fn is_product_error(&self) -> bool {
+        matches!(self, CatalogueError::Product(_))
+    }
+}
+
+impl fmt::Display for CatalogueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CatalogueError::Product(message) => f.write_str(message),
+            CatalogueError::Storage(error) => write!(f, "{error:#}"),
+        }
+    }
+}
+
+impl std::error::Error for CatalogueError {}
+
+impl From<rusqlite::Error> for CatalogueError {
+    /// A constraint violation is the product's fault; anything else is the
+    /// storage's.
+    fn from(error: rusqlite::Error) -> Self {
+        match &error {
+            rusqlite::Error::SqliteFailure(e, _)
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                CatalogueError::Product(describe_constraint(&error))
+            }
+            _ => CatalogueError::Storage(anyhow::Error::new(error)),
+        }
+    }
+}
+
+impl From<anyhow::Error> for CatalogueError {
+    fn from(error: anyhow::Error) -> Self {
+        CatalogueError::Storage(error)
+    }
+}
+
+fn describe_constraint(error: &rusqlite::Error) -> String {
+    let text = error.to_string();
+    if text.contains("UNIQUE") && text.ends_with(".uuid") {
+        "a product with this uuid already exists".into()
+    } else if text.contains("product_type") && text.contains("product_name") {
+        "a product with this product_type and product_name already exists".into()
+    } else if text.contains("archive_path") && text.contains("physical_name") {
+        "a product with this archive_path and physical_name already exists".into()
+    } else {
+        format!("constraint violated: {text}")
+    }
+}

@@ -1,0 +1,87 @@
+//! muninn-sync's product catalogue: the interface the host writes through,
+//! and its SQLite implementation with muninn 7.5's layout so that muninn's own
+//! tools and users' SQL keep working on what we write.
+
+mod error;
+mod sqlite;
+
+pub use error::{CatalogueError, Result};
+pub use sqlite::{FootprintFormat, SqliteCatalogue, SqliteOptions};
+
+use muninn_sync_model::{Product, Timestamp, Update, Uuid};
+
+/// Which namespaces besides core a look-up reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Namespaces {
+    /// These, where the product has them.
+    Only(Vec<String>),
+    /// Every namespace the catalogue has.
+    All,
+}
+
+impl Namespaces {
+    /// Reads the ABI's list form: `*` anywhere in the list means all.
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Namespaces {
+        if names.iter().any(|n| n.as_ref() == "*") {
+            Namespaces::All
+        } else {
+            Namespaces::Only(names.iter().map(|n| n.as_ref().to_string()).collect())
+        }
+    }
+}
+
+/// One page of a walk over the products of one type whose timestamp
+/// `property` (a core timestamp, or `namespace.property`) lies in
+/// `[start, end)`, ordered by that time and uuid, strictly after `after`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WalkQuery {
+    pub product_type: String,
+    pub property: String,
+    pub start: Option<Timestamp>,
+    pub end: Option<Timestamp>,
+    pub after: Option<(Timestamp, Uuid)>,
+    pub limit: usize,
+}
+
+/// A product catalogue. Changes go into an open batch (a transaction) that
+/// [`Catalogue::commit`] makes durable; each product's change is atomic
+/// within it. Reads see the batch's uncommitted changes.
+///
+/// The host writes only through this trait, so that another backend
+/// (PostgreSQL) can follow without touching the host or the plugins.
+pub trait Catalogue {
+    /// Looks products of one type up by name; one answer per name, in order.
+    fn products_by_name(
+        &mut self,
+        product_type: &str,
+        product_names: &[&str],
+        namespaces: &Namespaces,
+    ) -> Result<Vec<Option<Product>>>;
+
+    /// Looks products up by uuid; one answer per uuid, in order.
+    fn products_by_uuid(
+        &mut self,
+        uuids: &[Uuid],
+        namespaces: &Namespaces,
+    ) -> Result<Vec<Option<Product>>>;
+
+    /// One page of a walk; see [`WalkQuery`].
+    fn walk(&mut self, query: &WalkQuery, namespaces: &Namespaces) -> Result<Vec<Product>>;
+
+    /// Adds a product (muninn's `create_properties`); sets `metadata_date`.
+    fn create(&mut self, product: &Product) -> Result<()>;
+
+    /// Changes the properties named in `update` (muninn's
+    /// `update_properties`); sets `metadata_date`.
+    fn update(&mut self, update: &Update) -> Result<()>;
+
+    /// Removes a product with its namespaces, tags and links; `false` if
+    /// there was none.
+    fn remove(&mut self, uuid: Uuid) -> Result<bool>;
+
+    /// Makes the open batch durable.
+    fn commit(&mut self) -> Result<()>;
+
+    /// Drops the open batch's changes.
+    fn rollback(&mut self) -> Result<()>;
+}

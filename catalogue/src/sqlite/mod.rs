@@ -1,0 +1,649 @@
+//! The SQLite catalogue, in muninn 7.5's layout.
+
+mod schema;
+mod values;
+
+use crate::{Catalogue, CatalogueError, Namespaces, Result, WalkQuery};
+use anyhow::{anyhow, Context};
+use chrono::Utc;
+use muninn_sync_model::{
+    format_timestamp, truncate_to_micros, CoreField, Product, Update, Uuid, Value, ValueType,
+};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params_from_iter, Connection, OptionalExtension};
+use schema::{NamespaceTable, Tables};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use values::{from_sql, option_to_sql, uuid_text};
+
+/// How footprints are stored. Chosen when the catalogue is created and
+/// recorded in it, so one file never mixes both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FootprintFormat {
+    /// SpatiaLite geometries (SRID 4326) with a spatial index, as muninn.
+    Spatialite,
+    /// WKT text, when mod_spatialite could not be loaded at creation.
+    Wkt,
+}
+
+impl FootprintFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            FootprintFormat::Spatialite => "spatialite",
+            FootprintFormat::Wkt => "wkt",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<FootprintFormat> {
+        match name {
+            "spatialite" => Some(FootprintFormat::Spatialite),
+            "wkt" => Some(FootprintFormat::Wkt),
+            _ => None,
+        }
+    }
+}
+
+/// The `[sqlite]` section of an archive's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// The database file (muninn's `connection_string`).
+    pub path: PathBuf,
+    /// What to load for SpatiaLite (muninn's default: `mod_spatialite`).
+    pub mod_spatialite_path: String,
+    /// Put before every table name (muninn's `table_prefix`).
+    pub table_prefix: String,
+}
+
+impl SqliteOptions {
+    pub fn new(path: impl Into<PathBuf>) -> SqliteOptions {
+        SqliteOptions {
+            path: path.into(),
+            mod_spatialite_path: "mod_spatialite".into(),
+            table_prefix: String::new(),
+        }
+    }
+}
+
+/// A muninn SQLite catalogue, open for a run.
+pub struct SqliteCatalogue {
+    conn: Connection,
+    tables: Tables,
+    format: FootprintFormat,
+    namespaces: BTreeMap<String, NamespaceTable>,
+    core_select: String,
+}
+
+fn load_spatialite(conn: &Connection, path: &str) -> rusqlite::Result<()> {
+    // SAFETY: loading an extension runs its code in this process; the path
+    // comes from the archive's own configuration, as in muninn.
+    unsafe {
+        let _guard = rusqlite::LoadExtensionGuard::new(conn)?;
+        conn.load_extension(path, None::<&str>)
+    }
+}
+
+impl SqliteCatalogue {
+    /// Opens the catalogue, creating the database file and muninn's tables on
+    /// first use. A new catalogue stores footprints as SpatiaLite geometries
+    /// when mod_spatialite loads and as WKT text (with one warning) when it
+    /// does not; an existing one keeps the format it was created with.
+    pub fn open(options: &SqliteOptions) -> anyhow::Result<SqliteCatalogue> {
+        schema::validate_table_prefix(&options.table_prefix)?;
+        let path = &options.path;
+        let mut conn = Connection::open(path).with_context(|| {
+            format!("cannot open the catalogue database \"{}\"", path.display())
+        })?;
+        conn.execute_batch("PRAGMA foreign_keys = ON;")
+            .with_context(|| format!("\"{}\" is not a usable SQLite database", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        let tables = Tables::new(&options.table_prefix);
+        let describe = || format!("catalogue \"{}\"", path.display());
+        let recorded = schema::recorded_footprint_format(&conn, &tables).with_context(describe)?;
+        let spatialite = || load_spatialite(&conn, &options.mod_spatialite_path);
+        let format = match recorded {
+            Some(FootprintFormat::Spatialite) => {
+                spatialite().map_err(|e| {
+                    anyhow!(
+                        "the catalogue \"{}\" stores footprints as SpatiaLite geometries, but mod_spatialite \
+                         could not be loaded from \"{}\": {e}; install SpatiaLite (Debian: libsqlite3-mod-spatialite) \
+                         or set mod_spatialite_path in the [sqlite] section",
+                        path.display(),
+                        options.mod_spatialite_path
+                    )
+                })?;
+                FootprintFormat::Spatialite
+            }
+            Some(FootprintFormat::Wkt) => FootprintFormat::Wkt,
+            None => match spatialite() {
+                Ok(()) => FootprintFormat::Spatialite,
+                Err(e) => {
+                    tracing::warn!(
+                        catalogue = %path.display(),
+                        mod_spatialite_path = %options.mod_spatialite_path,
+                        error = %e,
+                        "mod_spatialite could not be loaded: this new catalogue stores footprints as WKT text, \
+                         which muninn's own tools cannot read (install libsqlite3-mod-spatialite before creating \
+                         a catalogue to get SpatiaLite geometries)"
+                    );
+                    FootprintFormat::Wkt
+                }
+            },
+        };
+        if format == FootprintFormat::Spatialite {
+            let initialised: i64 =
+                conn.query_row("SELECT CheckSpatialMetaData()", [], |row| row.get(0))?;
+            if initialised == 0 {
+                // WGS 84 only: all muninn needs, and much faster than every SRID.
+                // Its first argument makes it run in one transaction of its own.
+                conn.query_row("SELECT InitSpatialMetadata(1, 'WGS84')", [], |_| Ok(()))
+                    .with_context(|| format!("SpatiaLite could not initialise {}", describe()))?;
+            }
+        }
+        if !schema::table_exists(&conn, &tables.core)? {
+            tracing::info!(catalogue = %path.display(), footprints = format.name(), "creating the catalogue");
+            schema::create_tables(&mut conn, &tables, format).with_context(describe)?;
+        } else {
+            schema::create_own_tables(&conn, &tables).with_context(describe)?;
+            if recorded.is_some() {
+                schema::record_footprint_format(&conn, &tables, format).with_context(describe)?;
+            }
+        }
+        let namespaces = schema::load_namespaces(&conn, &tables).with_context(describe)?;
+        let core_select = format!(
+            "SELECT {} FROM {}",
+            CoreField::ALL.map(CoreField::name).join(", "),
+            tables.core
+        );
+        Ok(SqliteCatalogue {
+            conn,
+            tables,
+            format,
+            namespaces,
+            core_select,
+        })
+    }
+
+    /// The footprint format of this catalogue.
+    pub fn footprint_format(&self) -> FootprintFormat {
+        self.format
+    }
+
+    /// The underlying connection, for the host's own bookkeeping tables.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn begin(&self) -> Result<()> {
+        if self.conn.is_autocommit() {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        }
+        Ok(())
+    }
+
+    /// Runs one product's change inside a savepoint, so that a failure leaves
+    /// nothing of it behind and the batch goes on.
+    fn atomically<T>(&mut self, work: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.begin()?;
+        self.conn.execute_batch("SAVEPOINT product")?;
+        match work(self) {
+            Ok(value) => {
+                self.conn.execute_batch("RELEASE product")?;
+                Ok(value)
+            }
+            Err(error) => {
+                self.conn
+                    .execute_batch("ROLLBACK TO product; RELEASE product")?;
+                Err(error)
+            }
+        }
+    }
+
+    fn read_core(&self, row: &rusqlite::Row<'_>) -> Result<Product> {
+        let mut product = Product::new("", "");
+        for (index, field) in CoreField::ALL.into_iter().enumerate() {
+            let raw = row.get_ref(index)?;
+            let value = from_sql(raw, field.value_type())
+                .map_err(|e| CatalogueError::Storage(anyhow!("core.{} holds {e}", field.name())))?;
+            product
+                .set_core_value(field, value)
+                .map_err(|e| CatalogueError::Storage(anyhow!(e)))?;
+        }
+        Ok(product)
+    }
+
+    fn selected_namespaces(&self, namespaces: &Namespaces) -> Vec<String> {
+        match namespaces {
+            Namespaces::All => self.namespaces.keys().cloned().collect(),
+            Namespaces::Only(names) => names
+                .iter()
+                .filter(|n| self.namespaces.contains_key(n.as_str()))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    fn read_namespaces(&self, product: &mut Product, namespaces: &[String]) -> Result<()> {
+        let key = uuid_text(&product.uuid);
+        for namespace in namespaces {
+            let table = &self.namespaces[namespace];
+            let columns: Vec<(&String, ValueType)> =
+                table.columns.iter().map(|(c, t)| (c, *t)).collect();
+            let select = if columns.is_empty() {
+                "1".to_string()
+            } else {
+                columns
+                    .iter()
+                    .map(|(c, _)| format!("\"{c}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let sql = format!(
+                "SELECT {select} FROM {} WHERE uuid = ?1",
+                self.tables.namespace(namespace)
+            );
+            let mut statement = self.conn.prepare_cached(&sql)?;
+            let found = statement
+                .query_row([&key], |row| {
+                    let mut values = Vec::with_capacity(columns.len());
+                    for (index, _) in columns.iter().enumerate() {
+                        values.push(row.get::<_, SqlValue>(index)?);
+                    }
+                    Ok(values)
+                })
+                .optional()?;
+            let Some(raw_values) = found else { continue };
+            let mut properties = BTreeMap::new();
+            for ((column, value_type), raw) in columns.iter().zip(raw_values) {
+                let value = from_sql((&raw).into(), *value_type).map_err(|e| {
+                    CatalogueError::Storage(anyhow!(
+                        "{namespace}.{column} of product {key} holds {e}"
+                    ))
+                })?;
+                if let Some(value) = value {
+                    properties.insert((*column).clone(), value);
+                }
+            }
+            product.namespaces.insert(namespace.clone(), properties);
+        }
+        Ok(())
+    }
+
+    fn product_where(
+        &self,
+        condition: &str,
+        params: &[&dyn rusqlite::ToSql],
+        namespaces: &[String],
+    ) -> Result<Option<Product>> {
+        let sql = format!("{} WHERE {condition}", self.core_select);
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let mut rows = statement.query(params)?;
+        let Some(row) = rows.next()? else {
+            return Ok(None);
+        };
+        let mut product = self.read_core(row)?;
+        drop(rows);
+        self.read_namespaces(&mut product, namespaces)?;
+        Ok(Some(product))
+    }
+
+    fn exists(&self, uuid: &Uuid) -> Result<bool> {
+        let sql = format!("SELECT 1 FROM {} WHERE uuid = ?1", self.tables.core);
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        Ok(statement.exists([uuid_text(uuid)])?)
+    }
+
+    /// Makes sure a namespace's table and the columns for these properties
+    /// exist, and that each value fits its column's type; returns the values
+    /// as they will be stored (integers widened for real columns).
+    fn prepare_namespace(
+        &mut self,
+        namespace: &str,
+        properties: &BTreeMap<String, Option<Value>>,
+    ) -> Result<Vec<(String, Option<Value>)>> {
+        muninn_sync_model::validate_namespace_name(namespace).map_err(CatalogueError::Product)?;
+        let mut prepared = Vec::with_capacity(properties.len());
+        for (name, value) in properties {
+            muninn_sync_model::validate_property_name(name)
+                .map_err(|e| CatalogueError::product(format!("namespace {namespace}: {e}")))?;
+            let existing = self
+                .namespaces
+                .get(namespace)
+                .and_then(|t| t.column(name))
+                .map(|(c, t)| (c.clone(), t));
+            match (existing, value) {
+                (Some((column, value_type)), Some(value)) => {
+                    let stored = value.clone().coerce_to(value_type).ok_or_else(|| {
+                        CatalogueError::product(format!(
+                            "property {namespace}.{name} is {value_type} in the catalogue, not {}",
+                            value.value_type()
+                        ))
+                    })?;
+                    prepared.push((column, Some(stored)));
+                }
+                (Some((column, _)), None) => prepared.push((column, None)),
+                (None, None) => {} // null in a column that does not exist: nothing to store
+                (None, Some(value)) => {
+                    if !self.namespaces.contains_key(namespace) {
+                        schema::create_namespace_table(&self.conn, &self.tables, namespace)?;
+                        self.namespaces
+                            .insert(namespace.to_string(), NamespaceTable::default());
+                    }
+                    schema::add_namespace_column(
+                        &self.conn,
+                        &self.tables,
+                        namespace,
+                        name,
+                        value.value_type(),
+                        self.format,
+                    )?;
+                    self.namespaces
+                        .get_mut(namespace)
+                        .expect("namespace table just made")
+                        .columns
+                        .insert(name.clone(), value.value_type());
+                    prepared.push((name.clone(), Some(value.clone())));
+                }
+            }
+        }
+        if !self.namespaces.contains_key(namespace) {
+            schema::create_namespace_table(&self.conn, &self.tables, namespace)?;
+            self.namespaces
+                .insert(namespace.to_string(), NamespaceTable::default());
+        }
+        Ok(prepared)
+    }
+
+    /// Inserts or updates a product's row in a namespace table.
+    fn write_namespace(
+        &self,
+        uuid: &str,
+        namespace: &str,
+        values: &[(String, Option<Value>)],
+    ) -> Result<()> {
+        let table = self.tables.namespace(namespace);
+        let columns: Vec<String> = values.iter().map(|(c, _)| format!("\"{c}\"")).collect();
+        let placeholders: Vec<String> = (2..values.len() + 2).map(|i| format!("?{i}")).collect();
+        let sql = if values.is_empty() {
+            format!("INSERT INTO {table} (uuid) VALUES (?1) ON CONFLICT (uuid) DO NOTHING")
+        } else {
+            let assignments: Vec<String> = columns
+                .iter()
+                .map(|c| format!("{c} = excluded.{c}"))
+                .collect();
+            format!(
+                "INSERT INTO {table} (uuid, {}) VALUES (?1, {}) ON CONFLICT (uuid) DO UPDATE SET {}",
+                columns.join(", "),
+                placeholders.join(", "),
+                assignments.join(", ")
+            )
+        };
+        let mut params = Vec::with_capacity(values.len() + 1);
+        params.push(SqlValue::Text(uuid.to_string()));
+        params.extend(
+            values
+                .iter()
+                .map(|(_, v)| option_to_sql(v.as_ref(), self.format)),
+        );
+        self.conn
+            .prepare_cached(&sql)?
+            .execute(params_from_iter(params))?;
+        Ok(())
+    }
+
+    fn now() -> SqlValue {
+        SqlValue::Text(format_timestamp(&truncate_to_micros(Utc::now())))
+    }
+
+    /// The SQL expression and join for a walk's time property.
+    fn walk_column(&self, property: &str) -> Result<(String, String, Option<String>)> {
+        if let Some((namespace, name)) = property.split_once('.') {
+            let table = self.namespaces.get(namespace);
+            let column = table.and_then(|t| t.column(name));
+            match column {
+                Some((column, ValueType::Timestamp)) => Ok((
+                    format!("n.\"{column}\""),
+                    format!(
+                        " JOIN {} n ON n.uuid = c.uuid",
+                        self.tables.namespace(namespace)
+                    ),
+                    Some(namespace.to_string()),
+                )),
+                Some((_, other)) => Err(CatalogueError::product(format!(
+                    "cannot walk by {property}: it is {other}, not a timestamp"
+                ))),
+                None => Ok((String::new(), String::new(), None)),
+            }
+        } else {
+            match CoreField::from_name(property) {
+                Some(field) if field.value_type() == ValueType::Timestamp => {
+                    Ok((format!("c.{property}"), String::new(), None))
+                }
+                _ => Err(CatalogueError::product(format!(
+                    "cannot walk by \"{property}\": expected a core timestamp (validity_start, validity_stop, \
+                     creation_date, metadata_date, archive_date) or namespace.property"
+                ))),
+            }
+        }
+    }
+}
+
+impl Catalogue for SqliteCatalogue {
+    fn products_by_name(
+        &mut self,
+        product_type: &str,
+        product_names: &[&str],
+        namespaces: &Namespaces,
+    ) -> Result<Vec<Option<Product>>> {
+        let namespaces = self.selected_namespaces(namespaces);
+        product_names
+            .iter()
+            .map(|name| {
+                self.product_where(
+                    "product_type = ?1 AND product_name = ?2",
+                    &[&product_type, name],
+                    &namespaces,
+                )
+            })
+            .collect()
+    }
+
+    fn products_by_uuid(
+        &mut self,
+        uuids: &[Uuid],
+        namespaces: &Namespaces,
+    ) -> Result<Vec<Option<Product>>> {
+        let namespaces = self.selected_namespaces(namespaces);
+        uuids
+            .iter()
+            .map(|uuid| self.product_where("uuid = ?1", &[&uuid_text(uuid)], &namespaces))
+            .collect()
+    }
+
+    fn walk(&mut self, query: &WalkQuery, namespaces: &Namespaces) -> Result<Vec<Product>> {
+        let (column, join, own_namespace) = self.walk_column(&query.property)?;
+        if column.is_empty() {
+            return Ok(Vec::new()); // no product has that namespace property yet
+        }
+        let mut conditions = vec![
+            format!("c.product_type = ?1"),
+            format!("{column} IS NOT NULL"),
+        ];
+        let mut params: Vec<SqlValue> = vec![SqlValue::Text(query.product_type.clone())];
+        let bind = |value: SqlValue, params: &mut Vec<SqlValue>| {
+            params.push(value);
+            format!("?{}", params.len())
+        };
+        if let Some(start) = &query.start {
+            let p = bind(SqlValue::Text(format_timestamp(start)), &mut params);
+            conditions.push(format!("{column} >= {p}"));
+        }
+        if let Some(end) = &query.end {
+            let p = bind(SqlValue::Text(format_timestamp(end)), &mut params);
+            conditions.push(format!("{column} < {p}"));
+        }
+        if let Some((time, uuid)) = &query.after {
+            let t = bind(SqlValue::Text(format_timestamp(time)), &mut params);
+            let u = bind(SqlValue::Text(uuid_text(uuid)), &mut params);
+            conditions.push(format!(
+                "({column} > {t} OR ({column} = {t} AND c.uuid > {u}))"
+            ));
+        }
+        let limit = bind(SqlValue::Integer(query.limit as i64), &mut params);
+        let sql = format!(
+            "SELECT c.uuid FROM {} c{join} WHERE {} ORDER BY {column}, c.uuid LIMIT {limit}",
+            self.tables.core,
+            conditions.join(" AND ")
+        );
+        let uuids: Vec<String> = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_map(params_from_iter(params), |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut namespaces = self.selected_namespaces(namespaces);
+        if let Some(own) = own_namespace {
+            if !namespaces.contains(&own) {
+                namespaces.push(own);
+            }
+        }
+        let mut products = Vec::with_capacity(uuids.len());
+        for uuid in uuids {
+            if let Some(product) = self.product_where("uuid = ?1", &[&uuid], &namespaces)? {
+                products.push(product);
+            }
+        }
+        Ok(products)
+    }
+
+    fn create(&mut self, product: &Product) -> Result<()> {
+        product.validate().map_err(CatalogueError::Product)?;
+        let mut namespace_values = Vec::with_capacity(product.namespaces.len());
+        for (namespace, properties) in &product.namespaces {
+            let properties = properties
+                .iter()
+                .map(|(k, v)| (k.clone(), Some(v.clone())))
+                .collect();
+            namespace_values.push((
+                namespace.clone(),
+                self.prepare_namespace(namespace, &properties)?,
+            ));
+        }
+        self.atomically(|this| {
+            let mut params: Vec<SqlValue> = Vec::with_capacity(CoreField::ALL.len());
+            for field in CoreField::ALL {
+                params.push(match field {
+                    CoreField::MetadataDate => Self::now(),
+                    field => option_to_sql(product.core_value(field).as_ref(), this.format),
+                });
+            }
+            let sql = format!(
+                "INSERT INTO {} ({}) VALUES ({})",
+                this.tables.core,
+                CoreField::ALL.map(CoreField::name).join(", "),
+                (1..=CoreField::ALL.len())
+                    .map(|i| format!("?{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            this.conn
+                .prepare_cached(&sql)?
+                .execute(params_from_iter(params))?;
+            let key = uuid_text(&product.uuid);
+            for (namespace, values) in &namespace_values {
+                this.write_namespace(&key, namespace, values)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn update(&mut self, update: &Update) -> Result<()> {
+        let key = uuid_text(&update.uuid);
+        for (field, value) in &update.core {
+            if *field == CoreField::Uuid || *field == CoreField::MetadataDate {
+                return Err(CatalogueError::product(format!(
+                    "core property {} cannot be updated",
+                    field.name()
+                )));
+            }
+            let mut check = Product::new("x", "x");
+            check
+                .set_core_value(*field, value.clone())
+                .map_err(CatalogueError::Product)?;
+            if *field == CoreField::PhysicalName || *field == CoreField::ArchivePath {
+                check.validate().map_err(CatalogueError::Product)?;
+            }
+        }
+        let mut namespace_values = Vec::new();
+        for (namespace, change) in &update.namespaces {
+            match change {
+                Some(properties) => namespace_values.push((
+                    namespace.clone(),
+                    Some(self.prepare_namespace(namespace, properties)?),
+                )),
+                None => namespace_values.push((namespace.clone(), None)),
+            }
+        }
+        self.atomically(|this| {
+            if !this.exists(&update.uuid)? {
+                return Err(CatalogueError::product(format!(
+                    "no product with uuid {key}"
+                )));
+            }
+            let mut assignments = vec!["metadata_date = ?1".to_string()];
+            let mut params = vec![Self::now()];
+            for (field, value) in &update.core {
+                params.push(option_to_sql(value.as_ref(), this.format));
+                assignments.push(format!("{} = ?{}", field.name(), params.len()));
+            }
+            params.push(SqlValue::Text(key.clone()));
+            let sql = format!(
+                "UPDATE {} SET {} WHERE uuid = ?{}",
+                this.tables.core,
+                assignments.join(", "),
+                params.len()
+            );
+            this.conn
+                .prepare_cached(&sql)?
+                .execute(params_from_iter(params))?;
+            for (namespace, values) in &namespace_values {
+                match values {
+                    Some(values) => this.write_namespace(&key, namespace, values)?,
+                    None if this.namespaces.contains_key(namespace) => {
+                        let sql = format!(
+                            "DELETE FROM {} WHERE uuid = ?1",
+                            this.tables.namespace(namespace)
+                        );
+                        this.conn.prepare_cached(&sql)?.execute([&key])?;
+                    }
+                    None => {}
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn remove(&mut self, uuid: Uuid) -> Result<bool> {
+        let key = uuid_text(&uuid);
+        self.atomically(|this| {
+            let sql = format!("DELETE FROM {} WHERE source_uuid = ?1", this.tables.link);
+            this.conn.prepare_cached(&sql)?.execute([&key])?;
+            let sql = format!("DELETE FROM {} WHERE uuid = ?1", this.tables.core);
+            Ok(this.conn.prepare_cached(&sql)?.execute([&key])? == 1)
+        })
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("COMMIT")?;
+        }
+        Ok(())
+    }
+
+    fn rollback(&mut self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK")?;
+            // Tables or columns made in the batch are gone again.
+            self.namespaces = schema::load_namespaces(&self.conn, &self.tables)?;
+        }
+        Ok(())
+    }
+}
