@@ -52,7 +52,7 @@ pub struct WalkQuery {
 pub trait Catalogue {
     /// Looks products of one type up by name; one answer per name, in order.
     fn products_by_name(
-        &mut self,
+        &self,
         product_type: &str,
         product_names: &[&str],
         namespaces: &Namespaces,
@@ -60,13 +60,13 @@ pub trait Catalogue {
 
     /// Looks products up by uuid; one answer per uuid, in order.
     fn products_by_uuid(
-        &mut self,
+        &self,
         uuids: &[Uuid],
         namespaces: &Namespaces,
     ) -> Result<Vec<Option<Product>>>;
 
     /// One page of a walk; see [`WalkQuery`].
-    fn walk(&mut self, query: &WalkQuery, namespaces: &Namespaces) -> Result<Vec<Product>>;
+    fn walk(&self, query: &WalkQuery, namespaces: &Namespaces) -> Result<Vec<Product>>;
 
     /// Adds a product (muninn's `create_properties`); sets `metadata_date`.
     fn create(&mut self, product: &Product) -> Result<()>;

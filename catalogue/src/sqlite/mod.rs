@@ -429,7 +429,7 @@ impl SqliteCatalogue {
 
 impl Catalogue for SqliteCatalogue {
     fn products_by_name(
-        &mut self,
+        &self,
         product_type: &str,
         product_names: &[&str],
         namespaces: &Namespaces,
@@ -448,7 +448,7 @@ impl Catalogue for SqliteCatalogue {
     }
 
     fn products_by_uuid(
-        &mut self,
+        &self,
         uuids: &[Uuid],
         namespaces: &Namespaces,
     ) -> Result<Vec<Option<Product>>> {
@@ -459,7 +459,7 @@ impl Catalogue for SqliteCatalogue {
             .collect()
     }
 
-    fn walk(&mut self, query: &WalkQuery, namespaces: &Namespaces) -> Result<Vec<Product>> {
+    fn walk(&self, query: &WalkQuery, namespaces: &Namespaces) -> Result<Vec<Product>> {
         let (column, join, own_namespace) = self.walk_column(&query.property)?;
         if column.is_empty() {
             return Ok(Vec::new()); // no product has that namespace property yet

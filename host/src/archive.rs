@@ -1,0 +1,320 @@
+//! The archive handle the host passes to a plugin's `sync`: it turns the
+//! plugin's calls into catalogue changes, commits them in batches, and keeps
+//! the run's counts and skipped products.
+
+use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
+use muninn_sync_catalogue::{Catalogue, CatalogueError, Namespaces, WalkQuery};
+use muninn_sync_model::{from_micros, Uuid};
+use muninn_sync_plugin_api::convert::{product_from_ffi, product_to_ffi, update_from_ffi};
+use muninn_sync_plugin_api::ffi::{FfiArchive, FfiProduct, FfiUpdate, FfiUuid, FfiWalk};
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+/// How much work goes into one transaction: a crash loses at most this
+/// much, and commits stay rare enough not to dominate the run.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchPolicy {
+    pub max_changes: usize,
+    pub max_age: Duration,
+}
+
+impl Default for BatchPolicy {
+    fn default() -> Self {
+        BatchPolicy {
+            max_changes: 5000,
+            max_age: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What a run did to the catalogue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub created: u64,
+    pub updated: u64,
+    pub removed: u64,
+    pub failed: u64,
+}
+
+/// A product that was skipped, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub product: String,
+    pub message: String,
+}
+
+/// How many skipped products a run keeps the messages of.
+const KEPT_FAILURES: usize = 10;
+
+pub struct ArchiveHandle<'c> {
+    catalogue: &'c mut dyn Catalogue,
+    policy: BatchPolicy,
+    pending: usize,
+    batch_started: Instant,
+    pub counts: Counts,
+    pub failures: Vec<Failure>,
+    /// Set when the catalogue itself failed: the run is over, and every
+    /// further call says so.
+    pub fatal: RefCell<Option<String>>,
+}
+
+impl<'c> ArchiveHandle<'c> {
+    pub fn new(catalogue: &'c mut dyn Catalogue, policy: BatchPolicy) -> ArchiveHandle<'c> {
+        ArchiveHandle {
+            catalogue,
+            policy,
+            pending: 0,
+            batch_started: Instant::now(),
+            counts: Counts::default(),
+            failures: Vec::new(),
+            fatal: RefCell::new(None),
+        }
+    }
+
+    /// Commits what is pending; called at the end of every run, whatever the
+    /// plugin returned, as every change in the batch is a complete product.
+    pub fn finish(&mut self) -> Result<(), String> {
+        if let Some(fatal) = self.fatal.get_mut().clone() {
+            let _ = self.catalogue.rollback();
+            return Err(fatal);
+        }
+        self.catalogue
+            .commit()
+            .map_err(|e| format!("cannot commit to the catalogue: {e}"))?;
+        self.pending = 0;
+        Ok(())
+    }
+
+    fn record_failure(&mut self, product: String, message: String) {
+        self.counts.failed += 1;
+        tracing::warn!(product = %product, "skipped: {message}");
+        if self.failures.len() < KEPT_FAILURES {
+            self.failures.push(Failure { product, message });
+        }
+    }
+
+    /// The answer to every call once the run has stopped.
+    fn stopped<T>(&self) -> Option<RResult<T, RString>> {
+        self.fatal
+            .borrow()
+            .as_ref()
+            .map(|fatal| RResult::RErr(format!("the run has stopped: {fatal}").into()))
+    }
+
+    /// Turns the outcome of one call into what the plugin sees. A storage
+    /// error or a panic in the host ends the run.
+    fn conclude<T>(
+        &self,
+        what: &str,
+        outcome: std::thread::Result<Result<T, CatalogueError>>,
+    ) -> RResult<T, RString> {
+        let fatal = match outcome {
+            Ok(Ok(value)) => return RResult::ROk(value),
+            Ok(Err(CatalogueError::Product(message))) => {
+                return RResult::RErr(format!("{what}: {message}").into())
+            }
+            Ok(Err(CatalogueError::Storage(error))) => {
+                format!("catalogue error during {what}: {error:#}")
+            }
+            Err(_) => format!("muninn-sync internal error (panic) during {what}"),
+        };
+        *self.fatal.borrow_mut() = Some(fatal.clone());
+        RResult::RErr(fatal.into())
+    }
+
+    /// Counts one change and commits the batch when it is full or old.
+    fn changed(&mut self) -> Result<(), CatalogueError> {
+        if self.pending == 0 {
+            self.batch_started = Instant::now();
+        }
+        self.pending += 1;
+        if self.pending >= self.policy.max_changes
+            || self.batch_started.elapsed() >= self.policy.max_age
+        {
+            self.catalogue.commit()?;
+            tracing::debug!(changes = self.pending, "committed a batch");
+            self.pending = 0;
+        }
+        Ok(())
+    }
+}
+
+fn namespaces(names: RSlice<'_, RString>) -> Namespaces {
+    Namespaces::from_names(names.as_slice())
+}
+
+fn bad_request(message: String) -> CatalogueError {
+    CatalogueError::Product(message)
+}
+
+fn micros(
+    value: ROption<i64>,
+    what: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, CatalogueError> {
+    value
+        .into_option()
+        .map(|m| {
+            from_micros(m).ok_or_else(|| bad_request(format!("{what} {m} µs is out of range")))
+        })
+        .transpose()
+}
+
+impl FfiArchive for ArchiveHandle<'_> {
+    fn find_by_name(
+        &self,
+        product_type: RStr<'_>,
+        product_names: RSlice<'_, RString>,
+        names: RSlice<'_, RString>,
+    ) -> RResult<RVec<ROption<FfiProduct>>, RString> {
+        if let Some(stopped) = self.stopped() {
+            return stopped;
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let product_names: Vec<&str> = product_names.iter().map(RString::as_str).collect();
+            let found = self.catalogue.products_by_name(
+                product_type.as_str(),
+                &product_names,
+                &namespaces(names),
+            )?;
+            Ok(found
+                .iter()
+                .map(|p| p.as_ref().map(product_to_ffi).into())
+                .collect())
+        }));
+        self.conclude("look-up by name", outcome)
+    }
+
+    fn find_by_uuid(
+        &self,
+        uuids: RSlice<'_, FfiUuid>,
+        names: RSlice<'_, RString>,
+    ) -> RResult<RVec<ROption<FfiProduct>>, RString> {
+        if let Some(stopped) = self.stopped() {
+            return stopped;
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let uuids: Vec<Uuid> = uuids.iter().map(|u| Uuid::from(*u)).collect();
+            let found = self
+                .catalogue
+                .products_by_uuid(&uuids, &namespaces(names))?;
+            Ok(found
+                .iter()
+                .map(|p| p.as_ref().map(product_to_ffi).into())
+                .collect())
+        }));
+        self.conclude("look-up by uuid", outcome)
+    }
+
+    fn walk(
+        &self,
+        walk: &FfiWalk,
+        names: RSlice<'_, RString>,
+    ) -> RResult<RVec<FfiProduct>, RString> {
+        if let Some(stopped) = self.stopped() {
+            return stopped;
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let after = match walk.after.into_option() {
+                Some(position) => Some((
+                    from_micros(position.time)
+                        .ok_or_else(|| bad_request("walk position out of range".into()))?,
+                    Uuid::from(position.uuid),
+                )),
+                None => None,
+            };
+            let query = WalkQuery {
+                product_type: walk.product_type.to_string(),
+                property: walk.property.to_string(),
+                start: micros(walk.start, "walk start")?,
+                end: micros(walk.end, "walk end")?,
+                after,
+                limit: walk.limit.clamp(1, 10_000) as usize,
+            };
+            let found = self.catalogue.walk(&query, &namespaces(names))?;
+            Ok(found.iter().map(product_to_ffi).collect())
+        }));
+        self.conclude("walk over the catalogue", outcome)
+    }
+
+    fn create(&mut self, product: FfiProduct) -> RResult<(), RString> {
+        if let Some(stopped) = self.stopped() {
+            return stopped;
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let product = product_from_ffi(&product)
+                .map_err(|e| bad_request(format!("invalid product: {e}")))?;
+            self.catalogue
+                .create(&product)
+                .map_err(|e| name_product(e, &product.product_type, &product.product_name))?;
+            self.counts.created += 1;
+            self.changed()
+        }));
+        self.conclude("create", outcome)
+    }
+
+    fn update(&mut self, update: FfiUpdate) -> RResult<(), RString> {
+        if let Some(stopped) = self.stopped() {
+            return stopped;
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let update = update_from_ffi(&update)
+                .map_err(|e| bad_request(format!("invalid update: {e}")))?;
+            self.catalogue
+                .update(&update)
+                .map_err(|e| name_product(e, "uuid", &update.uuid.simple().to_string()))?;
+            self.counts.updated += 1;
+            self.changed()
+        }));
+        self.conclude("update", outcome)
+    }
+
+    fn remove(&mut self, uuid: FfiUuid) -> RResult<bool, RString> {
+        if let Some(stopped) = self.stopped() {
+            return stopped;
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let removed = self.catalogue.remove(Uuid::from(uuid))?;
+            if removed {
+                self.counts.removed += 1;
+                self.changed()?;
+            }
+            Ok(removed)
+        }));
+        self.conclude("remove", outcome)
+    }
+
+    fn notify(&mut self, kind: RStr<'_>, payload: RStr<'_>) -> RResult<RString, RString> {
+        if let Some(stopped) = self.stopped() {
+            return stopped;
+        }
+        match kind.as_str() {
+            "product_failed" => {
+                let payload: serde_json::Value =
+                    serde_json::from_str(payload.as_str()).unwrap_or_default();
+                let text = |key: &str| {
+                    payload
+                        .get(key)
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("?")
+                        .to_string()
+                };
+                self.record_failure(text("product"), text("message"));
+                RResult::ROk(RString::new())
+            }
+            other => RResult::RErr(
+                format!("this muninn-sync does not know the notification \"{other}\"").into(),
+            ),
+        }
+    }
+}
+
+/// Puts the product's identity in front of a product error.
+fn name_product(error: CatalogueError, first: &str, second: &str) -> CatalogueError {
+    match error {
+        CatalogueError::Product(message) => {
+            CatalogueError::Product(format!("product {first}/{second}: {message}"))
+        }
+        storage => storage,
+    }
+}

@@ -1,0 +1,152 @@
+//! The command line: Python muninn 7.5's `muninn-sync` contract.
+
+use clap::{ArgAction, Parser};
+use muninn_sync_model::{parse_timestamp, Timestamp};
+
+const EXIT_CODES: &str = "\
+The window is half-open: a product is synced when start <= its time < end, so
+back-to-back windows (--start A --end B, then --start B --end C) neither
+overlap nor leave a gap.
+
+Exit codes:
+  0  success
+  1  an error during the run (configuration, plugin, remote, catalogue, or
+     products that could not be synced); it is printed as 'ERROR: <message>'
+  2  usage error (bad arguments)";
+
+/// Synchronizes a muninn archive's catalogue with a remote catalogue through
+/// the synchronizer plugin its configuration names.
+#[derive(Debug, Parser)]
+#[command(name = "muninn-sync", version, about, after_help = EXIT_CODES)]
+pub struct Args {
+    /// Archive identifier (<id>.toml is looked up in MUNINN_CONFIG_PATH) or
+    /// the path of an archive configuration file ending in .toml
+    #[arg(value_name = "ARCHIVE")]
+    pub archive: String,
+
+    /// Name of the synchronizer: a ["synchronizer:<name>"] section of the
+    /// archive configuration
+    #[arg(value_name = "SYNCHRONIZER")]
+    pub synchronizer: String,
+
+    /// Product types to synchronize (default: every type the synchronizer
+    /// knows; given without values: none)
+    #[arg(
+        short = 'p',
+        long = "product-types",
+        visible_alias = "product-type",
+        value_name = "T",
+        num_args = 0..,
+        action = ArgAction::Append
+    )]
+    pub product_types: Option<Vec<String>>,
+
+    /// Start of the window (inclusive): YYYY-MM-DD[THH:MM:SS[.ffffff]] (UTC)
+    /// or RFC 3339 with Z or an offset
+    #[arg(short = 's', long, value_name = "S", value_parser = parse_time)]
+    pub start: Option<Timestamp>,
+
+    /// End of the window (exclusive), in the same forms as --start
+    #[arg(short = 'e', long, value_name = "E", value_parser = parse_time)]
+    pub end: Option<Timestamp>,
+
+    /// Update every product in the window that the catalogue already has,
+    /// changed or not
+    #[arg(short = 'f', long)]
+    pub force: bool,
+
+    /// Show debug messages
+    #[arg(short = 'v', long, conflicts_with = "quiet")]
+    pub verbose: bool,
+
+    /// Show only warnings and errors
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+fn parse_time(text: &str) -> Result<Timestamp, String> {
+    parse_timestamp(text).map_err(|e| e.to_string())
+}
+
+impl Args {
+    /// Parses the command line; exits with code 2 on a usage error, as
+    /// argparse does for muninn.
+    pub fn parse_or_exit() -> Args {
+        let args = Args::parse();
+        if let (Some(start), Some(end)) = (&args.start, &args.end) {
+            if start >= end {
+                use clap::CommandFactory;
+                Args::command()
+                    .error(
+                        clap::error::ErrorKind::ArgumentConflict,
+                        format!(
+                            "--start ({}) must be before --end ({}): the window [start, end) would be empty",
+                            muninn_sync_model::format_timestamp(start),
+                            muninn_sync_model::format_timestamp(end)
+                        ),
+                    )
+                    .exit();
+            }
+        }
+        args
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("muninn-sync").chain(line.iter().copied()))
+    }
+
+    #[test]
+    fn product_types_follow_muninn() {
+        assert_eq!(parse(&["a", "s"]).unwrap().product_types, None);
+        assert_eq!(
+            parse(&["a", "s", "-p"]).unwrap().product_types,
+            Some(vec![])
+        );
+        assert_eq!(
+            parse(&["a", "s", "-p", "X", "Y", "--product-type", "Z"])
+                .unwrap()
+                .product_types,
+            Some(vec!["X".into(), "Y".into(), "Z".into()])
+        );
+        assert_eq!(
+            parse(&["a", "s", "-p", "X", "-p", "Y"])
+                .unwrap()
+                .product_types,
+            Some(vec!["X".into(), "Y".into()])
+        );
+    }
+
+    #[test]
+    fn times_accept_muninn_and_rfc3339_forms() {
+        let args = parse(&[
+            "a",
+            "s",
+            "--start",
+            "2024-01-01",
+            "-e",
+            "2024-02-01T12:00:00+01:00",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.start.unwrap().to_rfc3339(),
+            "2024-01-01T00:00:00+00:00"
+        );
+        assert_eq!(args.end.unwrap().to_rfc3339(), "2024-02-01T11:00:00+00:00");
+        let error = parse(&["a", "s", "--start", "tomorrow"]).unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        assert!(
+            error.to_string().contains("invalid datetime: tomorrow"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn verbose_and_quiet_exclude_each_other() {
+        assert_eq!(parse(&["a", "s", "-v", "-q"]).unwrap_err().exit_code(), 2);
+    }
+}

@@ -1,0 +1,244 @@
+//! Finding and loading synchronizer plugins.
+
+use abi_stable::library::{lib_header_from_path, LibraryError};
+use anyhow::{anyhow, bail, Context, Result};
+use muninn_sync_plugin_api::ffi::{PluginModuleRef, ABI_VERSION, ABI_VERSION_SYMBOL};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Where plugins named by name (`module = "jsonl"`) are searched first.
+pub const PLUGIN_PATH_VARIABLE: &str = "MUNINN_SYNC_PLUGIN_PATH";
+
+/// A loaded plugin. Plugins are never unloaded: the root module and the code
+/// behind it live as long as the process.
+#[derive(Clone, Copy)]
+pub struct Plugin {
+    pub module: PluginModuleRef,
+    pub path: &'static Path,
+}
+
+impl Plugin {
+    pub fn name(&self) -> &'static str {
+        self.module.name().as_str()
+    }
+
+    pub fn version(&self) -> &'static str {
+        self.module.version().as_str()
+    }
+
+    /// `plugin jsonl 0.1.0 (/path/libjsonl.so)`, for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "plugin {} {} ({})",
+            self.name(),
+            self.version(),
+            self.path.display()
+        )
+    }
+}
+
+/// The files a plugin name may be in, in the order they are tried:
+/// `lib<name>.so` and `<name>.so` in each `MUNINN_SYNC_PLUGIN_PATH` entry,
+/// then beside the muninn-sync executable.
+pub fn candidates(
+    name: &str,
+    search_path: Option<&str>,
+    executable_dir: Option<&Path>,
+) -> Vec<PathBuf> {
+    let mut directories: Vec<PathBuf> = search_path
+        .unwrap_or("")
+        .split(':')
+        .filter(|entry| !entry.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    directories.extend(executable_dir.map(Path::to_path_buf));
+    let suffix = std::env::consts::DLL_SUFFIX;
+    let prefix = std::env::consts::DLL_PREFIX;
+    directories
+        .iter()
+        .flat_map(|dir| {
+            [
+                dir.join(format!("{prefix}{name}{suffix}")),
+                dir.join(format!("{name}{suffix}")),
+            ]
+        })
+        .collect()
+}
+
+/// The plugin file a `module` value names: a path (it contains '/' or ends
+/// in the platform's library suffix; relative paths are taken from the
+/// configuration file's directory) or a plugin name to search for.
+pub fn resolve(module: &str, config_dir: &Path) -> Result<PathBuf> {
+    if module.contains('/') || module.ends_with(std::env::consts::DLL_SUFFIX) {
+        let path = crate::config::resolve(config_dir, module);
+        if !path.is_file() {
+            bail!("plugin file not found: \"{}\"", path.display());
+        }
+        return Ok(path);
+    }
+    let valid_name = module
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !valid_name {
+        bail!(
+            "module \"{module}\" is neither a plugin name (letters, digits, '_', '-') nor a path to a plugin file"
+        );
+    }
+    let executable_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf));
+    let search_path = std::env::var(PLUGIN_PATH_VARIABLE).ok();
+    let candidates = candidates(module, search_path.as_deref(), executable_dir.as_deref());
+    if let Some(found) = candidates.iter().find(|path| path.is_file()) {
+        return Ok(found.clone());
+    }
+    let looked = candidates
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    bail!("plugin \"{module}\" not found; looked for {looked} (set {PLUGIN_PATH_VARIABLE} to add directories)")
+}
+
+/// Loads a plugin file once per process: a second synchronizer with the
+/// same file gets the same plugin, a different file its own.
+pub fn load(path: &Path) -> Result<Plugin> {
+    static LOADED: Mutex<Option<HashMap<PathBuf, Plugin>>> = Mutex::new(None);
+    let canonical = path
+        .canonicalize()
+        .with_context(|| format!("plugin file not found: \"{}\"", path.display()))?;
+    let mut loaded = LOADED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let loaded = loaded.get_or_insert_with(HashMap::new);
+    if let Some(plugin) = loaded.get(&canonical) {
+        return Ok(*plugin);
+    }
+    let plugin = load_new(&canonical)?;
+    loaded.insert(canonical, plugin);
+    Ok(plugin)
+}
+
+fn load_new(path: &Path) -> Result<Plugin> {
+    let shown = path.display();
+    // SAFETY: opening a library runs its initialisers; only files that the
+    // archive's configuration names are opened, as muninn imports its modules.
+    let library = unsafe { libloading::Library::new(path) }
+        .map_err(|e| anyhow!("\"{shown}\" cannot be loaded as a plugin: {e}"))?;
+    // SAFETY: the symbol, when present, is the u32 static `export_plugin!` writes.
+    let abi_version = unsafe {
+        library
+            .get::<*const u32>(ABI_VERSION_SYMBOL.as_bytes())
+            .map(|symbol| **symbol)
+    }
+    .map_err(|_| {
+        anyhow!("\"{shown}\" is not a muninn-sync plugin: it has no {ABI_VERSION_SYMBOL} symbol (plugins export one with muninn_sync_plugin_api::export_plugin!)")
+    })?;
+    if abi_version != ABI_VERSION {
+        bail!(
+            "plugin \"{shown}\" was built against plugin ABI version {abi_version}, but this muninn-sync {} supports ABI version {ABI_VERSION}; rebuild the plugin against muninn-sync-plugin-api {ABI_VERSION}.x",
+            env!("CARGO_PKG_VERSION")
+        );
+    }
+    // Kept loaded for the life of the process, like abi_stable's own handle.
+    std::mem::forget(library);
+    let module = lib_header_from_path(path)
+        .and_then(|header| header.init_root_module::<PluginModuleRef>())
+        .map_err(|e| anyhow!("plugin \"{shown}\" cannot be used: {}", summarise(&e)))?;
+    if module.abi_version() != ABI_VERSION {
+        bail!(
+            "plugin \"{shown}\" declares plugin ABI version {} in its root module, but this muninn-sync supports ABI version {ABI_VERSION}",
+            module.abi_version()
+        );
+    }
+    let path: &'static Path = Box::leak(path.to_path_buf().into_boxed_path());
+    tracing::debug!(plugin = module.name().as_str(), version = module.version().as_str(), path = %path.display(), "loaded plugin");
+    Ok(Plugin { module, path })
+}
+
+/// abi_stable's layout errors run to thousands of lines; the lines a user can
+/// act on are the ones that say what differs.
+fn summarise(error: &LibraryError) -> String {
+    let text = error.to_string();
+    let useful: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| {
+            line.contains("incompatible")
+                || line.contains("Expected:")
+                || line.contains("too many")
+                || line.contains("not found")
+        })
+        .take(4)
+        .collect();
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("unknown error");
+    if useful.is_empty() {
+        first.to_string()
+    } else {
+        format!(
+            "{first} ({}); it was built against an incompatible muninn-sync-plugin-api",
+            useful.join("; ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_searched_on_the_plugin_path_then_beside_the_executable() {
+        let found = candidates(
+            "jsonl",
+            Some("/a:/b"),
+            Some(Path::new("/usr/lib/muninn-sync")),
+        );
+        let shown: Vec<String> = found.iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(
+            shown,
+            vec![
+                "/a/libjsonl.so",
+                "/a/jsonl.so",
+                "/b/libjsonl.so",
+                "/b/jsonl.so",
+                "/usr/lib/muninn-sync/libjsonl.so",
+                "/usr/lib/muninn-sync/jsonl.so"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_plugin_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("libfake.so");
+        std::fs::write(&fake, b"not an ELF file").unwrap();
+        let message = load(&fake).err().unwrap().to_string();
+        assert!(
+            message.contains("libfake.so") && message.contains("cannot be loaded as a plugin"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_missing_plugin_lists_where_it_was_looked_for() {
+        let message = resolve("nosuch", Path::new("/etc"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("plugin \"nosuch\" not found") && message.contains("libnosuch.so"),
+            "{message}"
+        );
+        let message = resolve("./libnosuch.so", Path::new("/etc"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("plugin file not found: \"/etc/./libnosuch.so\""),
+            "{message}"
+        );
+    }
+}

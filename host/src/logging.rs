@@ -1,0 +1,72 @@
+//! Logs on stderr through `tracing`, muninn's way (`LEVEL: message`), and
+//! the host service that lets plugins log into the same stream.
+
+use abi_stable::std_types::RStr;
+use muninn_sync_plugin_api::ffi::{level, FfiHost};
+use std::fmt;
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// `LEVEL: message key=value`, as muninn's log lines look.
+struct MuninnFormat;
+
+impl<S, N> FormatEvent<S, N> for MuninnFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        write!(writer, "{}: ", event.metadata().level())?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+/// Sends log events at `max_level` and above to stderr.
+pub fn init(max_level: LevelFilter) {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(max_level)
+        .with_ansi(false)
+        .event_format(MuninnFormat)
+        .init();
+}
+
+/// Logging for plugins: their events arrive here already formatted and are
+/// logged with the plugin's name in front.
+pub struct HostServices {
+    pub plugin: &'static str,
+}
+
+impl FfiHost for HostServices {
+    fn max_level(&self) -> u8 {
+        match LevelFilter::current().into_level() {
+            None => 0,
+            Some(Level::ERROR) => level::ERROR,
+            Some(Level::WARN) => level::WARN,
+            Some(Level::INFO) => level::INFO,
+            Some(Level::DEBUG) => level::DEBUG,
+            Some(Level::TRACE) => level::TRACE,
+        }
+    }
+
+    fn log(&self, event_level: u8, _target: RStr<'_>, message: RStr<'_>) {
+        let plugin = self.plugin;
+        let message = message.as_str();
+        match event_level {
+            level::ERROR => tracing::error!("[{plugin}] {message}"),
+            level::WARN => tracing::warn!("[{plugin}] {message}"),
+            level::INFO => tracing::info!("[{plugin}] {message}"),
+            level::DEBUG => tracing::debug!("[{plugin}] {message}"),
+            _ => tracing::trace!("[{plugin}] {message}"),
+        }
+    }
+}

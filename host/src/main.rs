@@ -1,0 +1,29 @@
+//! `muninn-sync`: runs one synchronizer plugin against one muninn archive.
+
+mod archive;
+mod cli;
+mod config;
+mod loader;
+mod logging;
+mod run;
+
+use std::process::ExitCode;
+use tracing_subscriber::filter::LevelFilter;
+
+/// Parses the command line (exit 2 on a usage error), runs the sync, and
+/// prints an error once as `ERROR: <message>` with exit code 1.
+fn main() -> ExitCode {
+    let args = cli::Args::parse_or_exit();
+    logging::init(match (args.verbose, args.quiet) {
+        (true, _) => LevelFilter::DEBUG,
+        (_, true) => LevelFilter::WARN,
+        _ => LevelFilter::INFO,
+    });
+    match run::run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ERROR: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
