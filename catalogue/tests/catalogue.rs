@@ -89,7 +89,7 @@ fn created_products_use_muninns_layout_and_spatialite() {
         .unwrap();
     assert_eq!(indexes, 11);
 
-    let mut catalogue = SqliteCatalogue::open(&options(&db)).unwrap();
+    let catalogue = SqliteCatalogue::open(&options(&db)).unwrap();
     let found = catalogue
         .products_by_name("S2MSI1C", &["A", "B"], &all())
         .unwrap();

@@ -33,14 +33,21 @@ pub fn run(args: &Args) -> Result<()> {
     let plugin = loader::load(&plugin_path).with_context(where_configured)?;
     let who = format!("synchronizer \"{}\" ({})", section.name, plugin.describe());
 
-    let options = config::options_to_json(&section.options).to_string();
+    let message = serde_json::json!({
+        "section": config::options_to_json(&section.options),
+        "context": {
+            "synchronizer": section.name,
+            "config_file": std::path::absolute(&config.path).unwrap_or_else(|_| config.path.clone()),
+        },
+    })
+    .to_string();
     let host = FfiHost_TO::from_value(
         HostServices {
             plugin: plugin.name(),
         },
         TD_Opaque,
     );
-    let mut synchronizer = (plugin.module.synchronizer())(RStr::from_str(&options), host)
+    let mut synchronizer = (plugin.module.synchronizer())(RStr::from_str(&message), host)
         .into_result()
         .map_err(|e| {
             anyhow!(

@@ -13,8 +13,8 @@ mod value;
 pub use geometry::{Geometry, GeometryError, Point};
 pub use product::{derived_uuid, CoreField, Namespace, Product, Update, PRODUCT_UUID_NAMESPACE};
 pub use timestamp::{
-    format_timestamp, from_micros, parse_timestamp, to_micros, truncate_to_micros, Timestamp,
-    TimestampError,
+    format_timestamp, from_micros, parse_rfc3339, parse_timestamp, to_micros, truncate_to_micros,
+    Timestamp, TimestampError,
 };
 pub use uuid::Uuid;
 pub use value::{Value, ValueType};

@@ -49,6 +49,14 @@ pub fn parse_timestamp(text: &str) -> Result<Timestamp, TimestampError> {
     Err(error())
 }
 
+/// Parses strict RFC 3339 (a `T`, and `Z` or an offset): the form that marks
+/// a text in a JSON document as a point in time rather than a label.
+pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| truncate_to_micros(t.with_timezone(&Utc)))
+}
+
 /// Formats a timestamp as muninn's SQLite backend stores it:
 /// `YYYY-MM-DD HH:MM:SS`, with `.ffffff` only when there are microseconds
 /// (Python's `datetime.isoformat(" ")`).

@@ -41,8 +41,10 @@ pub struct PluginModule {
     /// The plugin's own version (its crate version).
     pub version: RStr<'static>,
     /// muninn's `synchronizer(config)` entry point: validates and keeps the
-    /// configuration (a JSON object: the synchronizer's section without
-    /// `module`); no network access here. `host` is how the plugin logs.
+    /// configuration; no network access here. `config` is a JSON object
+    /// `{"section": {<the section's keys without module>}, "context":
+    /// {"synchronizer": "<name>", "config_file": "<path>"}}`; `host` is how
+    /// the plugin logs.
     #[sabi(last_prefix_field)]
     pub synchronizer:
         extern "C" fn(config: RStr<'_>, host: FfiHostBox) -> RResult<FfiSynchronizerBox, RString>,

@@ -9,7 +9,7 @@
 //! `muninn-sync-plugin-api`, `serde` and `anyhow`):
 //!
 //! ```
-//! use muninn_sync_plugin_api::{export_plugin, Archive, Product, SyncRequest, Synchronizer};
+//! use muninn_sync_plugin_api::{export_plugin, Archive, Context, Product, SyncRequest, Synchronizer};
 //!
 //! #[derive(serde::Deserialize)]
 //! #[serde(deny_unknown_fields)]
@@ -24,7 +24,7 @@
 //! impl Synchronizer for Hello {
 //!     type Config = Config;
 //!
-//!     fn new(config: Config) -> anyhow::Result<Self> {
+//!     fn new(config: Config, _context: &Context) -> anyhow::Result<Self> {
 //!         Ok(Hello { product_type: config.product_type })
 //!     }
 //!
@@ -59,7 +59,7 @@ pub use muninn_sync_model::{
     derived_uuid, format_timestamp, parse_timestamp, CoreField, Geometry, Namespace, Product,
     Timestamp, Update, Uuid, Value, ValueType,
 };
-pub use plugin::{parse_config, SyncRequest, Synchronizer};
+pub use plugin::{parse_config, Context, SyncRequest, Synchronizer};
 
 /// What [`export_plugin!`] expands to; not for direct use.
 #[doc(hidden)]

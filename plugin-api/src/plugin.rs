@@ -28,7 +28,7 @@ pub trait Synchronizer: Sized + 'static {
 
     /// Validates and keeps the configuration. No network access here: the
     /// host may create a synchronizer only to check its configuration.
-    fn new(config: Self::Config) -> Result<Self>;
+    fn new(config: Self::Config, context: &Context) -> Result<Self>;
 
     /// Brings the catalogue in step with the remote for the requested
     /// product types and window; see [`SyncRequest`].
@@ -83,8 +83,52 @@ impl SyncRequest {
     }
 }
 
-/// Reads a synchronizer's configuration (the JSON the host passes) into the
-/// plugin's own type; an error names the key at fault.
+/// Where a synchronizer was configured. The host sends it with the
+/// configuration message (see `PluginModule::synchronizer` and docs/plugin-abi.md).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
+pub struct Context {
+    /// The synchronizer's name (its section is `["synchronizer:<name>"]`).
+    pub synchronizer: String,
+    /// The archive configuration file the section is in.
+    pub config_file: std::path::PathBuf,
+}
+
+impl Context {
+    /// A path from the configuration, relative ones taken from the
+    /// configuration file's directory (as the catalogue's own path is).
+    pub fn resolve_path(&self, path: &str) -> std::path::PathBuf {
+        let path = std::path::Path::new(path);
+        if path.is_absolute() {
+            return path.to_path_buf();
+        }
+        match self.config_file.parent() {
+            Some(dir) => dir.join(path),
+            None => path.to_path_buf(),
+        }
+    }
+}
+
+/// What the host passes to `synchronizer(config)`: the section's keys
+/// (without `module`) and where they come from.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigMessage {
+    section: serde_json::Value,
+    context: Context,
+}
+
+/// Reads the host's configuration message into the plugin's own type and
+/// the context.
+fn parse_message<T: DeserializeOwned>(json: &str) -> Result<(T, Context)> {
+    let message: ConfigMessage = serde_json::from_str(json).map_err(|e| {
+        anyhow::anyhow!("the host sent a configuration this plugin cannot read: {e}")
+    })?;
+    let config = parse_config(&message.section.to_string())?;
+    Ok((config, message.context))
+}
+
+/// Reads a synchronizer's configuration section (as JSON) into the plugin's
+/// own type; an error names the key at fault.
 pub fn parse_config<T: DeserializeOwned>(json: &str) -> Result<T> {
     let mut deserializer = serde_json::Deserializer::from_str(json);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
@@ -161,8 +205,8 @@ extern "C" fn create<S: Synchronizer>(
 ) -> RResult<FfiSynchronizerBox, RString> {
     guarded(|| {
         crate::logging::forward_to(host);
-        let config: S::Config = parse_config(config.as_str())?;
-        let synchronizer = S::new(config)?;
+        let (config, context) = parse_message::<S::Config>(config.as_str())?;
+        let synchronizer = S::new(config, &context)?;
         Ok(FfiSynchronizer_TO::from_value(
             Adapter(synchronizer),
             TD_Opaque,

@@ -1,0 +1,289 @@
+//! Reading a feed: its files, and an index of the lines a sync wants in the
+//! order it wants them, without holding the feed in memory.
+
+use anyhow::{bail, Context, Result};
+use flate2::read::MultiGzDecoder;
+use muninn_sync_plugin_api::{model::to_micros, parse_timestamp, Timestamp};
+use serde::de::IgnoredAny;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// One file of a feed.
+#[derive(Debug, Clone)]
+pub struct FeedFile {
+    pub path: PathBuf,
+    gzip: bool,
+}
+
+impl FeedFile {
+    fn reader(&self) -> Result<Box<dyn BufRead>> {
+        let file = File::open(&self.path)
+            .with_context(|| format!("cannot read feed file \"{}\"", self.path.display()))?;
+        Ok(if self.gzip {
+            Box::new(BufReader::with_capacity(1 << 16, MultiGzDecoder::new(file)))
+        } else {
+            Box::new(BufReader::with_capacity(1 << 16, file))
+        })
+    }
+
+    /// `file.jsonl line 12`, for messages.
+    pub fn location(&self, line: u64) -> String {
+        format!("{} line {line}", self.path.display())
+    }
+}
+
+/// The files of a feed: one `.jsonl` or `.jsonl.gz` file, or every such file
+/// in a directory, in name order.
+pub fn files(path: &Path) -> Result<Vec<FeedFile>> {
+    let is_feed = |name: &str| name.ends_with(".jsonl") || name.ends_with(".jsonl.gz");
+    let file = |path: PathBuf| FeedFile {
+        gzip: path.to_string_lossy().ends_with(".gz"),
+        path,
+    };
+    let metadata = std::fs::metadata(path)
+        .with_context(|| format!("feed \"{}\" not found", path.display()))?;
+    if metadata.is_file() {
+        return Ok(vec![file(path.to_path_buf())]);
+    }
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(path)
+        .with_context(|| format!("cannot list feed directory \"{}\"", path.display()))?
+    {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if is_feed(&name) && entry.file_type()?.is_file() {
+            found.push(file(entry.path()));
+        }
+    }
+    if found.is_empty() {
+        bail!(
+            "feed directory \"{}\" holds no .jsonl or .jsonl.gz file",
+            path.display()
+        );
+    }
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(found)
+}
+
+/// Where a wanted line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Entry {
+    pub modified: i64,
+    pub file: u32,
+    pub offset: u64,
+    pub line: u64,
+    /// A hash of the product's type and name: lines with the same key are
+    /// states of one product, and only the newest needs applying.
+    pub key: u64,
+}
+
+/// The wanted lines of a feed, in chronological order of `modified` (the
+/// feed's own order among equal times), and what the scan found besides.
+#[derive(Debug, Default)]
+pub struct Index {
+    pub entries: Vec<Entry>,
+    /// Whether the feed already lists the wanted lines chronologically, so
+    /// that they can be read in one pass.
+    pub in_file_order: bool,
+    /// Every namespace the feed uses: the ones this synchronizer manages.
+    pub namespaces: BTreeSet<String>,
+    /// Lines that cannot be read: location and reason.
+    pub malformed: Vec<(String, String)>,
+    pub lines: u64,
+    /// Wanted lines left out because a newer line describes the same product.
+    pub superseded: usize,
+}
+
+/// The fields the scan reads of each line; the rest is skipped cheaply.
+#[derive(serde::Deserialize)]
+struct Header {
+    modified: Option<String>,
+    product_type: Option<String>,
+    product_name: Option<String>,
+    #[serde(default)]
+    namespaces: Option<BTreeMap<String, IgnoredAny>>,
+}
+
+/// Calls `visit(line_number, offset, text)` for every non-blank line.
+fn for_each_line(
+    reader: &mut dyn BufRead,
+    mut visit: impl FnMut(u64, u64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut buffer = Vec::with_capacity(4096);
+    let mut offset = 0u64;
+    let mut number = 0u64;
+    loop {
+        buffer.clear();
+        let read = reader.read_until(b'\n', &mut buffer)?;
+        if read == 0 {
+            return Ok(());
+        }
+        number += 1;
+        if !buffer.iter().all(u8::is_ascii_whitespace) {
+            visit(number, offset, &buffer)?;
+        }
+        offset += read as u64;
+    }
+}
+
+/// Scans the feed once, keeping the place of every line `wanted` accepts.
+pub fn index(files: &[FeedFile], wanted: impl Fn(&str, &Timestamp) -> bool) -> Result<Index> {
+    let mut index = Index {
+        in_file_order: true,
+        ..Index::default()
+    };
+    let hasher = std::hash::RandomState::new();
+    for (number, file) in files.iter().enumerate() {
+        let mut reader = file.reader()?;
+        for_each_line(reader.as_mut(), |line, offset, text| {
+            index.lines += 1;
+            let header: Header = match serde_json::from_slice(text) {
+                Ok(header) => header,
+                Err(e) => {
+                    index
+                        .malformed
+                        .push((file.location(line), format!("invalid JSON: {e}")));
+                    return Ok(());
+                }
+            };
+            index
+                .namespaces
+                .extend(header.namespaces.unwrap_or_default().into_keys());
+            let (Some(modified), Some(product_type), Some(product_name)) =
+                (header.modified, header.product_type, header.product_name)
+            else {
+                index.malformed.push((
+                    file.location(line),
+                    "missing \"modified\", \"product_type\" or \"product_name\"".into(),
+                ));
+                return Ok(());
+            };
+            let modified = match parse_timestamp(&modified) {
+                Ok(t) => t,
+                Err(e) => {
+                    index
+                        .malformed
+                        .push((file.location(line), format!("\"modified\": {e}")));
+                    return Ok(());
+                }
+            };
+            if wanted(&product_type, &modified) {
+                let entry = Entry {
+                    modified: to_micros(&modified),
+                    file: number as u32,
+                    offset,
+                    line,
+                    key: product_key(&hasher, &product_type, &product_name),
+                };
+                if index
+                    .entries
+                    .last()
+                    .is_some_and(|last| last.modified > entry.modified)
+                {
+                    index.in_file_order = false;
+                }
+                index.entries.push(entry);
+            }
+            Ok(())
+        })
+        .with_context(|| format!("cannot read feed file \"{}\"", file.path.display()))?;
+    }
+    if !index.in_file_order {
+        index.entries.sort();
+    }
+    index.superseded = keep_newest_per_product(&mut index.entries);
+    Ok(index)
+}
+
+fn product_key(hasher: &std::hash::RandomState, product_type: &str, product_name: &str) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut state = hasher.build_hasher();
+    product_type.hash(&mut state);
+    product_name.hash(&mut state);
+    state.finish()
+}
+
+/// Keeps, of the chronologically ordered `entries`, only the newest of each
+/// product: applying earlier states would only be undone by later ones, and
+/// would make a re-sync write. Returns how many were left out.
+///
+/// Products are told apart by a 64-bit hash with a random key per run; two
+/// products sharing one (about once in 10^7 runs of a million products) only
+/// delay the older one's sync to the next run.
+fn keep_newest_per_product(entries: &mut Vec<Entry>) -> usize {
+    let mut order: Vec<u32> = (0..entries.len() as u32).collect();
+    order.sort_unstable_by_key(|&i| (entries[i as usize].key, i));
+    let mut keep = vec![false; entries.len()];
+    for (position, &i) in order.iter().enumerate() {
+        let last_of_product = order
+            .get(position + 1)
+            .is_none_or(|&next| entries[next as usize].key != entries[i as usize].key);
+        keep[i as usize] = last_of_product;
+    }
+    let before = entries.len();
+    let mut flags = keep.into_iter();
+    entries.retain(|_| flags.next().unwrap_or(false));
+    before - entries.len()
+}
+
+/// Calls `visit` with each indexed line, in the index's order.
+pub fn visit(
+    files: &[FeedFile],
+    index: &Index,
+    mut visit: impl FnMut(&FeedFile, u64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    if index.in_file_order {
+        let mut next = index.entries.iter().peekable();
+        for (number, file) in files.iter().enumerate() {
+            if next.peek().is_none() {
+                break;
+            }
+            let mut reader = file.reader()?;
+            for_each_line(reader.as_mut(), |line, offset, text| {
+                if let Some(entry) = next.peek() {
+                    if entry.file == number as u32 && entry.offset == offset {
+                        next.next();
+                        return visit(file, line, text);
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        return Ok(());
+    }
+    // Out of order: read each line where it is. A compressed file cannot be
+    // read at an offset, so it is unpacked to a temporary file first.
+    let mut readers: Vec<Option<(BufReader<File>, Option<tempfile::NamedTempFile>)>> =
+        (0..files.len()).map(|_| None).collect();
+    let mut buffer = Vec::with_capacity(4096);
+    for entry in &index.entries {
+        let file = &files[entry.file as usize];
+        let slot = &mut readers[entry.file as usize];
+        if slot.is_none() {
+            *slot = Some(open_seekable(file)?);
+        }
+        let (reader, _) = slot.as_mut().expect("opened above");
+        reader.seek(SeekFrom::Start(entry.offset))?;
+        buffer.clear();
+        reader.read_until(b'\n', &mut buffer)?;
+        visit(file, entry.line, &buffer)?;
+    }
+    Ok(())
+}
+
+fn open_seekable(file: &FeedFile) -> Result<(BufReader<File>, Option<tempfile::NamedTempFile>)> {
+    if !file.gzip {
+        let plain = File::open(&file.path)
+            .with_context(|| format!("cannot read feed file \"{}\"", file.path.display()))?;
+        return Ok((BufReader::new(plain), None));
+    }
+    let mut unpacked = tempfile::NamedTempFile::new()
+        .context("cannot create a temporary file to unpack the feed")?;
+    let mut decoder = MultiGzDecoder::new(File::open(&file.path)?);
+    std::io::copy(&mut decoder as &mut dyn Read, unpacked.as_file_mut())
+        .with_context(|| format!("cannot unpack feed file \"{}\"", file.path.display()))?;
+    let reader = BufReader::new(unpacked.reopen()?);
+    Ok((reader, Some(unpacked)))
+}
