@@ -1,12 +1,6 @@
 //! `muninn-sync`: runs one synchronizer plugin against one muninn archive.
 
-mod archive;
-mod cli;
-mod config;
-mod loader;
-mod logging;
-mod run;
-
+use muninn_sync::{cli, logging, run};
 use std::process::ExitCode;
 use tracing_subscriber::filter::LevelFilter;
 

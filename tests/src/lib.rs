@@ -1,0 +1,247 @@
+//! Helpers for end-to-end tests that use muninn-sync as a user does: write an
+//! archive configuration and a feed, run the real binary with the real
+//! plugins, and look at the catalogue with SQL.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The workspace's root directory.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace")
+        .to_path_buf()
+}
+
+/// The directory the binaries of this test's profile are in
+/// (`target/debug` or `target/release`).
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test binary>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Builds the muninn-sync binary and the built-in plugins once per test
+/// process (cargo test builds neither a dependency's binary nor cdylibs for
+/// this crate), and returns the binary's path.
+pub fn binary() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = profile_dir();
+        let mut build = cargo();
+        build.current_dir(workspace()).args([
+            "build",
+            "--quiet",
+            "-p",
+            "muninn-sync",
+            "-p",
+            "muninn-sync-jsonl",
+        ]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(
+            status.success(),
+            "cargo build of muninn-sync and its plugins failed"
+        );
+        dir.join("muninn-sync")
+    })
+}
+
+/// What a run printed and how it ended.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The `ERROR: ` lines of stderr.
+    pub fn errors(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("ERROR: "))
+            .collect()
+    }
+
+    /// Asserts the run succeeded, showing its output when not.
+    pub fn assert_ok(&self) -> &Self {
+        assert_eq!(self.code, 0, "muninn-sync failed:\n{}", self.stderr);
+        self
+    }
+
+    /// Asserts the run failed with `code` and one `ERROR:` line containing
+    /// every one of `parts`.
+    pub fn assert_error(&self, code: i32, parts: &[&str]) -> &Self {
+        assert_eq!(self.code, code, "expected exit {code}:\n{}", self.stderr);
+        if code == 1 {
+            let errors = self.errors();
+            assert_eq!(errors.len(), 1, "expected one ERROR line:\n{}", self.stderr);
+            for part in parts {
+                assert!(errors[0].contains(part), "{part:?} not in {:?}", errors[0]);
+            }
+        } else {
+            for part in parts {
+                assert!(
+                    self.stderr.contains(part),
+                    "{part:?} not in:\n{}",
+                    self.stderr
+                );
+            }
+        }
+        self
+    }
+}
+
+/// Runs muninn-sync with `args` in `dir`, with a clean environment for the
+/// variables it reads.
+pub fn muninn_sync(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(binary());
+    command
+        .current_dir(dir)
+        .args(args)
+        .env_remove("MUNINN_CONFIG_PATH")
+        .env_remove("MUNINN_SYNC_PLUGIN_PATH");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().expect("run muninn-sync");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// An archive in a temporary directory: `archive.toml`, a catalogue
+/// `catalogue.sqlite`, and feeds beside them.
+pub struct Archive {
+    pub dir: tempfile::TempDir,
+}
+
+/// The `[archive]` and `[sqlite]` sections every test archive starts with.
+pub const BASE_CONFIG: &str = r#"
+[archive]
+database = "sqlite"
+
+[sqlite]
+connection_string = "catalogue.sqlite"
+"#;
+
+impl Archive {
+    /// An archive with one `jsonl` synchronizer named `feed` reading `feed.jsonl`.
+    pub fn with_feed() -> Archive {
+        Archive::new(&format!(
+            "{BASE_CONFIG}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\n"
+        ))
+    }
+
+    /// An archive with this configuration.
+    pub fn new(config: &str) -> Archive {
+        let archive = Archive {
+            dir: tempfile::tempdir().expect("temporary directory"),
+        };
+        archive.write_config(config);
+        archive
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write_config(&self, config: &str) {
+        std::fs::write(self.path("archive.toml"), config).expect("write archive.toml");
+    }
+
+    /// Writes a feed file, one JSON value per line.
+    pub fn write_feed(&self, name: &str, lines: &[serde_json::Value]) {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(self.path(name), text).expect("write feed");
+    }
+
+    /// Runs `muninn-sync archive.toml <args>`.
+    pub fn sync(&self, args: &[&str]) -> Run {
+        let mut all = vec!["archive.toml"];
+        all.extend_from_slice(args);
+        muninn_sync(self.dir.path(), &all, &[])
+    }
+
+    /// A read-only connection to the catalogue (SpatiaLite not loaded: what a
+    /// plain SQL user sees).
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.path("catalogue.sqlite"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the catalogue")
+    }
+
+    /// The rows of a one-column query as text (`NULL` for null).
+    pub fn strings(&self, sql: &str) -> Vec<String> {
+        use rusqlite::types::Value;
+        let db = self.db();
+        let mut statement = db.prepare(sql).expect("prepare");
+        statement
+            .query_map([], |row| row.get::<_, Value>(0))
+            .expect("query")
+            .map(|r| match r.expect("row") {
+                Value::Null => "NULL".to_string(),
+                Value::Integer(i) => i.to_string(),
+                Value::Real(f) => f.to_string(),
+                Value::Text(t) => t,
+                Value::Blob(b) => format!("<{} bytes>", b.len()),
+            })
+            .collect()
+    }
+
+    /// A query's single integer.
+    pub fn count(&self, sql: &str) -> i64 {
+        self.db()
+            .query_row(sql, [], |row| row.get(0))
+            .expect("query")
+    }
+
+    /// product_name -> metadata_date of every product.
+    pub fn metadata_dates(&self) -> std::collections::BTreeMap<String, String> {
+        let db = self.db();
+        let mut statement = db
+            .prepare("SELECT product_name, metadata_date FROM core")
+            .expect("prepare");
+        statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect()
+    }
+}
+
+/// A product line for a jsonl feed.
+pub fn product(product_type: &str, name: &str, modified: &str) -> serde_json::Value {
+    serde_json::json!({
+        "modified": modified,
+        "product_type": product_type,
+        "product_name": name,
+        "physical_name": format!("{name}.SAFE"),
+        "size": 1000,
+        "hash": "md5:9e107d9d372bb6826bd81d3542a419d6",
+        "validity_start": modified,
+        "remote_url": format!("https://example.org/p/{name}"),
+        "footprint": "POLYGON((5 52, 6 52, 6 53, 5 53, 5 52))",
+        "namespaces": {"eo": {"cloud_cover": 12.5, "platform": "sentinel-2a"}}
+    })
+}
+
+/// A deletion line for a jsonl feed.
+pub fn deletion(product_type: &str, name: &str, modified: &str) -> serde_json::Value {
+    serde_json::json!({"modified": modified, "product_type": product_type, "product_name": name, "deleted": true})
+}

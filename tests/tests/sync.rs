@@ -1,0 +1,374 @@
+//! A user's sessions with the jsonl synchronizer, checked with SQL.
+
+use muninn_sync_e2e::{deletion, product, Archive, BASE_CONFIG};
+use serde_json::json;
+
+fn three_products() -> Vec<serde_json::Value> {
+    vec![
+        product("S2MSI1C", "A", "2024-01-01T10:00:00Z"),
+        product("S2MSI1C", "B", "2024-01-02T10:00:00Z"),
+        product("S2MSI2A", "C", "2024-01-03T10:00:00Z"),
+    ]
+}
+
+#[test]
+fn first_sync_creates_every_product_with_muninns_columns() {
+    let archive = Archive::with_feed();
+    archive.write_feed("feed.jsonl", &three_products());
+    let run = archive.sync(&["feed"]);
+    run.assert_ok();
+    assert!(
+        run.stderr
+            .contains("3 created, 0 updated, 0 removed, 0 failed"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        archive.strings("SELECT product_name FROM core ORDER BY product_name"),
+        ["A", "B", "C"]
+    );
+    let row = archive.strings(
+        "SELECT uuid || '|' || active || '|' || product_type || '|' || physical_name || '|' || size || '|' || hash || '|' \
+         || validity_start || '|' || remote_url || '|' || typeof(footprint) || '|' || quote(archive_path) FROM core WHERE product_name = 'A'",
+    );
+    let uuid = archive.strings("SELECT uuid FROM core WHERE product_name = 'A'")[0].clone();
+    assert_eq!(uuid.len(), 32);
+    assert!(uuid
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    assert_eq!(
+        row[0],
+        format!("{uuid}|1|S2MSI1C|A.SAFE|1000|md5:9e107d9d372bb6826bd81d3542a419d6|2024-01-01 10:00:00|https://example.org/p/A|blob|NULL")
+    );
+    assert_eq!(
+        archive
+            .strings("SELECT cloud_cover || ' ' || platform FROM eo ORDER BY uuid")
+            .len(),
+        3
+    );
+    assert_eq!(
+        archive
+            .count("SELECT count(*) FROM eo WHERE cloud_cover = 12.5 AND platform = 'sentinel-2a'"),
+        3
+    );
+}
+
+#[test]
+fn an_unchanged_resync_writes_nothing() {
+    let archive = Archive::with_feed();
+    archive.write_feed("feed.jsonl", &three_products());
+    archive.sync(&["feed"]).assert_ok();
+    let before = archive.metadata_dates();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let run = archive.sync(&["feed"]);
+    run.assert_ok();
+    assert!(
+        run.stderr
+            .contains("0 created, 0 updated, 0 removed, 0 failed"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(archive.metadata_dates(), before);
+}
+
+#[test]
+fn force_rewrites_every_product_in_the_window_and_only_those() {
+    let archive = Archive::with_feed();
+    archive.write_feed("feed.jsonl", &three_products());
+    archive.sync(&["feed"]).assert_ok();
+    let before = archive.metadata_dates();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let run = archive.sync(&[
+        "feed",
+        "--force",
+        "--start",
+        "2024-01-02",
+        "--end",
+        "2024-01-04",
+    ]);
+    run.assert_ok();
+    assert!(
+        run.stderr.contains("0 created, 2 updated"),
+        "{}",
+        run.stderr
+    );
+    let after = archive.metadata_dates();
+    assert_eq!(after["A"], before["A"]);
+    assert!(after["B"] > before["B"]);
+    assert!(after["C"] > before["C"]);
+    // Forced updates leave the values as they were.
+    assert_eq!(
+        archive.count("SELECT count(*) FROM core WHERE size = 1000"),
+        3
+    );
+}
+
+#[test]
+fn changed_products_are_updated_and_nothing_else() {
+    let archive = Archive::with_feed();
+    archive.write_feed("feed.jsonl", &three_products());
+    archive.sync(&["feed"]).assert_ok();
+    let before = archive.metadata_dates();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut lines = three_products();
+    let mut changed = product("S2MSI1C", "B", "2024-01-05T10:00:00Z");
+    changed["size"] = json!(2000);
+    changed["remote_url"] = serde_json::Value::Null;
+    changed["namespaces"] = json!({"eo": {"cloud_cover": 80.0}});
+    lines.push(changed);
+    archive.write_feed("feed.jsonl", &lines);
+    let run = archive.sync(&["feed"]);
+    run.assert_ok();
+    assert!(
+        run.stderr.contains("0 created, 1 updated"),
+        "{}",
+        run.stderr
+    );
+    let after = archive.metadata_dates();
+    assert_eq!(after["A"], before["A"]);
+    assert_eq!(after["C"], before["C"]);
+    assert!(after["B"] > before["B"]);
+    assert_eq!(
+        archive.strings("SELECT size || ' ' || quote(remote_url) || ' ' || validity_start FROM core WHERE product_name = 'B'"),
+        ["2000 NULL 2024-01-05 10:00:00"]
+    );
+    assert_eq!(
+        archive.strings("SELECT e.cloud_cover || ' ' || quote(e.platform) FROM eo e JOIN core c USING (uuid) WHERE c.product_name = 'B'"),
+        ["80.0 NULL"]
+    );
+}
+
+#[test]
+fn deletions_remove_products_with_their_namespaces() {
+    let archive = Archive::with_feed();
+    archive.write_feed("feed.jsonl", &three_products());
+    archive.sync(&["feed"]).assert_ok();
+    let mut lines = three_products();
+    lines.push(deletion("S2MSI1C", "A", "2024-01-06T00:00:00Z"));
+    lines.push(deletion("S2MSI1C", "never-synced", "2024-01-06T00:00:00Z"));
+    archive.write_feed("feed.jsonl", &lines);
+    let run = archive.sync(&["feed"]);
+    run.assert_ok();
+    assert!(run.stderr.contains("1 removed"), "{}", run.stderr);
+    assert_eq!(
+        archive.strings("SELECT product_name FROM core ORDER BY product_name"),
+        ["B", "C"]
+    );
+    assert_eq!(archive.count("SELECT count(*) FROM eo"), 2);
+    // Replaying the feed writes nothing: the deletion is the product's newest state.
+    let again = archive.sync(&["feed"]);
+    again.assert_ok();
+    assert!(
+        again.stderr.contains("0 created, 0 updated, 0 removed"),
+        "{}",
+        again.stderr
+    );
+}
+
+#[test]
+fn product_type_filters_follow_muninn() {
+    let archive = Archive::with_feed();
+    archive.write_feed("feed.jsonl", &three_products());
+    archive.sync(&["feed", "-p"]).assert_ok();
+    assert_eq!(
+        archive.count("SELECT count(*) FROM core"),
+        0,
+        "-p without values syncs no type"
+    );
+    archive
+        .sync(&["feed", "-p", "S2MSI2A", "OTHER"])
+        .assert_ok();
+    assert_eq!(archive.strings("SELECT product_name FROM core"), ["C"]);
+    archive
+        .sync(&["feed", "--product-type", "S2MSI1C"])
+        .assert_ok();
+    assert_eq!(
+        archive.strings("SELECT product_name FROM core ORDER BY product_name"),
+        ["A", "B", "C"]
+    );
+
+    let restricted = Archive::new(&format!(
+        "{BASE_CONFIG}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\nproduct_types = [\"S2MSI1C\"]\n"
+    ));
+    restricted.write_feed("feed.jsonl", &three_products());
+    restricted.sync(&["feed"]).assert_ok();
+    assert_eq!(
+        restricted.strings("SELECT product_name FROM core ORDER BY product_name"),
+        ["A", "B"]
+    );
+    restricted.sync(&["feed", "-p", "S2MSI2A"]).assert_ok();
+    assert_eq!(
+        restricted.count("SELECT count(*) FROM core"),
+        2,
+        "the configuration restricts -p too"
+    );
+}
+
+#[test]
+fn the_window_is_half_open() {
+    let archive = Archive::with_feed();
+    archive.write_feed(
+        "feed.jsonl",
+        &[
+            product("T", "before", "2024-01-31T23:59:59.999999Z"),
+            product("T", "at-start", "2024-02-01T00:00:00Z"),
+            product("T", "inside", "2024-02-01T11:59:59.999999Z"),
+            product("T", "at-end", "2024-02-01T12:00:00Z"),
+            product("T", "offset", "2024-02-01T13:30:00+01:30"),
+        ],
+    );
+    archive
+        .sync(&[
+            "feed",
+            "--start",
+            "2024-02-01",
+            "--end",
+            "2024-02-01T12:00:00",
+        ])
+        .assert_ok();
+    assert_eq!(
+        archive.strings("SELECT product_name FROM core ORDER BY product_name"),
+        ["at-start", "inside"]
+    );
+    // The next cron window picks up exactly the rest.
+    archive
+        .sync(&[
+            "feed",
+            "--start",
+            "2024-02-01T12:00:00Z",
+            "--end",
+            "2024-02-02",
+        ])
+        .assert_ok();
+    assert_eq!(
+        archive.strings("SELECT product_name FROM core ORDER BY product_name"),
+        ["at-end", "at-start", "inside", "offset"]
+    );
+}
+
+#[test]
+fn two_synchronizers_share_one_archive() {
+    let archive = Archive::new(
+        r#"
+[archive]
+database = "sqlite"
+synchronizers = "first second"
+
+[sqlite]
+connection_string = "catalogue.sqlite"
+
+["synchronizer:first"]
+module = "jsonl"
+path = "one.jsonl"
+
+["synchronizer:second"]
+module = "jsonl"
+path = "feeds"
+"#,
+    );
+    archive.write_feed(
+        "one.jsonl",
+        &[product("S2MSI1C", "one", "2024-01-01T00:00:00Z")],
+    );
+    std::fs::create_dir(archive.path("feeds")).unwrap();
+    archive.write_feed(
+        "feeds/a.jsonl",
+        &[product("S1GRD", "two", "2024-01-01T00:00:00Z")],
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(
+        &mut gz,
+        format!("{}\n", product("S1GRD", "three", "2024-01-02T00:00:00Z")).as_bytes(),
+    )
+    .unwrap();
+    std::fs::write(archive.path("feeds/b.jsonl.gz"), gz.finish().unwrap()).unwrap();
+    archive.sync(&["first"]).assert_ok();
+    archive.sync(&["second"]).assert_ok();
+    assert_eq!(
+        archive.strings("SELECT product_name FROM core ORDER BY product_name"),
+        ["one", "three", "two"]
+    );
+}
+
+#[test]
+fn an_unsorted_feed_is_applied_in_time_order() {
+    let archive = Archive::with_feed();
+    let mut newest = product("T", "X", "2024-03-01T00:00:00Z");
+    newest["size"] = json!(3);
+    let mut oldest = product("T", "X", "2024-01-01T00:00:00Z");
+    oldest["size"] = json!(1);
+    archive.write_feed(
+        "feed.jsonl",
+        &[newest, oldest, product("T", "Y", "2024-02-01T00:00:00Z")],
+    );
+    archive.sync(&["feed"]).assert_ok();
+    assert_eq!(
+        archive.strings("SELECT size FROM core WHERE product_name = 'X'"),
+        ["3"]
+    );
+    // In a window that holds only the older state, the older state is the truth.
+    archive.sync(&["feed", "--end", "2024-02-01"]).assert_ok();
+    assert_eq!(
+        archive.strings("SELECT size FROM core WHERE product_name = 'X'"),
+        ["1"]
+    );
+}
+
+#[test]
+fn a_malformed_line_is_reported_and_the_rest_is_synced() {
+    let archive = Archive::with_feed();
+    let text = format!(
+        "{}\n{{not json\n{}\n{}\n",
+        product("T", "good-1", "2024-01-01T00:00:00Z"),
+        json!({"modified": "2024-01-02T00:00:00Z", "product_type": "T", "product_name": "bad-footprint", "footprint": "POLYGON((0 0, 1 1))"}),
+        product("T", "good-2", "2024-01-03T00:00:00Z"),
+    );
+    std::fs::write(archive.path("feed.jsonl"), text).unwrap();
+    let run = archive.sync(&["feed"]);
+    run.assert_error(
+        1,
+        &["feed.jsonl line 2", "2 product(s) could not be synced"],
+    );
+    assert!(run.stderr.contains("feed.jsonl line 3"), "{}", run.stderr);
+    assert!(run.stderr.contains("footprint"), "{}", run.stderr);
+    assert_eq!(
+        archive.strings("SELECT product_name FROM core ORDER BY product_name"),
+        ["good-1", "good-2"]
+    );
+}
+
+#[test]
+fn a_namespace_value_of_the_wrong_type_skips_that_product_only() {
+    let archive = Archive::with_feed();
+    let mut wrong = product("T", "wrong", "2024-01-02T00:00:00Z");
+    wrong["namespaces"]["eo"]["cloud_cover"] = json!("cloudy");
+    archive.write_feed(
+        "feed.jsonl",
+        &[product("T", "right", "2024-01-01T00:00:00Z"), wrong],
+    );
+    let run = archive.sync(&["feed"]);
+    run.assert_error(1, &["T/wrong", "eo.cloud_cover is real"]);
+    assert_eq!(archive.strings("SELECT product_name FROM core"), ["right"]);
+    assert_eq!(archive.count("SELECT count(*) FROM eo"), 1);
+}
+
+#[test]
+fn the_bundled_demo_runs_as_the_readme_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = muninn_sync_e2e::workspace().join("examples");
+    for file in ["demo.toml", "demo.jsonl"] {
+        std::fs::copy(examples.join(file), dir.path().join(file)).unwrap();
+    }
+    let search_path = dir.path().to_str().unwrap();
+    let run = muninn_sync_e2e::muninn_sync(
+        dir.path(),
+        &["demo", "jsonl"],
+        &[("MUNINN_CONFIG_PATH", search_path)],
+    );
+    run.assert_ok();
+    let db = rusqlite::Connection::open(dir.path().join("demo.sqlite")).unwrap();
+    let products: i64 = db
+        .query_row("SELECT count(*) FROM core", [], |r| r.get(0))
+        .unwrap();
+    assert!(products > 10, "{products} products");
+}
