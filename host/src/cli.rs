@@ -4,9 +4,9 @@ use clap::{ArgAction, Parser};
 use muninn_sync_model::{parse_timestamp, Timestamp};
 
 const EXIT_CODES: &str = "\
-The window is half-open: a product is synced when start <= its time < end, so
-back-to-back windows (--start A --end B, then --start B --end C) neither
-overlap nor leave a gap.
+The window is half-open, [start, end): a product is synced when
+start <= its time < end, so back-to-back windows (--start A --end B, then
+--start B --end C) neither overlap nor leave a gap.
 
 Exit codes:
   0  success

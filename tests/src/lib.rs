@@ -245,3 +245,56 @@ pub fn product(product_type: &str, name: &str, modified: &str) -> serde_json::Va
 pub fn deletion(product_type: &str, name: &str, modified: &str) -> serde_json::Value {
     serde_json::json!({"modified": modified, "product_type": product_type, "product_name": name, "deleted": true})
 }
+
+/// Builds a copy of `tests/fixtures/outside-plugin` against the plugin-api
+/// in `plugin_api_dir`, outside this workspace, and returns the plugin file.
+/// Builds share one target directory so dependencies compile once.
+pub fn build_outside_plugin(work: &Path, plugin_api_dir: &Path) -> PathBuf {
+    let crate_dir = work.join("outside-plugin");
+    std::fs::create_dir_all(crate_dir.join("src")).expect("create the plugin crate");
+    let fixture = workspace().join("tests/fixtures/outside-plugin");
+    let manifest = std::fs::read_to_string(fixture.join("Cargo.toml"))
+        .expect("read the fixture manifest")
+        .replace(
+            "../../../plugin-api",
+            plugin_api_dir.to_str().expect("UTF-8 path"),
+        );
+    std::fs::write(crate_dir.join("Cargo.toml"), manifest).expect("write the manifest");
+    std::fs::copy(fixture.join("src/lib.rs"), crate_dir.join("src/lib.rs"))
+        .expect("copy the source");
+    // The workspace's lock file pins the same dependency versions, so the
+    // build needs nothing that is not already downloaded.
+    std::fs::copy(workspace().join("Cargo.lock"), crate_dir.join("Cargo.lock"))
+        .expect("copy Cargo.lock");
+    let target = workspace().join("target/outside-plugins");
+    let output = cargo()
+        .current_dir(&crate_dir)
+        .args(["build", "--quiet", "--offline"])
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("run cargo build for the outside plugin");
+    assert!(
+        output.status.success(),
+        "building the outside plugin failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let built = target.join("debug/liboutside_plugin.so");
+    // Each build overwrites the same file: keep this one's copy apart.
+    let kept = work.join("liboutside_plugin.so");
+    std::fs::copy(&built, &kept).expect("copy the plugin");
+    kept
+}
+
+/// Copies a directory tree (no symlinks expected).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create directory");
+    for entry in std::fs::read_dir(from).expect("list directory") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Every way a user can get a run wrong: the exit code, and one message
+//! that names the thing at fault. Nothing in the catalogue is lost.
+
+use muninn_sync_e2e::{muninn_sync, product, Archive, BASE_CONFIG};
+
+fn feed_section(extra: &str) -> String {
+    format!("{BASE_CONFIG}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\n{extra}")
+}
+
+#[test]
+fn version_and_help_work_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let version = muninn_sync(dir.path(), &["--version"], &[]);
+    assert_eq!(version.code, 0);
+    assert_eq!(version.stdout.trim(), format!("muninn-sync {}", "0.1.0"));
+    let help = muninn_sync(dir.path(), &["--help"], &[]);
+    assert_eq!(help.code, 0);
+    for part in [
+        "--product-types",
+        "--start",
+        "--end",
+        "--force",
+        "Exit codes:",
+        "2  usage error",
+        "[start, end)",
+    ] {
+        assert!(
+            help.stdout.contains(part),
+            "{part} not in --help:\n{}",
+            help.stdout
+        );
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let archive = Archive::with_feed();
+    archive
+        .sync(&["feed", "--start", "yesterday"])
+        .assert_error(2, &["invalid datetime: yesterday", "YYYY-MM-DD"]);
+    archive
+        .sync(&["feed", "--start", "2024-02-01", "--end", "2024-02-01"])
+        .assert_error(2, &["--start", "must be before --end"]);
+    archive.sync(&[]).assert_error(2, &["SYNCHRONIZER"]);
+    archive
+        .sync(&["feed", "--bogus"])
+        .assert_error(2, &["--bogus"]);
+    assert!(
+        !archive.path("catalogue.sqlite").exists(),
+        "a usage error touches nothing"
+    );
+}
+
+#[test]
+fn archive_ids_are_resolved_on_the_search_path() {
+    let archive = Archive::with_feed();
+    archive.write_feed("feed.jsonl", &[product("T", "A", "2024-01-01T00:00:00Z")]);
+    std::fs::rename(archive.path("archive.toml"), archive.path("mine.toml")).unwrap();
+    let dir = archive.dir.path();
+    let search = format!("/nonexistent:{}", dir.display());
+    muninn_sync(dir, &["mine", "feed"], &[("MUNINN_CONFIG_PATH", &search)]).assert_ok();
+    muninn_sync(dir, &["other", "feed"], &[("MUNINN_CONFIG_PATH", &search)])
+        .assert_error(1, &["\"other.toml\" not found on search path", &search]);
+    muninn_sync(dir, &["t/x", "feed"], &[("MUNINN_CONFIG_PATH", &search)])
+        .assert_error(1, &["invalid archive identifier: \"t/x\""]);
+    muninn_sync(dir, &["missing.toml", "feed"], &[]).assert_error(1, &["missing.toml"]);
+}
+
+#[test]
+fn configuration_errors_name_file_section_and_key() {
+    let archive = Archive::with_feed();
+    archive.sync(&["nosuch"]).assert_error(
+        1,
+        &[
+            "unregistered synchronizer: \"nosuch\"",
+            "\"feed\"",
+            "archive.toml",
+        ],
+    );
+
+    archive.write_config(&feed_section("").replace(
+        "database = \"sqlite\"",
+        "database = \"sqlite\"\nsynchronizers = [\"feed\", \"gone\"]",
+    ));
+    archive.sync(&["gone"]).assert_error(
+        1,
+        &[
+            "missing synchronizer \"gone\" configuration",
+            "archive.toml",
+        ],
+    );
+
+    archive.write_config(&feed_section("").replace("module = \"jsonl\"\n", ""));
+    archive.sync(&["feed"]).assert_error(
+        1,
+        &[
+            "missing module option for synchronizer \"feed\"",
+            "archive.toml",
+        ],
+    );
+
+    archive
+        .write_config(&feed_section("").replace("module = \"jsonl\"", "module = \"nosuchplugin\""));
+    archive.sync(&["feed"]).assert_error(
+        1,
+        &[
+            "plugin \"nosuchplugin\" not found",
+            "libnosuchplugin.so",
+            "synchronizer \"feed\"",
+        ],
+    );
+
+    archive.write_config(
+        &feed_section("").replace("module = \"jsonl\"", "module = \"./plugins/libjsonl.so\""),
+    );
+    archive
+        .sync(&["feed"])
+        .assert_error(1, &["plugin file not found", "plugins/libjsonl.so"]);
+
+    archive.write_config(&format!("{}\n[broken\n", feed_section("")));
+    archive
+        .sync(&["feed"])
+        .assert_error(1, &["invalid TOML", "archive.toml", "line 12, column 8"]);
+
+    archive.write_config(&feed_section("").replace("[archive]", "[archive]\ncolour = \"blue\""));
+    archive
+        .sync(&["feed"])
+        .assert_error(1, &["section [archive]", "unknown key \"colour\""]);
+
+    archive.write_config(&feed_section("").replace("connection_string", "connection_strin"));
+    archive
+        .sync(&["feed"])
+        .assert_error(1, &["section [sqlite]", "connection_strin"]);
+}
+
+#[test]
+fn plugin_configuration_errors_name_the_section_and_key() {
+    let archive = Archive::new(&feed_section("colour = \"blue\"\n"));
+    archive.sync(&["feed"]).assert_error(
+        1,
+        &[
+            "[\"synchronizer:feed\"]",
+            "unknown field `colour`",
+            "archive.toml",
+        ],
+    );
+    archive.write_config(&feed_section("").replace("path = \"feed.jsonl\"", "path = 5"));
+    archive.sync(&["feed"]).assert_error(
+        1,
+        &["[\"synchronizer:feed\"]", "key \"path\"", "invalid type"],
+    );
+    archive.write_config(&feed_section("").replace("path = \"feed.jsonl\"\n", ""));
+    archive
+        .sync(&["feed"])
+        .assert_error(1, &["[\"synchronizer:feed\"]", "missing field `path`"]);
+    assert!(
+        !archive.path("catalogue.sqlite").exists(),
+        "configuration is checked before the catalogue is touched"
+    );
+}
+
+#[test]
+fn a_missing_feed_is_an_error_naming_it() {
+    let archive = Archive::with_feed();
+    archive.sync(&["feed"]).assert_error(
+        1,
+        &[
+            "synchronizer \"feed\"",
+            "plugin jsonl",
+            "feed.jsonl",
+            "not found",
+        ],
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_plugin_is_refused() {
+    let archive =
+        Archive::new(&feed_section("").replace("module = \"jsonl\"", "module = \"./libfake.so\""));
+    std::fs::write(archive.path("libfake.so"), b"\x7fELF but not really").unwrap();
+    archive
+        .sync(&["feed"])
+        .assert_error(1, &["libfake.so", "cannot be loaded as a plugin"]);
+    // A real shared library that is no plugin.
+    let libc = [
+        "/lib/x86_64-linux-gnu/libm.so.6",
+        "/usr/lib/x86_64-linux-gnu/libm.so.6",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists());
+    if let Some(libm) = libc {
+        std::fs::copy(libm, archive.path("libm.so")).unwrap();
+        archive.write_config(
+            &feed_section("").replace("module = \"jsonl\"", "module = \"./libm.so\""),
+        );
+        archive
+            .sync(&["feed"])
+            .assert_error(1, &["libm.so", "is not a muninn-sync plugin"]);
+    }
+}
+
+#[test]
+fn an_unreadable_catalogue_is_an_error_and_is_left_alone() {
+    let archive = Archive::with_feed();
+    archive.write_feed("feed.jsonl", &[product("T", "A", "2024-01-01T00:00:00Z")]);
+    std::fs::write(
+        archive.path("catalogue.sqlite"),
+        b"this is not a database, and must survive",
+    )
+    .unwrap();
+    archive
+        .sync(&["feed"])
+        .assert_error(1, &["catalogue.sqlite"]);
+    assert_eq!(
+        std::fs::read(archive.path("catalogue.sqlite")).unwrap(),
+        b"this is not a database, and must survive"
+    );
+}

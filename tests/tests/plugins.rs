@@ -1,0 +1,166 @@
+//! Plugins from outside the workspace: one built against plugin-api alone,
+//! one built against another ABI version, and plugins that misbehave.
+
+use muninn_sync_e2e::{build_outside_plugin, copy_tree, product, workspace, Archive, BASE_CONFIG};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The outside plugin built against this repository's plugin-api, once.
+fn outside_plugin() -> &'static Path {
+    static BUILT: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, path) = BUILT.get_or_init(|| {
+        let work = tempfile::tempdir().unwrap();
+        let plugin = build_outside_plugin(work.path(), &workspace().join("plugin-api"));
+        (work, plugin)
+    });
+    path
+}
+
+fn outside_section(name: &str, action: &str, names: &[&str]) -> String {
+    format!(
+        "[\"synchronizer:{name}\"]\nmodule = \"{}\"\naction = \"{action}\"\nproduct_type = \"OUT\"\nnames = {names:?}\n",
+        outside_plugin().display()
+    )
+}
+
+#[test]
+fn a_plugin_built_outside_the_workspace_loads_and_syncs() {
+    let archive = Archive::new(&format!(
+        "{BASE_CONFIG}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\n\n{}\n{}",
+        outside_section("outside", "create", &["x", "y", "z"]),
+        outside_section("pruner", "prune", &[])
+    ));
+    archive.write_feed(
+        "feed.jsonl",
+        &[product("T", "from-jsonl", "2024-01-01T00:00:00Z")],
+    );
+    archive.sync(&["feed"]).assert_ok();
+    let run = archive.sync(&["outside", "--start", "2024-01-01", "--end", "2024-01-02"]);
+    run.assert_ok();
+    assert!(
+        run.stderr
+            .contains("INFO: [outside] applied product=x outcome=Created"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        archive.strings("SELECT c.product_name || ':' || o.\"index\" FROM core c JOIN outside o USING (uuid) ORDER BY 1"),
+        ["x:0", "y:1", "z:2"]
+    );
+    // Walking the catalogue: products of type OUT in the window are pruned; others stay.
+    archive
+        .sync(&["pruner", "--start", "2024-01-01", "--end", "2024-01-02"])
+        .assert_ok();
+    assert_eq!(
+        archive.strings("SELECT product_name FROM core ORDER BY 1"),
+        ["from-jsonl"]
+    );
+    assert_eq!(archive.count("SELECT count(*) FROM outside"), 0);
+}
+
+#[test]
+fn two_plugin_files_load_side_by_side_in_one_process() {
+    muninn_sync_e2e::binary(); // builds libjsonl.so
+    let jsonl =
+        muninn_sync::loader::load(&muninn_sync_e2e::profile_dir().join("libjsonl.so")).unwrap();
+    let outside = muninn_sync::loader::load(outside_plugin()).unwrap();
+    assert_eq!((jsonl.name(), jsonl.version()), ("jsonl", "0.1.0"));
+    assert_eq!((outside.name(), outside.version()), ("outside", "0.3.0"));
+    let again = muninn_sync::loader::load(outside_plugin()).unwrap();
+    assert_eq!(again.path, outside.path);
+}
+
+#[test]
+fn a_panicking_plugin_ends_the_run_with_an_error_naming_it_and_keeps_its_products() {
+    let archive = Archive::new(&format!(
+        "{BASE_CONFIG}\n{}",
+        outside_section("outside", "panic", &["kept"])
+    ));
+    let run = archive.sync(&["outside"]);
+    run.assert_error(
+        1,
+        &[
+            "synchronizer \"outside\"",
+            "plugin outside 0.3.0",
+            "panicked: the outside plugin panics on purpose",
+            "src/lib.rs",
+        ],
+    );
+    assert!(!run.stderr.contains("Aborting"), "{}", run.stderr);
+    assert_eq!(archive.strings("SELECT product_name FROM core"), ["kept"]);
+    assert_eq!(archive.strings("PRAGMA integrity_check"), ["ok"]);
+}
+
+#[test]
+fn a_failing_plugin_names_itself_in_the_error() {
+    let archive = Archive::new(&format!(
+        "{BASE_CONFIG}\n{}",
+        outside_section("outside", "fail", &["a"])
+    ));
+    archive.sync(&["outside"]).assert_error(
+        1,
+        &[
+            "synchronizer \"outside\"",
+            "plugin outside",
+            "fails on purpose",
+        ],
+    );
+    assert_eq!(archive.strings("SELECT product_name FROM core"), ["a"]);
+    let bad = Archive::new(&format!(
+        "{BASE_CONFIG}\n{}",
+        outside_section("outside", "dance", &[])
+    ));
+    bad.sync(&["outside"]).assert_error(
+        1,
+        &["[\"synchronizer:outside\"]", "unknown action \"dance\""],
+    );
+}
+
+#[test]
+fn a_plugin_built_against_another_abi_version_is_refused_naming_both() {
+    let work = tempfile::tempdir().unwrap();
+    // A copy of plugin-api (and the model it needs) whose ABI version is 2.
+    let api = work.path().join("api");
+    copy_tree(&workspace().join("plugin-api"), &api.join("plugin-api"));
+    copy_tree(&workspace().join("model"), &api.join("model"));
+    let manifest = std::fs::read_to_string(workspace().join("Cargo.toml")).unwrap();
+    let members_start = manifest.find("members = [").unwrap();
+    let members_end = members_start + manifest[members_start..].find(']').unwrap() + 1;
+    let manifest = format!(
+        "{}members = [\"model\", \"plugin-api\"]{}",
+        &manifest[..members_start],
+        &manifest[members_end..]
+    )
+    .lines()
+    .filter(|line| !line.starts_with("muninn-sync-catalogue"))
+    .collect::<Vec<_>>()
+    .join("\n");
+    std::fs::write(api.join("Cargo.toml"), manifest).unwrap();
+    let ffi = api.join("plugin-api/src/ffi.rs");
+    let source = std::fs::read_to_string(&ffi).unwrap();
+    assert!(source.contains("pub const ABI_VERSION: u32 = 1;"));
+    std::fs::write(
+        &ffi,
+        source.replace(
+            "pub const ABI_VERSION: u32 = 1;",
+            "pub const ABI_VERSION: u32 = 2;",
+        ),
+    )
+    .unwrap();
+
+    let plugin = build_outside_plugin(work.path(), &api.join("plugin-api"));
+    let archive = Archive::new(&format!(
+        "{BASE_CONFIG}\n[\"synchronizer:future\"]\nmodule = \"{}\"\naction = \"create\"\nproduct_type = \"OUT\"\n",
+        plugin.display()
+    ));
+    archive.sync(&["future"]).assert_error(
+        1,
+        &[
+            "liboutside_plugin.so",
+            "plugin ABI version 2",
+            "supports ABI version 1",
+            "synchronizer \"future\"",
+        ],
+    );
+    assert!(!archive.path("catalogue.sqlite").exists());
+}
