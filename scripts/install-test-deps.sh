@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs beyond the Rust toolchain: SpatiaLite
+# (Debian's libsqlite3-mod-spatialite), which catalogues load to store
+# footprints as muninn does. Does nothing when it is already installed.
+set -euo pipefail
+
+have_spatialite() {
+    ldconfig -p 2>/dev/null | grep -q 'mod_spatialite\.so' \
+        || ls /usr/lib/*/mod_spatialite.so /usr/lib/mod_spatialite.so /usr/local/lib/mod_spatialite.so >/dev/null 2>&1
+}
+
+if have_spatialite; then
+    exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+    as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+    as_root=(sudo)
+else
+    echo "install-test-deps: mod_spatialite is missing; install libsqlite3-mod-spatialite as root" >&2
+    exit 1
+fi
+
+if command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    "${as_root[@]}" apt-get update -qq
+    "${as_root[@]}" apt-get install -y -qq libsqlite3-mod-spatialite >/dev/null
+else
+    echo "install-test-deps: no apt-get here; install SpatiaLite (mod_spatialite) with your package manager" >&2
+    exit 1
+fi
+
+have_spatialite || { echo "install-test-deps: mod_spatialite still not found after installing" >&2; exit 1; }
