@@ -47,45 +47,71 @@ pub struct Failure {
 /// How many skipped products a run keeps the messages of.
 const KEPT_FAILURES: usize = 10;
 
+/// The archive handle of one run. The ABI's look-ups take `&self`, yet a
+/// look-up may start or end a transaction, so the state sits in a cell; the
+/// plugin never calls back in while a call is running, so borrows never meet.
 pub struct ArchiveHandle<'c> {
+    state: RefCell<State<'c>>,
+}
+
+struct State<'c> {
     catalogue: &'c mut dyn Catalogue,
     policy: BatchPolicy,
+    /// Changes in the open transaction.
     pending: usize,
-    batch_started: Instant,
-    pub counts: Counts,
-    pub failures: Vec<Failure>,
+    /// When the open transaction began; `None` when there is none.
+    batch_started: Option<Instant>,
+    counts: Counts,
+    failures: Vec<Failure>,
     /// Set when the catalogue itself failed: the run is over, and every
     /// further call says so.
-    pub fatal: RefCell<Option<String>>,
+    fatal: Option<String>,
 }
 
 impl<'c> ArchiveHandle<'c> {
     pub fn new(catalogue: &'c mut dyn Catalogue, policy: BatchPolicy) -> ArchiveHandle<'c> {
         ArchiveHandle {
-            catalogue,
-            policy,
-            pending: 0,
-            batch_started: Instant::now(),
-            counts: Counts::default(),
-            failures: Vec::new(),
-            fatal: RefCell::new(None),
+            state: RefCell::new(State {
+                catalogue,
+                policy,
+                pending: 0,
+                batch_started: None,
+                counts: Counts::default(),
+                failures: Vec::new(),
+                fatal: None,
+            }),
         }
+    }
+
+    /// What the run did so far.
+    pub fn counts(&self) -> Counts {
+        self.state.borrow().counts
+    }
+
+    /// The first skipped products, with their reasons.
+    pub fn failures(&self) -> Vec<Failure> {
+        self.state.borrow().failures.clone()
     }
 
     /// Commits what is pending; called at the end of every run, whatever the
     /// plugin returned, as every change in the batch is a complete product.
     pub fn finish(&mut self) -> Result<(), String> {
-        if let Some(fatal) = self.fatal.get_mut().clone() {
-            let _ = self.catalogue.rollback();
+        let state = self.state.get_mut();
+        if let Some(fatal) = state.fatal.clone() {
+            let _ = state.catalogue.rollback();
             return Err(fatal);
         }
-        self.catalogue
+        state
+            .catalogue
             .commit()
             .map_err(|e| format!("cannot commit to the catalogue: {e}"))?;
-        self.pending = 0;
+        state.pending = 0;
+        state.batch_started = None;
         Ok(())
     }
+}
 
+impl State<'_> {
     fn record_failure(&mut self, product: String, message: String) {
         self.counts.failed += 1;
         tracing::warn!(product = %product, "skipped: {message}");
@@ -97,18 +123,28 @@ impl<'c> ArchiveHandle<'c> {
     /// The answer to every call once the run has stopped.
     fn stopped<T>(&self) -> Option<RResult<T, RString>> {
         self.fatal
-            .borrow()
             .as_ref()
             .map(|fatal| RResult::RErr(format!("the run has stopped: {fatal}").into()))
     }
 
-    /// Turns the outcome of one call into what the plugin sees. A storage
-    /// error or a panic in the host ends the run.
-    fn conclude<T>(
-        &self,
+    /// Runs one call: refuses it once the run has stopped, catches a panic
+    /// in the host, ends the transaction when it is full or old, and turns
+    /// the outcome into what the plugin sees. A storage error or a panic
+    /// ends the run.
+    fn call<T>(
+        &mut self,
         what: &str,
-        outcome: std::thread::Result<Result<T, CatalogueError>>,
+        work: impl FnOnce(&mut Self) -> Result<T, CatalogueError>,
     ) -> RResult<T, RString> {
+        if let Some(stopped) = self.stopped() {
+            return stopped;
+        }
+        self.batch_started.get_or_insert_with(Instant::now);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let value = work(self)?;
+            self.end_batch_when_due()?;
+            Ok(value)
+        }));
         let fatal = match outcome {
             Ok(Ok(value)) => return RResult::ROk(value),
             Ok(Err(CatalogueError::Product(message))) => {
@@ -119,22 +155,20 @@ impl<'c> ArchiveHandle<'c> {
             }
             Err(_) => format!("muninn-sync internal error (panic) during {what}"),
         };
-        *self.fatal.borrow_mut() = Some(fatal.clone());
+        self.fatal = Some(fatal.clone());
         RResult::RErr(fatal.into())
     }
 
-    /// Counts one change and commits the batch when it is full or old.
-    fn changed(&mut self) -> Result<(), CatalogueError> {
-        if self.pending == 0 {
-            self.batch_started = Instant::now();
-        }
-        self.pending += 1;
-        if self.pending >= self.policy.max_changes
-            || self.batch_started.elapsed() >= self.policy.max_age
-        {
+    /// Commits when the batch holds enough changes or has been open long
+    /// enough; a run that only reads still ends its transaction now and
+    /// then, so other synchronizers of the archive get their turn.
+    fn end_batch_when_due(&mut self) -> Result<(), CatalogueError> {
+        let age = self.batch_started.map_or(Duration::ZERO, |t| t.elapsed());
+        if self.pending >= self.policy.max_changes || age >= self.policy.max_age {
             self.catalogue.commit()?;
             tracing::debug!(changes = self.pending, "committed a batch");
             self.pending = 0;
+            self.batch_started = None;
         }
         Ok(())
     }
@@ -167,12 +201,9 @@ impl FfiArchive for ArchiveHandle<'_> {
         product_names: RSlice<'_, RString>,
         names: RSlice<'_, RString>,
     ) -> RResult<RVec<ROption<FfiProduct>>, RString> {
-        if let Some(stopped) = self.stopped() {
-            return stopped;
-        }
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
+        self.state.borrow_mut().call("look-up by name", |state| {
             let product_names: Vec<&str> = product_names.iter().map(RString::as_str).collect();
-            let found = self.catalogue.products_by_name(
+            let found = state.catalogue.products_by_name(
                 product_type.as_str(),
                 &product_names,
                 &namespaces(names),
@@ -181,8 +212,7 @@ impl FfiArchive for ArchiveHandle<'_> {
                 .iter()
                 .map(|p| p.as_ref().map(product_to_ffi).into())
                 .collect())
-        }));
-        self.conclude("look-up by name", outcome)
+        })
     }
 
     fn find_by_uuid(
@@ -190,20 +220,16 @@ impl FfiArchive for ArchiveHandle<'_> {
         uuids: RSlice<'_, FfiUuid>,
         names: RSlice<'_, RString>,
     ) -> RResult<RVec<ROption<FfiProduct>>, RString> {
-        if let Some(stopped) = self.stopped() {
-            return stopped;
-        }
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
+        self.state.borrow_mut().call("look-up by uuid", |state| {
             let uuids: Vec<Uuid> = uuids.iter().map(|u| Uuid::from(*u)).collect();
-            let found = self
+            let found = state
                 .catalogue
                 .products_by_uuid(&uuids, &namespaces(names))?;
             Ok(found
                 .iter()
                 .map(|p| p.as_ref().map(product_to_ffi).into())
                 .collect())
-        }));
-        self.conclude("look-up by uuid", outcome)
+        })
     }
 
     fn walk(
@@ -211,81 +237,72 @@ impl FfiArchive for ArchiveHandle<'_> {
         walk: &FfiWalk,
         names: RSlice<'_, RString>,
     ) -> RResult<RVec<FfiProduct>, RString> {
-        if let Some(stopped) = self.stopped() {
-            return stopped;
-        }
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let after = match walk.after.into_option() {
-                Some(position) => Some((
-                    from_micros(position.time)
-                        .ok_or_else(|| bad_request("walk position out of range".into()))?,
-                    Uuid::from(position.uuid),
-                )),
-                None => None,
-            };
-            let query = WalkQuery {
-                product_type: walk.product_type.to_string(),
-                property: walk.property.to_string(),
-                start: micros(walk.start, "walk start")?,
-                end: micros(walk.end, "walk end")?,
-                after,
-                limit: walk.limit.clamp(1, 10_000) as usize,
-            };
-            let found = self.catalogue.walk(&query, &namespaces(names))?;
-            Ok(found.iter().map(product_to_ffi).collect())
-        }));
-        self.conclude("walk over the catalogue", outcome)
+        self.state
+            .borrow_mut()
+            .call("walk over the catalogue", |state| {
+                let after = match walk.after.into_option() {
+                    Some(position) => Some((
+                        from_micros(position.time)
+                            .ok_or_else(|| bad_request("walk position out of range".into()))?,
+                        Uuid::from(position.uuid),
+                    )),
+                    None => None,
+                };
+                let query = WalkQuery {
+                    product_type: walk.product_type.to_string(),
+                    property: walk.property.to_string(),
+                    start: micros(walk.start, "walk start")?,
+                    end: micros(walk.end, "walk end")?,
+                    after,
+                    limit: walk.limit.clamp(1, 10_000) as usize,
+                };
+                let found = state.catalogue.walk(&query, &namespaces(names))?;
+                Ok(found.iter().map(product_to_ffi).collect())
+            })
     }
 
     fn create(&mut self, product: FfiProduct) -> RResult<(), RString> {
-        if let Some(stopped) = self.stopped() {
-            return stopped;
-        }
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
+        self.state.get_mut().call("create", |state| {
             let product = product_from_ffi(&product)
                 .map_err(|e| bad_request(format!("invalid product: {e}")))?;
-            self.catalogue
+            state
+                .catalogue
                 .create(&product)
                 .map_err(|e| name_product(e, &product.product_type, &product.product_name))?;
-            self.counts.created += 1;
-            self.changed()
-        }));
-        self.conclude("create", outcome)
+            state.counts.created += 1;
+            state.pending += 1;
+            Ok(())
+        })
     }
 
     fn update(&mut self, update: FfiUpdate) -> RResult<(), RString> {
-        if let Some(stopped) = self.stopped() {
-            return stopped;
-        }
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
+        self.state.get_mut().call("update", |state| {
             let update = update_from_ffi(&update)
                 .map_err(|e| bad_request(format!("invalid update: {e}")))?;
-            self.catalogue
+            state
+                .catalogue
                 .update(&update)
                 .map_err(|e| name_product(e, "uuid", &update.uuid.simple().to_string()))?;
-            self.counts.updated += 1;
-            self.changed()
-        }));
-        self.conclude("update", outcome)
+            state.counts.updated += 1;
+            state.pending += 1;
+            Ok(())
+        })
     }
 
     fn remove(&mut self, uuid: FfiUuid) -> RResult<bool, RString> {
-        if let Some(stopped) = self.stopped() {
-            return stopped;
-        }
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let removed = self.catalogue.remove(Uuid::from(uuid))?;
+        self.state.get_mut().call("remove", |state| {
+            let removed = state.catalogue.remove(Uuid::from(uuid))?;
             if removed {
-                self.counts.removed += 1;
-                self.changed()?;
+                state.counts.removed += 1;
+                state.pending += 1;
             }
             Ok(removed)
-        }));
-        self.conclude("remove", outcome)
+        })
     }
 
     fn notify(&mut self, kind: RStr<'_>, payload: RStr<'_>) -> RResult<RString, RString> {
-        if let Some(stopped) = self.stopped() {
+        let state = self.state.get_mut();
+        if let Some(stopped) = state.stopped() {
             return stopped;
         }
         match kind.as_str() {
@@ -299,7 +316,7 @@ impl FfiArchive for ArchiveHandle<'_> {
                         .unwrap_or("?")
                         .to_string()
                 };
-                self.record_failure(text("product"), text("message"));
+                state.record_failure(text("product"), text("message"));
                 RResult::ROk(RString::new())
             }
             other => RResult::RErr(

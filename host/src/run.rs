@@ -84,7 +84,8 @@ pub fn run(args: &Args) -> Result<()> {
         .sync(FfiArchive_TO::from_ptr(&mut handle, TD_Opaque), request)
         .into_result();
     let finished = handle.finish();
-    report(&section.name, &handle.counts, started);
+    let counts = handle.counts();
+    report(&section.name, &counts, started);
 
     if let Err(message) = finished {
         bail!("{who}: {message}; changes committed before the failure are kept");
@@ -92,9 +93,9 @@ pub fn run(args: &Args) -> Result<()> {
     if let Err(message) = synced {
         bail!("{who}: {message}");
     }
-    if handle.counts.failed > 0 {
+    if counts.failed > 0 {
         let examples = handle
-            .failures
+            .failures()
             .iter()
             .take(3)
             .map(|f| format!("{}: {}", f.product, f.message))
@@ -102,7 +103,7 @@ pub fn run(args: &Args) -> Result<()> {
             .join("; ");
         bail!(
             "{who}: {} product(s) could not be synced and were skipped; the first: {examples}",
-            handle.counts.failed
+            counts.failed
         );
     }
     Ok(())

@@ -170,8 +170,23 @@ impl Product {
     pub fn new(product_type: impl Into<String>, product_name: impl Into<String>) -> Product {
         let product_type = product_type.into();
         let product_name = product_name.into();
+        Product::with_uuid(
+            derived_uuid(&product_type, &product_name),
+            product_type,
+            product_name,
+        )
+    }
+
+    /// Like [`Product::new`] with a uuid of the caller's.
+    pub fn with_uuid(
+        uuid: Uuid,
+        product_type: impl Into<String>,
+        product_name: impl Into<String>,
+    ) -> Product {
+        let product_type = product_type.into();
+        let product_name = product_name.into();
         Product {
-            uuid: derived_uuid(&product_type, &product_name),
+            uuid,
             active: true,
             hash: None,
             size: None,

@@ -61,11 +61,24 @@ pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
 /// `YYYY-MM-DD HH:MM:SS`, with `.ffffff` only when there are microseconds
 /// (Python's `datetime.isoformat(" ")`).
 pub fn format_timestamp(timestamp: &Timestamp) -> String {
-    if timestamp.timestamp_subsec_micros() == 0 {
-        timestamp.format("%Y-%m-%d %H:%M:%S").to_string()
-    } else {
-        timestamp.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+    use chrono::{Datelike, Timelike};
+    // Written out by hand: this runs for every timestamp of every product,
+    // and chrono's format strings are parsed anew on each call.
+    let micros = timestamp.timestamp_subsec_micros();
+    let (date, time) = (timestamp.date_naive(), timestamp.time());
+    let mut text = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        date.year(),
+        date.month(),
+        date.day(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    );
+    if micros != 0 {
+        text.push_str(&format!(".{micros:06}"));
     }
+    text
 }
 
 /// Drops the digits past the microsecond.
@@ -124,6 +137,14 @@ mod tests {
             let message = parse_timestamp(bad).unwrap_err().to_string();
             assert!(message.contains("YYYY-MM-DD"), "{message}");
         }
+    }
+
+    #[test]
+    fn leap_seconds_and_early_years_format_like_python() {
+        assert_eq!(
+            ts("0900-01-02T03:04:05.000007Z"),
+            "0900-01-02 03:04:05.000007"
+        );
     }
 
     #[test]

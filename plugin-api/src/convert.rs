@@ -93,7 +93,7 @@ pub fn product_to_ffi(product: &Product) -> FfiProduct {
 
 /// A product from its ABI form; names the property at fault.
 pub fn product_from_ffi(ffi: &FfiProduct) -> Result<Product, String> {
-    let mut product = Product::new("", "");
+    let mut product = Product::with_uuid(Uuid::nil(), "", "");
     let mut seen = [false; CoreField::ALL.len()];
     let mut namespaces: BTreeMap<String, Namespace> = ffi
         .namespaces

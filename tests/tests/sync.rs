@@ -379,10 +379,21 @@ fn logging_follows_verbose_and_quiet() {
     archive.write_feed("feed.jsonl", &three_products());
     let normal = archive.sync(&["feed"]);
     normal.assert_ok();
-    assert!(normal.stderr.lines().any(|l| l.starts_with("INFO: sync of \"feed\" done")), "{}", normal.stderr);
+    assert!(
+        normal
+            .stderr
+            .lines()
+            .any(|l| l.starts_with("INFO: sync of \"feed\" done")),
+        "{}",
+        normal.stderr
+    );
     assert!(!normal.stderr.contains("DEBUG:"), "{}", normal.stderr);
     let verbose = archive.sync(&["feed", "-v"]);
-    assert!(verbose.stderr.contains("DEBUG: loaded plugin"), "{}", verbose.stderr);
+    assert!(
+        verbose.stderr.contains("DEBUG: loaded plugin"),
+        "{}",
+        verbose.stderr
+    );
     let quiet = archive.sync(&["feed", "--quiet"]);
     quiet.assert_ok();
     assert_eq!(quiet.stderr, "", "-q shows only warnings and errors");
@@ -393,7 +404,10 @@ fn logging_follows_verbose_and_quiet() {
 fn without_spatialite_footprints_are_wkt_with_one_warning() {
     let archive = Archive::new(&format!(
         "{}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\n",
-        BASE_CONFIG.replace("[sqlite]\n", "[sqlite]\nmod_spatialite_path = \"/nonexistent/mod_spatialite\"\n")
+        BASE_CONFIG.replace(
+            "[sqlite]\n",
+            "[sqlite]\nmod_spatialite_path = \"/nonexistent/mod_spatialite\"\n"
+        )
     ));
     archive.write_feed("feed.jsonl", &three_products());
     let run = archive.sync(&["feed", "-q"]);
@@ -404,7 +418,10 @@ fn without_spatialite_footprints_are_wkt_with_one_warning() {
         archive.strings("SELECT DISTINCT typeof(footprint) || ' ' || footprint FROM core"),
         ["text POLYGON((5 52, 6 52, 6 53, 5 53, 5 52))"]
     );
-    assert_eq!(archive.strings("SELECT value FROM muninn_sync_meta WHERE key = 'footprint_format'"), ["wkt"]);
+    assert_eq!(
+        archive.strings("SELECT value FROM muninn_sync_meta WHERE key = 'footprint_format'"),
+        ["wkt"]
+    );
     // The next run knows the format and does not warn again.
     let again = archive.sync(&["feed", "-q"]);
     assert_eq!(again.stderr, "");
