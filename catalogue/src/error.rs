@@ -6,8 +6,9 @@ use std::fmt;
 #[derive(Debug)]
 pub enum CatalogueError {
     /// This product cannot be stored as given (invalid, a duplicate, a value
-    /// of the wrong type). Nothing of it was written; the catalogue and the
-    /// rest of the run are fine.
+    /// of the wrong type). None of its values were written (a namespace
+    /// table or column it introduced may remain, empty); the catalogue and
+    /// the rest of the run are fine.
     Product(String),
     /// The catalogue itself failed (I/O, disk full, read-only, corrupt,
     /// locked). The run must stop; the open batch is lost.

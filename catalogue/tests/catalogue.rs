@@ -385,3 +385,40 @@ fn table_prefix_applies_to_every_table() {
     let error = SqliteCatalogue::open(&options).err().unwrap();
     assert!(error.to_string().contains("table_prefix"), "{error}");
 }
+
+#[test]
+fn property_names_that_differ_only_in_case_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut catalogue = SqliteCatalogue::open(&options(&dir.path().join("c.sqlite"))).unwrap();
+    let mut p = product("A");
+    p.namespaces
+        .get_mut("eo")
+        .unwrap()
+        .insert("cloudCover".into(), Value::Real(1.0));
+    catalogue.create(&p).unwrap();
+    let mut other = product("B");
+    other
+        .namespaces
+        .get_mut("eo")
+        .unwrap()
+        .insert("cloudcover".into(), Value::Real(1.0));
+    let error = catalogue.create(&other).unwrap_err();
+    assert!(error.is_product_error(), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("eo.cloudcover clashes with the existing column eo.cloudCover"),
+        "{error}"
+    );
+    let mut both = product("C");
+    both.namespaces.insert(
+        "fresh".into(),
+        [
+            ("aB".to_string(), Value::Integer(1)),
+            ("ab".to_string(), Value::Integer(2)),
+        ]
+        .into(),
+    );
+    let error = catalogue.create(&both).unwrap_err().to_string();
+    assert!(error.contains("differ only in case"), "{error}");
+}

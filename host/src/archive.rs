@@ -319,6 +319,12 @@ impl FfiArchive for ArchiveHandle<'_> {
                 state.record_failure(text("product"), text("message"));
                 RResult::ROk(RString::new())
             }
+            "idle" => state.call("commit before the plugin waits", |state| {
+                state.catalogue.commit()?;
+                state.pending = 0;
+                state.batch_started = None;
+                Ok(RString::new())
+            }),
             other => RResult::RErr(
                 format!("this muninn-sync does not know the notification \"{other}\"").into(),
             ),
@@ -333,5 +339,69 @@ fn name_product(error: CatalogueError, first: &str, second: &str) -> CatalogueEr
             CatalogueError::Product(format!("product {first}/{second}: {message}"))
         }
         storage => storage,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use muninn_sync_catalogue::{SqliteCatalogue, SqliteOptions};
+    use muninn_sync_model::Product;
+
+    fn committed_products(path: &std::path::Path) -> i64 {
+        let reader = rusqlite::Connection::open(path).unwrap();
+        reader
+            .query_row("SELECT count(*) FROM core", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn idle_commits_so_other_connections_see_the_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        let mut catalogue = SqliteCatalogue::open(&SqliteOptions::new(&path)).unwrap();
+        let mut handle = ArchiveHandle::new(&mut catalogue, BatchPolicy::default());
+        let product = muninn_sync_plugin_api::convert::product_to_ffi(&Product::new("T", "A"));
+        assert!(handle.create(product).is_ok());
+        assert_eq!(committed_products(&path), 0, "the batch is still open");
+        assert!(handle
+            .notify(RStr::from_str("idle"), RStr::from_str("{}"))
+            .is_ok());
+        assert_eq!(committed_products(&path), 1);
+        assert_eq!(handle.counts().created, 1);
+    }
+
+    #[test]
+    fn a_full_batch_is_committed_and_failures_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        let mut catalogue = SqliteCatalogue::open(&SqliteOptions::new(&path)).unwrap();
+        let policy = BatchPolicy {
+            max_changes: 2,
+            max_age: Duration::from_secs(3600),
+        };
+        let mut handle = ArchiveHandle::new(&mut catalogue, policy);
+        for name in ["A", "B", "C"] {
+            let product = muninn_sync_plugin_api::convert::product_to_ffi(&Product::new("T", name));
+            assert!(handle.create(product).is_ok());
+        }
+        assert_eq!(committed_products(&path), 2);
+        let duplicate = muninn_sync_plugin_api::convert::product_to_ffi(&Product::new("T", "A"));
+        let message = handle.create(duplicate).unwrap_err().to_string();
+        assert!(
+            message.contains("product T/A") && message.contains("already exists"),
+            "{message}"
+        );
+        let payload = r#"{"product": "feed.jsonl line 4", "message": "bad"}"#;
+        assert!(handle
+            .notify(RStr::from_str("product_failed"), RStr::from_str(payload))
+            .is_ok());
+        assert!(handle
+            .notify(RStr::from_str("bogus"), RStr::from_str("{}"))
+            .is_err());
+        handle.finish().unwrap();
+        assert_eq!(committed_products(&path), 3);
+        assert_eq!(handle.counts().failed, 1);
+        assert_eq!(handle.failures()[0].product, "feed.jsonl line 4");
     }
 }

@@ -132,15 +132,24 @@ impl<'a> Archive<'a> {
     /// the catalogue has no product of that type and name, updates the
     /// properties that differ otherwise (all mirrored properties with
     /// `force`), and writes nothing when nothing differs. `namespaces` are the
-    /// namespaces this synchronizer manages: one the catalogue has and
-    /// `product` lacks is removed.
+    /// namespaces this synchronizer manages besides the product's own: one
+    /// the catalogue has and `product` lacks is removed. Namespaces of other
+    /// synchronizers or tools that are not listed are left alone.
     pub fn apply(
         &mut self,
         product: &Product,
         force: bool,
         namespaces: &[&str],
     ) -> Result<Outcome> {
-        match self.product_by_name(&product.product_type, &product.product_name, namespaces)? {
+        // The product's own namespaces are managed too: without reading them
+        // the comparison would see them as new on every run.
+        let mut wanted: Vec<&str> = namespaces.to_vec();
+        for own in product.namespaces.keys() {
+            if !wanted.contains(&own.as_str()) {
+                wanted.push(own);
+            }
+        }
+        match self.product_by_name(&product.product_type, &product.product_name, &wanted)? {
             None => {
                 self.create_properties(product)?;
                 Ok(Outcome::Created)
@@ -154,6 +163,17 @@ impl<'a> Archive<'a> {
                 Ok(Outcome::Updated)
             }
         }
+    }
+
+    /// Tells the host that this plugin is about to do slow work (a network
+    /// request): the host ends its open transaction, so other writers of the
+    /// archive are not kept waiting. Changes made so far are committed.
+    pub fn idle(&mut self) -> Result<()> {
+        host_result(
+            self.ffi
+                .notify(RStr::from_str("idle"), RStr::from_str("{}")),
+        )
+        .map(drop)
     }
 
     /// Tells the host that a product was skipped because of `error`. The run

@@ -43,8 +43,9 @@ pub struct PluginModule {
     /// muninn's `synchronizer(config)` entry point: validates and keeps the
     /// configuration; no network access here. `config` is a JSON object
     /// `{"section": {<the section's keys without module>}, "context":
-    /// {"synchronizer": "<name>", "config_file": "<path>"}}`; `host` is how
-    /// the plugin logs.
+    /// {"synchronizer": "<name>", "config_file": "<path>"}}`; a plugin must
+    /// ignore keys it does not know at both levels, so that hosts can add
+    /// some. `host` is how the plugin logs.
     #[sabi(last_prefix_field)]
     pub synchronizer:
         extern "C" fn(config: RStr<'_>, host: FfiHostBox) -> RResult<FfiSynchronizerBox, RString>,
@@ -182,8 +183,10 @@ pub trait FfiArchive {
 
     /// Tells the host something that is not a catalogue change: `kind` names
     /// it and `payload` is JSON. ABI 1 knows `product_failed`
-    /// (`{"product": "...", "message": "..."}`): a product was skipped; the
-    /// run goes on and ends with an error. Unknown kinds are errors.
+    /// (`{"product": "...", "message": "..."}`: a product was skipped; the
+    /// run goes on and ends with an error) and `idle` (`{}`: the plugin is
+    /// about to wait, e.g. on the network; the host commits and releases its
+    /// locks). Unknown kinds are errors.
     #[sabi(last_prefix_field)]
     fn notify(&mut self, kind: RStr<'_>, payload: RStr<'_>) -> RResult<RString, RString>;
 }

@@ -5,8 +5,9 @@
 //! names it in a `["synchronizer:<name>"]` section, passes it that section
 //! (without `module`), and calls its `sync` with the archive handle.
 //!
-//! A complete plugin (its `Cargo.toml` needs `crate-type = ["cdylib"]`,
-//! `muninn-sync-plugin-api`, `serde` and `anyhow`):
+//! A complete plugin (its `Cargo.toml` needs `crate-type = ["cdylib"]` and
+//! the dependencies `muninn-sync-plugin-api`, `serde` with the `derive`
+//! feature, `anyhow` and `tracing`; docs/plugin-abi.md has it whole):
 //!
 //! ```
 //! use muninn_sync_plugin_api::{export_plugin, Archive, Context, Product, SyncRequest, Synchronizer};

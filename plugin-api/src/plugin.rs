@@ -26,8 +26,9 @@ pub trait Synchronizer: Sized + 'static {
     /// misspelt key is an error naming it.
     type Config: DeserializeOwned;
 
-    /// Validates and keeps the configuration. No network access here: the
-    /// host may create a synchronizer only to check its configuration.
+    /// Validates and keeps the configuration. muninn-sync calls this before
+    /// it opens the catalogue, so a configuration error is reported at once;
+    /// keep it free of network access.
     fn new(config: Self::Config, context: &Context) -> Result<Self>;
 
     /// Brings the catalogue in step with the remote for the requested
@@ -109,9 +110,9 @@ impl Context {
 }
 
 /// What the host passes to `synchronizer(config)`: the section's keys
-/// (without `module`) and where they come from.
+/// (without `module`) and where they come from. Unknown keys are ignored:
+/// a newer host may send more.
 #[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ConfigMessage {
     section: serde_json::Value,
     context: Context,
@@ -232,8 +233,8 @@ pub fn root_module<S: Synchronizer>(name: &'static str, version: &'static str) -
 /// ```ignore
 /// muninn_sync_plugin_api::export_plugin!("jsonl", JsonlSynchronizer);
 /// ```
-/// The first argument is the plugin's name as `--list` and errors show it;
-/// the plugin's version is its crate version.
+/// The first argument is the plugin's name as logs and errors show it; the
+/// plugin's version is its crate version.
 #[macro_export]
 macro_rules! export_plugin {
     ($name:literal, $synchronizer:ty) => {

@@ -47,6 +47,13 @@ fn a_plugin_built_outside_the_workspace_loads_and_syncs() {
         archive.strings("SELECT c.product_name || ':' || o.\"index\" FROM core c JOIN outside o USING (uuid) ORDER BY 1"),
         ["x:0", "y:1", "z:2"]
     );
+    let again = archive.sync(&["outside", "--start", "2024-01-01", "--end", "2024-01-02"]);
+    again.assert_ok();
+    assert!(
+        again.stderr.contains("0 created, 0 updated"),
+        "{}",
+        again.stderr
+    );
     // Walking the catalogue: products of type OUT in the window are pruned; others stay.
     archive
         .sync(&["pruner", "--start", "2024-01-01", "--end", "2024-01-02"])

@@ -291,6 +291,22 @@ path = "feeds"
 }
 
 #[test]
+fn a_directory_feed_follows_symbolic_links() {
+    let archive = Archive::new(&format!(
+        "{BASE_CONFIG}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feeds\"\n"
+    ));
+    archive.write_feed("elsewhere.jsonl", &three_products());
+    std::fs::create_dir(archive.path("feeds")).unwrap();
+    std::os::unix::fs::symlink(
+        archive.path("elsewhere.jsonl"),
+        archive.path("feeds/linked.jsonl"),
+    )
+    .unwrap();
+    archive.sync(&["feed"]).assert_ok();
+    assert_eq!(archive.count("SELECT count(*) FROM core"), 3);
+}
+
+#[test]
 fn an_unsorted_feed_is_applied_in_time_order() {
     let archive = Archive::with_feed();
     let mut newest = product("T", "X", "2024-03-01T00:00:00Z");

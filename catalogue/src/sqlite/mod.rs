@@ -322,6 +322,23 @@ impl SqliteCatalogue {
         for (name, value) in properties {
             muninn_sync_model::validate_property_name(name)
                 .map_err(|e| CatalogueError::product(format!("namespace {namespace}: {e}")))?;
+            if let Some((column, _)) = self.namespaces.get(namespace).and_then(|t| t.column(name)) {
+                if column != name {
+                    return Err(CatalogueError::product(format!(
+                        "property {namespace}.{name} clashes with the existing column {namespace}.{column}: \
+                         SQLite column names ignore case, so one of the two spellings has to go"
+                    )));
+                }
+            }
+            if properties
+                .keys()
+                .any(|other| other != name && other.eq_ignore_ascii_case(name))
+            {
+                return Err(CatalogueError::product(format!(
+                    "namespace {namespace} has properties whose names differ only in case ({name}): \
+                     SQLite column names ignore case"
+                )));
+            }
             let existing = self
                 .namespaces
                 .get(namespace)

@@ -53,7 +53,8 @@ pub fn files(path: &Path) -> Result<Vec<FeedFile>> {
     {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().to_string();
-        if is_feed(&name) && entry.file_type()?.is_file() {
+        // `Path::is_file` follows symbolic links, as a user expects.
+        if is_feed(&name) && entry.path().is_file() {
             found.push(file(entry.path()));
         }
     }
@@ -73,10 +74,10 @@ pub struct Entry {
     pub modified: i64,
     pub file: u32,
     pub offset: u64,
-    pub line: u64,
-    /// A hash of the product's type and name: lines with the same key are
-    /// states of one product, and only the newest needs applying.
-    pub key: u64,
+    pub line: u32,
+    /// A 128-bit hash of the product's type and name: lines with the same
+    /// key are states of one product, and only the newest needs applying.
+    pub key: u128,
 }
 
 /// The wanted lines of a feed, in chronological order of `modified` (the
@@ -134,7 +135,7 @@ pub fn index(files: &[FeedFile], wanted: impl Fn(&str, &Timestamp) -> bool) -> R
         in_file_order: true,
         ..Index::default()
     };
-    let hasher = std::hash::RandomState::new();
+    let hashers = [std::hash::RandomState::new(), std::hash::RandomState::new()];
     for (number, file) in files.iter().enumerate() {
         let mut reader = file.reader()?;
         for_each_line(reader.as_mut(), |line, offset, text| {
@@ -174,8 +175,8 @@ pub fn index(files: &[FeedFile], wanted: impl Fn(&str, &Timestamp) -> bool) -> R
                     modified: to_micros(&modified),
                     file: number as u32,
                     offset,
-                    line,
-                    key: product_key(&hasher, &product_type, &product_name),
+                    line: u32::try_from(line).unwrap_or(u32::MAX),
+                    key: product_key(&hashers, &product_type, &product_name),
                 };
                 if index
                     .entries
@@ -197,21 +198,26 @@ pub fn index(files: &[FeedFile], wanted: impl Fn(&str, &Timestamp) -> bool) -> R
     Ok(index)
 }
 
-fn product_key(hasher: &std::hash::RandomState, product_type: &str, product_name: &str) -> u64 {
+/// Two independently keyed 64-bit hashes: the chance that two products of a
+/// feed of a billion share a key is about 10^-21, so keys stand for products.
+fn product_key(
+    hashers: &[std::hash::RandomState; 2],
+    product_type: &str,
+    product_name: &str,
+) -> u128 {
     use std::hash::{BuildHasher, Hash, Hasher};
-    let mut state = hasher.build_hasher();
-    product_type.hash(&mut state);
-    product_name.hash(&mut state);
-    state.finish()
+    let half = |hasher: &std::hash::RandomState| {
+        let mut state = hasher.build_hasher();
+        product_type.hash(&mut state);
+        product_name.hash(&mut state);
+        state.finish()
+    };
+    (u128::from(half(&hashers[0])) << 64) | u128::from(half(&hashers[1]))
 }
 
 /// Keeps, of the chronologically ordered `entries`, only the newest of each
 /// product: applying earlier states would only be undone by later ones, and
 /// would make a re-sync write. Returns how many were left out.
-///
-/// Products are told apart by a 64-bit hash with a random key per run; two
-/// products sharing one (about once in 10^7 runs of a million products) only
-/// delay the older one's sync to the next run.
 fn keep_newest_per_product(entries: &mut Vec<Entry>) -> usize {
     let mut order: Vec<u32> = (0..entries.len() as u32).collect();
     order.sort_unstable_by_key(|&i| (entries[i as usize].key, i));
@@ -268,7 +274,7 @@ pub fn visit(
         reader.seek(SeekFrom::Start(entry.offset))?;
         buffer.clear();
         reader.read_until(b'\n', &mut buffer)?;
-        visit(file, entry.line, &buffer)?;
+        visit(file, u64::from(entry.line), &buffer)?;
     }
     Ok(())
 }
