@@ -5,8 +5,11 @@
 set -euo pipefail
 
 have_spatialite() {
-    ldconfig -p 2>/dev/null | grep -q 'mod_spatialite\.so' \
-        || ls /usr/lib/*/mod_spatialite.so /usr/lib/mod_spatialite.so /usr/local/lib/mod_spatialite.so >/dev/null 2>&1
+    local candidate
+    for candidate in /usr/lib/*/mod_spatialite.so /usr/lib/mod_spatialite.so /usr/local/lib/mod_spatialite.so; do
+        [ -e "$candidate" ] && return 0
+    done
+    return 1
 }
 
 if have_spatialite; then
