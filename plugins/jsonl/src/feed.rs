@@ -28,6 +28,12 @@ impl FeedFile {
         })
     }
 
+    /// Calls `visit(line_number, text)` for every non-blank line of the file.
+    pub fn for_each_line_of(&self, mut visit: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+        let mut reader = self.reader()?;
+        for_each_line(reader.as_mut(), |line, _, text| visit(line, text))
+    }
+
     /// `file.jsonl line 12`, for messages.
     pub fn location(&self, line: u64) -> String {
         format!("{} line {line}", self.path.display())

@@ -114,3 +114,19 @@ fn remove(
 }
 
 export_plugin!("jsonl", Jsonl);
+
+/// Reads every line of a feed and parses it into a product, as a sync does,
+/// without touching a catalogue; returns how many products it read. This is
+/// the least a sync of the feed can cost, and the benchmark's yardstick.
+pub fn read_and_parse(path: &std::path::Path) -> Result<usize> {
+    let files = feed::files(path)?;
+    let mut products = 0;
+    for file in &files {
+        file.for_each_line_of(|_, text| {
+            line::parse(text)?;
+            products += 1;
+            Ok(())
+        })?;
+    }
+    Ok(products)
+}

@@ -1,0 +1,55 @@
+//! `muninn-sync-bench`: measures muninn-sync's catalogue write path against
+//! the physical limit (raw SQLite inserts of the same rows) and prints a
+//! table. Run it with `cargo build --release && ./target/release/muninn-sync-bench`.
+
+mod feed;
+mod measure;
+mod raw;
+
+use anyhow::{bail, Result};
+use clap::Parser;
+use std::path::PathBuf;
+
+/// Benchmarks a first sync, re-syncs and forced syncs of generated feeds
+/// through the real muninn-sync binary and jsonl plugin.
+#[derive(Debug, Parser)]
+#[command(name = "muninn-sync-bench", about)]
+struct Args {
+    /// Products in the largest feed; 10,000 and 100,000 are measured too
+    /// when smaller, so that the growth with N shows.
+    #[arg(long, default_value_t = 1_000_000)]
+    products: u64,
+    /// Where to write feeds and catalogues (default: a temporary directory,
+    /// removed afterwards). Needs about 2 KB of disk per product.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.products == 0 {
+        bail!("--products must be at least 1");
+    }
+    let binaries = measure::Binaries::beside_this_executable()?;
+    let temporary = tempfile::tempdir()?;
+    let work = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| temporary.path().to_path_buf());
+    let mut sizes: Vec<u64> = [10_000, 100_000, args.products]
+        .into_iter()
+        .filter(|n| *n <= args.products)
+        .collect();
+    sizes.dedup();
+    let mut rows = Vec::new();
+    for n in sizes {
+        eprintln!("benchmarking {n} products in {}", work.display());
+        rows.push(measure::scenario(
+            &binaries,
+            &work.join(format!("n{n}")),
+            n,
+        )?);
+    }
+    measure::print_table(&rows);
+    Ok(())
+}
