@@ -422,3 +422,47 @@ fn property_names_that_differ_only_in_case_are_refused() {
     let error = catalogue.create(&both).unwrap_err().to_string();
     assert!(error.contains("differ only in case"), "{error}");
 }
+
+#[test]
+fn a_refused_namespace_row_takes_its_core_row_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.sqlite");
+    drop(SqliteCatalogue::open(&options(&db)).unwrap());
+    // A namespace as muninn creates it for a schema with a mandatory property.
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE strict (platform TEXT NOT NULL, extra TEXT, \
+             uuid UUID PRIMARY KEY REFERENCES core(uuid) ON DELETE CASCADE);",
+        )
+        .unwrap();
+    let mut catalogue = SqliteCatalogue::open(&options(&db)).unwrap();
+    let mut p = product("A");
+    p.namespaces.insert(
+        "strict".into(),
+        [("extra".to_string(), Value::from("x"))].into(),
+    );
+    let error = catalogue.create(&p).unwrap_err();
+    assert!(error.is_product_error(), "{error}");
+    assert!(error.to_string().contains("NOT NULL"), "{error}");
+    catalogue.create(&product("B")).unwrap();
+    catalogue.commit().unwrap();
+    let names: Vec<String> = Connection::open(&db)
+        .unwrap()
+        .prepare("SELECT product_name FROM core")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(names, vec!["B"]);
+    let mut missing = Update::new(muninn_sync_model::Uuid::from_u128(1));
+    missing
+        .core
+        .insert(CoreField::Size, Some(Value::Integer(1)));
+    assert!(catalogue
+        .update(&missing)
+        .unwrap_err()
+        .to_string()
+        .contains("no product with uuid"));
+}

@@ -34,7 +34,7 @@ pub fn value_to_ffi(value: &Value) -> FfiValue {
         Value::Boolean(b) => FfiValue::Boolean(*b),
         Value::Timestamp(t) => FfiValue::Timestamp(to_micros(t)),
         Value::Uuid(u) => FfiValue::Uuid((*u).into()),
-        Value::Geometry(g) => FfiValue::Geometry(g.to_wkt().into()),
+        Value::Geometry(g) => FfiValue::Geometry(g.to_spatialite_blob().into()),
         Value::Json(j) => FfiValue::Json(j.to_string().into()),
     }
 }
@@ -51,9 +51,9 @@ pub fn value_from_ffi(value: &FfiValue) -> Result<Option<Value>, String> {
             from_micros(*micros).ok_or_else(|| format!("timestamp {micros} µs is out of range"))?,
         ),
         FfiValue::Uuid(u) => Value::Uuid((*u).into()),
-        FfiValue::Geometry(wkt) => {
-            Value::Geometry(Geometry::from_wkt(wkt.as_str()).map_err(|e| e.to_string())?)
-        }
+        FfiValue::Geometry(blob) => Value::Geometry(
+            Geometry::from_spatialite_blob(blob.as_slice()).map_err(|e| e.to_string())?,
+        ),
         FfiValue::Json(text) => Value::Json(
             serde_json::from_str(text.as_str()).map_err(|e| format!("invalid JSON value: {e}"))?,
         ),

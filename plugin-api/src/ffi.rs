@@ -77,8 +77,9 @@ pub enum FfiValue {
     /// Microseconds since 1970-01-01T00:00:00Z.
     Timestamp(i64),
     Uuid(FfiUuid),
-    /// WKT, SRID 4326.
-    Geometry(RString),
+    /// A SpatiaLite BLOB geometry, SRID 4326: binary, so that a footprint
+    /// crosses exactly and without formatting or parsing text.
+    Geometry(RVec<u8>),
     /// JSON text.
     Json(RString),
 }

@@ -10,11 +10,23 @@ use muninn_sync_model::{
     format_timestamp, truncate_to_micros, CoreField, Product, Update, Uuid, Value, ValueType,
 };
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{params_from_iter, Connection, OptionalExtension};
+use rusqlite::{params_from_iter, Connection};
 use schema::{NamespaceTable, Tables};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use values::{from_sql, option_to_sql, uuid_text};
+
+/// How many keys one look-up query takes: large enough to amortise a
+/// query, small enough to stay in SQLite's limits and statement cache.
+const LOOKUP_CHUNK: usize = 100;
+
+/// `?first, ?first+1, ...`: `count` numbered SQL parameters.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// How footprints are stored. Chosen when the catalogue is created and
 /// recorded in it, so one file never mixes both.
@@ -71,6 +83,7 @@ pub struct SqliteCatalogue {
     format: FootprintFormat,
     namespaces: BTreeMap<String, NamespaceTable>,
     core_select: String,
+    core_insert: String,
 }
 
 fn load_spatialite(conn: &Connection, path: &str) -> rusqlite::Result<()> {
@@ -161,12 +174,24 @@ impl SqliteCatalogue {
             CoreField::ALL.map(CoreField::name).join(", "),
             tables.core
         );
+        let core_insert = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            tables.core,
+            CoreField::ALL.map(CoreField::name).join(", "),
+            (1..=CoreField::ALL.len())
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        // Look-ups in batches prepare one statement per batch size.
+        conn.set_prepared_statement_cache_capacity(256);
         Ok(SqliteCatalogue {
             conn,
             tables,
             format,
             namespaces,
             core_select,
+            core_insert,
         })
     }
 
@@ -238,75 +263,106 @@ impl SqliteCatalogue {
         }
     }
 
-    fn read_namespaces(&self, product: &mut Product, namespaces: &[String]) -> Result<()> {
-        let key = uuid_text(&product.uuid);
+    /// Adds the given namespaces to products read from core, a few
+    /// hundred products per query.
+    fn read_namespaces(&self, products: &mut [Product], namespaces: &[String]) -> Result<()> {
+        if products.is_empty() {
+            return Ok(());
+        }
+        let positions: HashMap<String, usize> = products
+            .iter()
+            .enumerate()
+            .map(|(position, p)| (uuid_text(&p.uuid), position))
+            .collect();
+        let keys: Vec<&String> = positions.keys().collect();
         for namespace in namespaces {
             let table = &self.namespaces[namespace];
             let columns: Vec<(&String, ValueType)> =
                 table.columns.iter().map(|(c, t)| (c, *t)).collect();
-            let select = if columns.is_empty() {
-                "1".to_string()
-            } else {
-                columns
-                    .iter()
-                    .map(|(c, _)| format!("\"{c}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let sql = format!(
-                "SELECT {select} FROM {} WHERE uuid = ?1",
-                self.tables.namespace(namespace)
-            );
-            let mut statement = self.conn.prepare_cached(&sql)?;
-            let found = statement
-                .query_row([&key], |row| {
-                    let mut values = Vec::with_capacity(columns.len());
-                    for (index, _) in columns.iter().enumerate() {
-                        values.push(row.get::<_, SqlValue>(index)?);
+            let mut select = String::from("uuid");
+            for (column, _) in &columns {
+                select.push_str(&format!(", \"{column}\""));
+            }
+            for chunk in keys.chunks(LOOKUP_CHUNK) {
+                let sql = format!(
+                    "SELECT {select} FROM {} WHERE uuid IN ({})",
+                    self.tables.namespace(namespace),
+                    placeholders(1, chunk.len())
+                );
+                let mut statement = self.conn.prepare_cached(&sql)?;
+                let mut rows = statement.query(params_from_iter(chunk.iter()))?;
+                while let Some(row) = rows.next()? {
+                    let key: String = row.get(0)?;
+                    let Some(&position) = positions.get(&key) else {
+                        continue;
+                    };
+                    let mut properties = BTreeMap::new();
+                    for (index, (column, value_type)) in columns.iter().enumerate() {
+                        let value =
+                            from_sql(row.get_ref(index + 1)?, *value_type).map_err(|e| {
+                                CatalogueError::Storage(anyhow!(
+                                    "{namespace}.{column} of product {key} holds {e}"
+                                ))
+                            })?;
+                        if let Some(value) = value {
+                            properties.insert((*column).clone(), value);
+                        }
                     }
-                    Ok(values)
-                })
-                .optional()?;
-            let Some(raw_values) = found else { continue };
-            let mut properties = BTreeMap::new();
-            for ((column, value_type), raw) in columns.iter().zip(raw_values) {
-                let value = from_sql((&raw).into(), *value_type).map_err(|e| {
-                    CatalogueError::Storage(anyhow!(
-                        "{namespace}.{column} of product {key} holds {e}"
-                    ))
-                })?;
-                if let Some(value) = value {
-                    properties.insert((*column).clone(), value);
+                    products[position]
+                        .namespaces
+                        .insert(namespace.clone(), properties);
                 }
             }
-            product.namespaces.insert(namespace.clone(), properties);
         }
         Ok(())
     }
 
-    fn product_where(
+    /// The products whose core `column` is one of `keys` (and, with a type,
+    /// of that product type), read a few hundred per query, with the given
+    /// namespaces; by the value of `column` (`product_name` or `uuid`).
+    fn products_in(
         &self,
-        condition: &str,
-        params: &[&dyn rusqlite::ToSql],
+        product_type: Option<&str>,
+        column: CoreField,
+        keys: &[String],
         namespaces: &[String],
-    ) -> Result<Option<Product>> {
+    ) -> Result<HashMap<String, Product>> {
         self.begin()?;
-        let sql = format!("{} WHERE {condition}", self.core_select);
-        let mut statement = self.conn.prepare_cached(&sql)?;
-        let mut rows = statement.query(params)?;
-        let Some(row) = rows.next()? else {
-            return Ok(None);
-        };
-        let mut product = self.read_core(row)?;
-        drop(rows);
-        self.read_namespaces(&mut product, namespaces)?;
-        Ok(Some(product))
-    }
-
-    fn exists(&self, uuid: &Uuid) -> Result<bool> {
-        let sql = format!("SELECT 1 FROM {} WHERE uuid = ?1", self.tables.core);
-        let mut statement = self.conn.prepare_cached(&sql)?;
-        Ok(statement.exists([uuid_text(uuid)])?)
+        let mut products = Vec::with_capacity(keys.len());
+        let first = if product_type.is_some() { 2 } else { 1 };
+        for chunk in keys.chunks(LOOKUP_CHUNK) {
+            let type_condition = if product_type.is_some() {
+                "product_type = ?1 AND "
+            } else {
+                ""
+            };
+            let sql = format!(
+                "{} WHERE {type_condition}{} IN ({})",
+                self.core_select,
+                column.name(),
+                placeholders(first, chunk.len())
+            );
+            let mut statement = self.conn.prepare_cached(&sql)?;
+            let params = product_type
+                .into_iter()
+                .map(String::from)
+                .chain(chunk.iter().cloned());
+            let mut rows = statement.query(params_from_iter(params))?;
+            while let Some(row) = rows.next()? {
+                products.push(self.read_core(row)?);
+            }
+        }
+        self.read_namespaces(&mut products, namespaces)?;
+        Ok(products
+            .into_iter()
+            .map(|p| {
+                let key = match column {
+                    CoreField::Uuid => uuid_text(&p.uuid),
+                    _ => p.product_name.clone(),
+                };
+                (key, p)
+            })
+            .collect())
     }
 
     /// Makes sure a namespace's table and the columns for these properties
@@ -469,16 +525,17 @@ impl Catalogue for SqliteCatalogue {
         namespaces: &Namespaces,
     ) -> Result<Vec<Option<Product>>> {
         let namespaces = self.selected_namespaces(namespaces);
-        product_names
+        let keys: Vec<String> = product_names.iter().map(|n| n.to_string()).collect();
+        let found = self.products_in(
+            Some(product_type),
+            CoreField::ProductName,
+            &keys,
+            &namespaces,
+        )?;
+        Ok(product_names
             .iter()
-            .map(|name| {
-                self.product_where(
-                    "product_type = ?1 AND product_name = ?2",
-                    &[&product_type, name],
-                    &namespaces,
-                )
-            })
-            .collect()
+            .map(|name| found.get(*name).cloned())
+            .collect())
     }
 
     fn products_by_uuid(
@@ -487,10 +544,9 @@ impl Catalogue for SqliteCatalogue {
         namespaces: &Namespaces,
     ) -> Result<Vec<Option<Product>>> {
         let namespaces = self.selected_namespaces(namespaces);
-        uuids
-            .iter()
-            .map(|uuid| self.product_where("uuid = ?1", &[&uuid_text(uuid)], &namespaces))
-            .collect()
+        let keys: Vec<String> = uuids.iter().map(uuid_text).collect();
+        let found = self.products_in(None, CoreField::Uuid, &keys, &namespaces)?;
+        Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
     }
 
     fn walk(&self, query: &WalkQuery, namespaces: &Namespaces) -> Result<Vec<Product>> {
@@ -540,12 +596,8 @@ impl Catalogue for SqliteCatalogue {
                 namespaces.push(own);
             }
         }
-        let mut products = Vec::with_capacity(uuids.len());
-        for uuid in uuids {
-            if let Some(product) = self.product_where("uuid = ?1", &[&uuid], &namespaces)? {
-                products.push(product);
-            }
-        }
+        let mut found = self.products_in(None, CoreField::Uuid, &uuids, &namespaces)?;
+        let products: Vec<Product> = uuids.iter().filter_map(|key| found.remove(key)).collect();
         Ok(products)
     }
 
@@ -562,32 +614,33 @@ impl Catalogue for SqliteCatalogue {
                 self.prepare_namespace(namespace, &properties)?,
             ));
         }
-        self.atomically(|this| {
-            let mut params: Vec<SqlValue> = Vec::with_capacity(CoreField::ALL.len());
-            for field in CoreField::ALL {
-                params.push(match field {
-                    CoreField::MetadataDate => Self::now(),
-                    field => option_to_sql(product.core_value(field).as_ref(), this.format),
-                });
+        // No savepoint: it would copy every page the insert touches (a dozen
+        // indexes and the spatial index), which costs more than the insert.
+        // The core row goes in with one statement, which is atomic; should a
+        // namespace row then be refused, the core row is deleted again (its
+        // namespace rows go with it), so the product still leaves nothing.
+        self.begin()?;
+        let mut params: Vec<SqlValue> = Vec::with_capacity(CoreField::ALL.len());
+        for field in CoreField::ALL {
+            params.push(match field {
+                CoreField::MetadataDate => Self::now(),
+                field => option_to_sql(product.core_value(field).as_ref(), self.format),
+            });
+        }
+        self.conn
+            .prepare_cached(&self.core_insert)?
+            .execute(params_from_iter(params))?;
+        let key = uuid_text(&product.uuid);
+        for (namespace, values) in &namespace_values {
+            if let Err(error) = self.write_namespace(&key, namespace, values) {
+                if error.is_product_error() {
+                    let sql = format!("DELETE FROM {} WHERE uuid = ?1", self.tables.core);
+                    self.conn.prepare_cached(&sql)?.execute([&key])?;
+                }
+                return Err(error);
             }
-            let sql = format!(
-                "INSERT INTO {} ({}) VALUES ({})",
-                this.tables.core,
-                CoreField::ALL.map(CoreField::name).join(", "),
-                (1..=CoreField::ALL.len())
-                    .map(|i| format!("?{i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            this.conn
-                .prepare_cached(&sql)?
-                .execute(params_from_iter(params))?;
-            let key = uuid_text(&product.uuid);
-            for (namespace, values) in &namespace_values {
-                this.write_namespace(&key, namespace, values)?;
-            }
-            Ok(())
-        })
+        }
+        Ok(())
     }
 
     fn update(&mut self, update: &Update) -> Result<()> {
@@ -617,12 +670,7 @@ impl Catalogue for SqliteCatalogue {
                 None => namespace_values.push((namespace.clone(), None)),
             }
         }
-        self.atomically(|this| {
-            if !this.exists(&update.uuid)? {
-                return Err(CatalogueError::product(format!(
-                    "no product with uuid {key}"
-                )));
-            }
+        let apply = |this: &mut Self| -> Result<()> {
             let mut assignments = vec!["metadata_date = ?1".to_string()];
             let mut params = vec![Self::now()];
             for (field, value) in &update.core {
@@ -636,9 +684,15 @@ impl Catalogue for SqliteCatalogue {
                 assignments.join(", "),
                 params.len()
             );
-            this.conn
+            let changed = this
+                .conn
                 .prepare_cached(&sql)?
                 .execute(params_from_iter(params))?;
+            if changed == 0 {
+                return Err(CatalogueError::product(format!(
+                    "no product with uuid {key}"
+                )));
+            }
             for (namespace, values) in &namespace_values {
                 match values {
                     Some(values) => this.write_namespace(&key, namespace, values)?,
@@ -653,17 +707,25 @@ impl Catalogue for SqliteCatalogue {
                 }
             }
             Ok(())
-        })
+        };
+        if namespace_values.is_empty() {
+            // One statement, atomic by itself: no savepoint needed.
+            self.begin()?;
+            apply(self)
+        } else {
+            self.atomically(apply)
+        }
     }
 
     fn remove(&mut self, uuid: Uuid) -> Result<bool> {
         let key = uuid_text(&uuid);
-        self.atomically(|this| {
-            let sql = format!("DELETE FROM {} WHERE source_uuid = ?1", this.tables.link);
-            this.conn.prepare_cached(&sql)?.execute([&key])?;
-            let sql = format!("DELETE FROM {} WHERE uuid = ?1", this.tables.core);
-            Ok(this.conn.prepare_cached(&sql)?.execute([&key])? == 1)
-        })
+        self.begin()?;
+        // Neither statement can be refused for the product's sake: a failure
+        // is the storage's, and ends the run with the batch rolled back.
+        let sql = format!("DELETE FROM {} WHERE source_uuid = ?1", self.tables.link);
+        self.conn.prepare_cached(&sql)?.execute([&key])?;
+        let sql = format!("DELETE FROM {} WHERE uuid = ?1", self.tables.core);
+        Ok(self.conn.prepare_cached(&sql)?.execute([&key])? == 1)
     }
 
     fn commit(&mut self) -> Result<()> {
