@@ -8,7 +8,8 @@ mod line;
 
 use anyhow::{anyhow, Result};
 use line::Record;
-use muninn_sync_plugin_api::{export_plugin, Archive, Context, SyncRequest, Synchronizer};
+use muninn_sync_plugin_api::{export_plugin, Archive, Context, SyncRequest, Synchronizer, Value};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 /// The `["synchronizer:<name>"]` section of a `jsonl` synchronizer.
@@ -68,31 +69,101 @@ impl Synchronizer for Jsonl {
         for (location, message) in &index.malformed {
             archive.report_failure(location, &anyhow!("{message}"))?;
         }
-        let managed: Vec<&str> = index.namespaces.iter().map(String::as_str).collect();
+        let mut managed: Vec<&str> = index.namespaces.iter().map(String::as_str).collect();
+        managed.push(line::NAMESPACE);
+        let mut chunk = Vec::with_capacity(CHUNK);
         feed::visit(&files, &index, |file, line, text| {
-            let location = file.location(line);
-            let record = match line::parse(text) {
-                Ok(record) => record,
-                Err(error) => return archive.report_failure(&location, &error),
-            };
-            let outcome = match &record {
-                Record::Product(product) => {
-                    archive.apply(product, request.force, &managed).map(drop)
-                }
-                Record::Deleted {
-                    product_type,
-                    product_name,
-                    uuid,
-                } => remove(archive, product_type, product_name, *uuid),
-            };
-            match outcome {
-                Ok(()) => Ok(()),
-                Err(error) => {
-                    archive.report_failure(&format!("{location} ({})", record.label()), &error)
-                }
+            chunk.push(Pending {
+                location: file.location(line),
+                identity: line::identity(text),
+                text: text.to_vec(),
+            });
+            if chunk.len() == CHUNK {
+                apply_chunk(archive, &mut chunk, request, &managed)?;
             }
-        })
+            Ok(())
+        })?;
+        apply_chunk(archive, &mut chunk, request, &managed)
     }
+}
+
+/// How many lines are looked up in the catalogue together.
+const CHUNK: usize = 256;
+
+/// A line waiting for its chunk's look-up.
+struct Pending {
+    location: String,
+    identity: Option<line::Identity>,
+    text: Vec<u8>,
+}
+
+/// What the catalogue holds of a product: its line's fingerprint, if any.
+type Stored = Option<i64>;
+
+/// Looks a chunk of lines up in one go, skips the lines whose product the
+/// catalogue holds with the same fingerprint (unless forced), and parses and
+/// applies the others in order.
+fn apply_chunk(
+    archive: &mut Archive<'_>,
+    chunk: &mut Vec<Pending>,
+    request: &SyncRequest,
+    managed: &[&str],
+) -> Result<()> {
+    let mut stored: HashMap<(&str, &str), Stored> = HashMap::new();
+    let mut by_type: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for identity in chunk.iter().filter_map(|p| p.identity.as_ref()) {
+        by_type
+            .entry(identity.product_type.as_str())
+            .or_default()
+            .push(identity.product_name.as_str());
+    }
+    for (product_type, names) in &by_type {
+        let found = archive.products_by_name(product_type, names, &[line::NAMESPACE])?;
+        for (name, product) in names.iter().zip(found) {
+            if let Some(product) = product {
+                let fingerprint = product
+                    .namespaces
+                    .get(line::NAMESPACE)
+                    .and_then(|ns| ns.get("fingerprint"))
+                    .and_then(|v| match v {
+                        Value::Integer(i) => Some(*i),
+                        _ => None,
+                    });
+                stored.insert((product_type, name), fingerprint);
+            }
+        }
+    }
+    for pending in chunk.iter() {
+        let known = pending
+            .identity
+            .as_ref()
+            .and_then(|id| stored.get(&(id.product_type.as_str(), id.product_name.as_str())));
+        if !request.force && known == Some(&Some(line::fingerprint(&pending.text))) {
+            continue; // the same line as last time: nothing to do, not even parse
+        }
+        let record = match line::parse(&pending.text) {
+            Ok(record) => record,
+            Err(error) => {
+                archive.report_failure(&pending.location, &error)?;
+                continue;
+            }
+        };
+        let outcome = match &record {
+            Record::Product(product) if known.is_none() => archive.create_properties(product),
+            Record::Product(product) => archive.apply(product, request.force, managed).map(drop),
+            Record::Deleted { uuid: None, .. } if known.is_none() => Ok(()),
+            Record::Deleted {
+                product_type,
+                product_name,
+                uuid,
+            } => remove(archive, product_type, product_name, *uuid),
+        };
+        if let Err(error) = outcome {
+            archive.report_failure(&format!("{} ({})", pending.location, record.label()), &error)?;
+        }
+    }
+    chunk.clear();
+    Ok(())
 }
 
 /// Removes the product a deletion line names, by uuid when the line has one.

@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Line {
-    #[allow(dead_code)] // read by the index; here only checked to be present
     modified: String,
     product_type: String,
     product_name: String,
@@ -75,10 +74,41 @@ fn namespace_value(value: serde_json::Value) -> Option<Value> {
     }
 }
 
+/// The namespace in which a product keeps where it came from: its line's
+/// `modified` time and fingerprint.
+pub const NAMESPACE: &str = "jsonl";
+
+/// A line's fingerprint: 64-bit FNV-1a of its bytes (without surrounding
+/// white space), the same on every machine and run. A product whose stored
+/// fingerprint equals its line's is unchanged and is not even parsed.
+pub fn fingerprint(text: &[u8]) -> i64 {
+    let text = text.trim_ascii();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash as i64
+}
+
+/// The product a line names, read cheaply: enough to look it up.
+#[derive(serde::Deserialize)]
+pub struct Identity {
+    pub product_type: String,
+    pub product_name: String,
+}
+
+/// Reads just the identity of a line; `None` when the line is malformed
+/// (a full parse then says why).
+pub fn identity(text: &[u8]) -> Option<Identity> {
+    serde_json::from_slice(text).ok()
+}
+
 /// Reads one line.
 pub fn parse(text: &[u8]) -> Result<Record> {
     let line: Line =
         serde_json::from_slice(text).map_err(|e| anyhow!("invalid product line: {e}"))?;
+    let modified = parse_timestamp(&line.modified).context("\"modified\"")?;
     let uuid = line
         .uuid
         .as_deref()
@@ -117,8 +147,19 @@ pub fn parse(text: &[u8]) -> Result<Record> {
             .into_iter()
             .filter_map(|(name, value)| namespace_value(value).map(|v| (name, v)))
             .collect();
+        if namespace == NAMESPACE {
+            bail!("namespace \"{NAMESPACE}\" is the jsonl synchronizer's own; use another name");
+        }
         product.namespaces.insert(namespace, properties);
     }
+    product.namespaces.insert(
+        NAMESPACE.to_string(),
+        [
+            ("modified".to_string(), Value::Timestamp(modified)),
+            ("fingerprint".to_string(), Value::Integer(fingerprint(text))),
+        ]
+        .into(),
+    );
     product.validate().map_err(|e| anyhow!(e))?;
     Ok(Record::Product(Box::new(product)))
 }
@@ -146,6 +187,16 @@ mod tests {
         assert_eq!(eo["platform"], Value::from("sentinel-2a"));
         assert!(matches!(eo["sensed"], Value::Timestamp(_)));
         assert!(!eo.contains_key("gone"));
+        assert_eq!(p.namespaces[NAMESPACE]["fingerprint"], Value::Integer(fingerprint(text)));
+        assert!(matches!(p.namespaces[NAMESPACE]["modified"], Value::Timestamp(_)));
+    }
+
+    #[test]
+    fn fingerprints_are_stable_and_ignore_surrounding_space() {
+        assert_eq!(fingerprint(b"abc"), fingerprint(b"  abc\r\n"));
+        assert_ne!(fingerprint(b"abc"), fingerprint(b"abd"));
+        // FNV-1a 64 of "a", as published.
+        assert_eq!(fingerprint(b"a") as u64, 0xaf63dc4c8601ec8c);
     }
 
     #[test]
@@ -166,12 +217,14 @@ mod tests {
         assert_eq!(deleted.label(), "T/N");
         assert!(matches!(deleted, Record::Deleted { uuid: None, .. }));
         for (text, why) in [
-            (&br#"{"modified": "x", "product_type": "T", "product_name": "N", "sise": 1}"#[..], "unknown field `sise`"),
-            (br#"{"modified": "x", "product_type": "T", "product_name": "N", "size": "big"}"#, "invalid type"),
-            (br#"{"modified": "x", "product_type": "T", "product_name": "N", "footprint": "POLYGON((0 0))"}"#, "footprint"),
-            (br#"{"modified": "x", "product_type": "T", "product_name": "N", "validity_start": "soon"}"#, "validity_start"),
-            (br#"{"modified": "x", "product_type": "T", "product_name": "a/b", "physical_name": "a/b"}"#, "physical_name"),
-            (br#"{"modified": "x", "product_type": "T", "product_name": "N", "uuid": "nope"}"#, "uuid"),
+            (&br#"{"modified": "2024-01-01", "product_type": "T", "product_name": "N", "sise": 1}"#[..], "unknown field `sise`"),
+            (br#"{"modified": "then", "product_type": "T", "product_name": "N"}"#, "modified"),
+            (br#"{"modified": "2024-01-01", "product_type": "T", "product_name": "N", "namespaces": {"jsonl": {}}}"#, "own"),
+            (br#"{"modified": "2024-01-01", "product_type": "T", "product_name": "N", "size": "big"}"#, "invalid type"),
+            (br#"{"modified": "2024-01-01", "product_type": "T", "product_name": "N", "footprint": "POLYGON((0 0))"}"#, "footprint"),
+            (br#"{"modified": "2024-01-01", "product_type": "T", "product_name": "N", "validity_start": "soon"}"#, "validity_start"),
+            (br#"{"modified": "2024-01-01", "product_type": "T", "product_name": "a/b", "physical_name": "a/b"}"#, "physical_name"),
+            (br#"{"modified": "2024-01-01", "product_type": "T", "product_name": "N", "uuid": "nope"}"#, "uuid"),
         ] {
             let message = format!("{:#}", parse(text).unwrap_err());
             assert!(message.contains(why), "{why}: {message}");
