@@ -231,21 +231,17 @@ impl Product {
     /// Sets a core property, checking its type; `None` makes it null, which
     /// the mandatory properties refuse.
     pub fn set_core_value(&mut self, field: CoreField, value: Option<Value>) -> Result<(), String> {
-        let wrong = |value: &Value| {
-            format!(
-                "core property {} is {}, not {}",
-                field.name(),
-                field.value_type(),
-                value.value_type()
-            )
-        };
         let value = match value {
-            Some(value) => Some(
-                value
-                    .clone()
-                    .coerce_to(field.value_type())
-                    .ok_or_else(|| wrong(&value))?,
-            ),
+            Some(value) => {
+                let given = value.value_type();
+                Some(value.coerce_to(field.value_type()).ok_or_else(|| {
+                    format!(
+                        "core property {} is {}, not {given}",
+                        field.name(),
+                        field.value_type()
+                    )
+                })?)
+            }
             None if field.is_mandatory() => {
                 return Err(format!("core property {} cannot be null", field.name()))
             }

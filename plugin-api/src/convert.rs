@@ -2,7 +2,7 @@
 //! the boundary use these, so a product reads back exactly as it was sent.
 
 use crate::ffi::{FfiProduct, FfiProperty, FfiUpdate, FfiUuid, FfiValue};
-use abi_stable::std_types::{RString, RVec};
+use abi_stable::std_types::{RCowStr, RString, RVec};
 use muninn_sync_model::{
     from_micros, to_micros, CoreField, Geometry, Namespace, Product, Update, Uuid, Value,
 };
@@ -60,10 +60,19 @@ pub fn value_from_ffi(value: &FfiValue) -> Result<Option<Value>, String> {
     }))
 }
 
+/// A core property: its names are static and cross without a copy.
+fn core_property(field: CoreField, value: FfiValue) -> FfiProperty {
+    FfiProperty {
+        namespace: RCowStr::from(CORE),
+        name: RCowStr::from(field.name()),
+        value,
+    }
+}
+
 fn property(namespace: &str, name: &str, value: FfiValue) -> FfiProperty {
     FfiProperty {
-        namespace: namespace.into(),
-        name: name.into(),
+        namespace: RCowStr::from(RString::from(namespace)),
+        name: RCowStr::from(RString::from(name)),
         value,
     }
 }
@@ -73,7 +82,7 @@ pub fn product_to_ffi(product: &Product) -> FfiProduct {
     let mut properties = RVec::with_capacity(CoreField::ALL.len() + 8);
     for field in CoreField::ALL {
         if let Some(value) = product.core_value(field) {
-            properties.push(property(CORE, field.name(), value_to_ffi(&value)));
+            properties.push(core_property(field, value_to_ffi(&value)));
         }
     }
     for (namespace, values) in &product.namespaces {
@@ -130,7 +139,7 @@ pub fn update_to_ffi(update: &Update) -> FfiUpdate {
     let mut properties = RVec::new();
     let mut removed_namespaces = RVec::new();
     for (field, value) in &update.core {
-        properties.push(property(CORE, field.name(), ffi_or_null(value)));
+        properties.push(core_property(*field, ffi_or_null(value)));
     }
     for (namespace, change) in &update.namespaces {
         match change {
@@ -235,7 +244,7 @@ mod tests {
         assert!(product_from_ffi(&ffi).unwrap_err().contains("product_name"));
         let mut ffi = product_to_ffi(&product());
         ffi.properties
-            .push(property(CORE, "size", FfiValue::Text("big".into())));
+            .push(core_property(CoreField::Size, FfiValue::Text("big".into())));
         assert!(product_from_ffi(&ffi).unwrap_err().contains("size"));
         let mut ffi = product_to_ffi(&product());
         ffi.properties

@@ -15,7 +15,7 @@ use abi_stable::{
     library::RootModule,
     package_version_strings, sabi_trait,
     sabi_types::{RMut, VersionStrings},
-    std_types::{RBox, ROption, RResult, RSlice, RStr, RString, RVec},
+    std_types::{RBox, RCowStr, ROption, RResult, RSlice, RStr, RString, RVec},
     StableAbi,
 };
 
@@ -84,12 +84,14 @@ pub enum FfiValue {
     Json(RString),
 }
 
-/// One property: `namespace` is `core` for muninn's core properties.
+/// One property: `namespace` is `core` for muninn's core properties. The
+/// names are copy-on-write so that fixed names (all of core's) cross
+/// without an allocation.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, PartialEq)]
 pub struct FfiProperty {
-    pub namespace: RString,
-    pub name: RString,
+    pub namespace: RCowStr<'static>,
+    pub name: RCowStr<'static>,
     pub value: FfiValue,
 }
 

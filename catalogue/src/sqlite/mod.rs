@@ -20,6 +20,23 @@ use values::{from_sql, option_to_sql, uuid_text};
 /// query, small enough to stay in SQLite's limits and statement cache.
 const LOOKUP_CHUNK: usize = 100;
 
+/// The products for `keys`, in their order: moved out of `found`, and
+/// copied only for a key asked for twice.
+fn take_in_order(found: &mut HashMap<String, Product>, keys: &[String]) -> Vec<Option<Product>> {
+    let mut answers: Vec<Option<Product>> = Vec::with_capacity(keys.len());
+    for (position, key) in keys.iter().enumerate() {
+        let answer = match found.remove(key) {
+            Some(product) => Some(product),
+            None => keys[..position]
+                .iter()
+                .position(|earlier| earlier == key)
+                .and_then(|earlier| answers[earlier].clone()),
+        };
+        answers.push(answer);
+    }
+    answers
+}
+
 /// `?first, ?first+1, ...`: `count` numbered SQL parameters.
 fn placeholders(first: usize, count: usize) -> String {
     (first..first + count)
@@ -526,16 +543,13 @@ impl Catalogue for SqliteCatalogue {
     ) -> Result<Vec<Option<Product>>> {
         let namespaces = self.selected_namespaces(namespaces);
         let keys: Vec<String> = product_names.iter().map(|n| n.to_string()).collect();
-        let found = self.products_in(
+        let mut found = self.products_in(
             Some(product_type),
             CoreField::ProductName,
             &keys,
             &namespaces,
         )?;
-        Ok(product_names
-            .iter()
-            .map(|name| found.get(*name).cloned())
-            .collect())
+        Ok(take_in_order(&mut found, &keys))
     }
 
     fn products_by_uuid(
@@ -545,8 +559,8 @@ impl Catalogue for SqliteCatalogue {
     ) -> Result<Vec<Option<Product>>> {
         let namespaces = self.selected_namespaces(namespaces);
         let keys: Vec<String> = uuids.iter().map(uuid_text).collect();
-        let found = self.products_in(None, CoreField::Uuid, &keys, &namespaces)?;
-        Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
+        let mut found = self.products_in(None, CoreField::Uuid, &keys, &namespaces)?;
+        Ok(take_in_order(&mut found, &keys))
     }
 
     fn walk(&self, query: &WalkQuery, namespaces: &Namespaces) -> Result<Vec<Product>> {

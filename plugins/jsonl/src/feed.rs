@@ -240,11 +240,12 @@ fn keep_newest_per_product(entries: &mut Vec<Entry>) -> usize {
     before - entries.len()
 }
 
-/// Calls `visit` with each indexed line, in the index's order.
+/// Calls `visit(file number, line number, text)` with each indexed line, in
+/// the index's order.
 pub fn visit(
     files: &[FeedFile],
     index: &Index,
-    mut visit: impl FnMut(&FeedFile, u64, &[u8]) -> Result<()>,
+    mut visit: impl FnMut(usize, u64, &[u8]) -> Result<()>,
 ) -> Result<()> {
     if index.in_file_order {
         let mut next = index.entries.iter().peekable();
@@ -257,7 +258,7 @@ pub fn visit(
                 if let Some(entry) = next.peek() {
                     if entry.file == number as u32 && entry.offset == offset {
                         next.next();
-                        return visit(file, line, text);
+                        return visit(number, line, text);
                     }
                 }
                 Ok(())
@@ -280,7 +281,7 @@ pub fn visit(
         reader.seek(SeekFrom::Start(entry.offset))?;
         buffer.clear();
         reader.read_until(b'\n', &mut buffer)?;
-        visit(file, u64::from(entry.line), &buffer)?;
+        visit(entry.file as usize, u64::from(entry.line), &buffer)?;
     }
     Ok(())
 }

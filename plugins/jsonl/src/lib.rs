@@ -71,51 +71,72 @@ impl Synchronizer for Jsonl {
         }
         let mut managed: Vec<&str> = index.namespaces.iter().map(String::as_str).collect();
         managed.push(line::NAMESPACE);
-        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut chunk = Chunk::default();
         feed::visit(&files, &index, |file, line, text| {
-            chunk.push(Pending {
-                location: file.location(line),
-                identity: line::identity(text),
-                text: text.to_vec(),
-            });
-            if chunk.len() == CHUNK {
-                apply_chunk(archive, &mut chunk, request, &managed)?;
+            chunk.push(file, line, text);
+            if chunk.len == CHUNK {
+                apply_chunk(archive, &files, &mut chunk, request, &managed)?;
             }
             Ok(())
         })?;
-        apply_chunk(archive, &mut chunk, request, &managed)
+        apply_chunk(archive, &files, &mut chunk, request, &managed)
     }
 }
 
 /// How many lines are looked up in the catalogue together.
 const CHUNK: usize = 256;
 
-/// A line waiting for its chunk's look-up.
-struct Pending {
-    location: String,
-    identity: Option<line::Identity>,
-    text: Vec<u8>,
+/// Lines waiting for their look-up. The buffers are kept from chunk to
+/// chunk, so reading a feed allocates nothing per line.
+#[derive(Default)]
+struct Chunk {
+    lines: Vec<(usize, u64, Vec<u8>)>,
+    len: usize,
 }
 
-/// What the catalogue holds of a product: its line's fingerprint, if any.
-type Stored = Option<i64>;
+impl Chunk {
+    fn push(&mut self, file: usize, line: u64, text: &[u8]) {
+        if self.len == self.lines.len() {
+            self.lines
+                .push((file, line, Vec::with_capacity(text.len())));
+        }
+        let slot = &mut self.lines[self.len];
+        slot.0 = file;
+        slot.1 = line;
+        slot.2.clear();
+        slot.2.extend_from_slice(text);
+        self.len += 1;
+    }
+
+    fn lines(&self) -> &[(usize, u64, Vec<u8>)] {
+        &self.lines[..self.len]
+    }
+}
 
 /// Looks a chunk of lines up in one go, skips the lines whose product the
 /// catalogue holds with the same fingerprint (unless forced), and parses and
 /// applies the others in order.
 fn apply_chunk(
     archive: &mut Archive<'_>,
-    chunk: &mut Vec<Pending>,
+    files: &[feed::FeedFile],
+    chunk: &mut Chunk,
     request: &SyncRequest,
     managed: &[&str],
 ) -> Result<()> {
-    let mut stored: HashMap<(&str, &str), Stored> = HashMap::new();
+    let identities: Vec<Option<line::Identity<'_>>> = chunk
+        .lines()
+        .iter()
+        .map(|(_, _, text)| line::identity(text))
+        .collect();
+    // The stored fingerprint of each product the catalogue has (None when
+    // it has the product without one).
+    let mut stored: HashMap<(&str, &str), Option<i64>> = HashMap::with_capacity(chunk.len);
     let mut by_type: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for identity in chunk.iter().filter_map(|p| p.identity.as_ref()) {
+    for identity in identities.iter().flatten() {
         by_type
-            .entry(identity.product_type.as_str())
+            .entry(&identity.product_type)
             .or_default()
-            .push(identity.product_name.as_str());
+            .push(&identity.product_name);
     }
     for (product_type, names) in &by_type {
         let found = archive.products_by_name(product_type, names, &[line::NAMESPACE])?;
@@ -133,18 +154,18 @@ fn apply_chunk(
             }
         }
     }
-    for pending in chunk.iter() {
-        let known = pending
-            .identity
+    for ((file, line_number, text), identity) in chunk.lines().iter().zip(&identities) {
+        let known = identity
             .as_ref()
-            .and_then(|id| stored.get(&(id.product_type.as_str(), id.product_name.as_str())));
-        if !request.force && known == Some(&Some(line::fingerprint(&pending.text))) {
+            .and_then(|id| stored.get(&(&*id.product_type, &*id.product_name)));
+        if !request.force && known == Some(&Some(line::fingerprint(text))) {
             continue; // the same line as last time: nothing to do, not even parse
         }
-        let record = match line::parse(&pending.text) {
+        let location = || files[*file].location(*line_number);
+        let record = match line::parse(text) {
             Ok(record) => record,
             Err(error) => {
-                archive.report_failure(&pending.location, &error)?;
+                archive.report_failure(&location(), &error)?;
                 continue;
             }
         };
@@ -159,10 +180,10 @@ fn apply_chunk(
             } => remove(archive, product_type, product_name, *uuid),
         };
         if let Err(error) = outcome {
-            archive.report_failure(&format!("{} ({})", pending.location, record.label()), &error)?;
+            archive.report_failure(&format!("{} ({})", location(), record.label()), &error)?;
         }
     }
-    chunk.clear();
+    chunk.len = 0;
     Ok(())
 }
 

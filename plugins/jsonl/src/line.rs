@@ -78,29 +78,47 @@ fn namespace_value(value: serde_json::Value) -> Option<Value> {
 /// `modified` time and fingerprint.
 pub const NAMESPACE: &str = "jsonl";
 
-/// A line's fingerprint: 64-bit FNV-1a of its bytes (without surrounding
+/// A line's fingerprint: a 64-bit hash of its bytes (without surrounding
 /// white space), the same on every machine and run. A product whose stored
 /// fingerprint equals its line's is unchanged and is not even parsed.
+///
+/// It reads eight bytes at a time (multiply, rotate, xor, with a final
+/// avalanche), several times faster than byte-wise FNV on a long line; any
+/// change of the line changes it with odds of 1 - 2^-64.
 pub fn fingerprint(text: &[u8]) -> i64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
     let text = text.trim_ascii();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    let mut hash: u64 = (text.len() as u64).wrapping_mul(K);
+    let mut words = text.chunks_exact(8);
+    for word in &mut words {
+        let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        hash = (hash ^ word.wrapping_mul(K))
+            .rotate_left(29)
+            .wrapping_mul(0xBF58_476D_1CE4_E5B9);
     }
-    hash as i64
+    let mut tail = [0u8; 8];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    hash = (hash ^ u64::from_le_bytes(tail).wrapping_mul(K))
+        .rotate_left(29)
+        .wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    hash ^= hash >> 31;
+    hash = hash.wrapping_mul(0x94D0_49BB_1331_11EB);
+    (hash ^ (hash >> 29)) as i64
 }
 
-/// The product a line names, read cheaply: enough to look it up.
+/// The product a line names, read cheaply (borrowed from the line where
+/// it has no escapes): enough to look it up.
 #[derive(serde::Deserialize)]
-pub struct Identity {
-    pub product_type: String,
-    pub product_name: String,
+pub struct Identity<'a> {
+    #[serde(borrow)]
+    pub product_type: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    pub product_name: std::borrow::Cow<'a, str>,
 }
 
 /// Reads just the identity of a line; `None` when the line is malformed
 /// (a full parse then says why).
-pub fn identity(text: &[u8]) -> Option<Identity> {
+pub fn identity(text: &[u8]) -> Option<Identity<'_>> {
     serde_json::from_slice(text).ok()
 }
 
@@ -187,16 +205,27 @@ mod tests {
         assert_eq!(eo["platform"], Value::from("sentinel-2a"));
         assert!(matches!(eo["sensed"], Value::Timestamp(_)));
         assert!(!eo.contains_key("gone"));
-        assert_eq!(p.namespaces[NAMESPACE]["fingerprint"], Value::Integer(fingerprint(text)));
-        assert!(matches!(p.namespaces[NAMESPACE]["modified"], Value::Timestamp(_)));
+        assert_eq!(
+            p.namespaces[NAMESPACE]["fingerprint"],
+            Value::Integer(fingerprint(text))
+        );
+        assert!(matches!(
+            p.namespaces[NAMESPACE]["modified"],
+            Value::Timestamp(_)
+        ));
     }
 
     #[test]
     fn fingerprints_are_stable_and_ignore_surrounding_space() {
         assert_eq!(fingerprint(b"abc"), fingerprint(b"  abc\r\n"));
         assert_ne!(fingerprint(b"abc"), fingerprint(b"abd"));
-        // FNV-1a 64 of "a", as published.
-        assert_eq!(fingerprint(b"a") as u64, 0xaf63dc4c8601ec8c);
+        // Fixed forever: catalogues hold fingerprints from earlier runs.
+        let line =
+            br#"{"modified": "2024-01-01T00:00:00Z", "product_type": "T", "product_name": "N"}"#;
+        assert_eq!(fingerprint(line) as u64, 0xf4e5efdf343c6377);
+        assert_eq!(fingerprint(b""), fingerprint(b" "));
+        assert_ne!(fingerprint(b"a"), fingerprint(b"a\0"));
+        assert_ne!(fingerprint(b"abcdefgh"), fingerprint(b"abcdefgh\0"));
     }
 
     #[test]
