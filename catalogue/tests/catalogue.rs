@@ -466,3 +466,38 @@ fn a_refused_namespace_row_takes_its_core_row_back() {
         .to_string()
         .contains("no product with uuid"));
 }
+
+#[test]
+fn uuids_that_read_as_numbers_stay_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.sqlite");
+    let mut catalogue = SqliteCatalogue::open(&options(&db)).unwrap();
+    // Under NUMERIC affinity both would be stored as the real number +inf.
+    let uuids = [
+        "4e512345678901234567890123456789",
+        "5e512345678901234567890123456789",
+        "12345678901234567890123456789012",
+    ];
+    for (i, uuid) in uuids.iter().enumerate() {
+        let mut p = product(&format!("P{i}"));
+        p.uuid = muninn_sync_model::Uuid::parse_str(uuid).unwrap();
+        catalogue.create(&p).unwrap();
+    }
+    catalogue.commit().unwrap();
+    let stored: Vec<String> = Connection::open(&db)
+        .unwrap()
+        .prepare("SELECT typeof(uuid) || ' ' || uuid FROM core ORDER BY product_name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(stored, uuids.map(|u| format!("text {u}")));
+    let found = catalogue
+        .products_by_uuid(
+            &[muninn_sync_model::Uuid::parse_str(uuids[0]).unwrap()],
+            &all(),
+        )
+        .unwrap();
+    assert_eq!(found[0].as_ref().unwrap().product_name, "P0");
+}

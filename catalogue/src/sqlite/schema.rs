@@ -176,12 +176,12 @@ pub(crate) fn create_tables(
     }
     tx.execute_batch(&format!(
         "CREATE TABLE {link} (id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, \
-             uuid UUID REFERENCES {core}(uuid) ON DELETE CASCADE, \
-             source_uuid UUID NOT NULL, UNIQUE (uuid, source_uuid));
+             uuid UUID TEXT REFERENCES {core}(uuid) ON DELETE CASCADE, \
+             source_uuid UUID TEXT NOT NULL, UNIQUE (uuid, source_uuid));
          CREATE INDEX idx_{link}_uuid ON {link} (uuid);
          CREATE INDEX idx_{link}_source_uuid ON {link} (source_uuid);
          CREATE TABLE {tag} (id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, \
-             uuid UUID REFERENCES {core}(uuid) ON DELETE CASCADE, \
+             uuid UUID TEXT REFERENCES {core}(uuid) ON DELETE CASCADE, \
              tag TEXT NOT NULL, UNIQUE (uuid, tag));
          CREATE INDEX idx_{tag}_uuid ON {tag} (uuid);
          CREATE INDEX idx_{tag}_tag ON {tag} (tag);",
@@ -329,7 +329,7 @@ pub(crate) fn create_namespace_table(
     namespace: &str,
 ) -> Result<()> {
     conn.execute_batch(&format!(
-        "CREATE TABLE {table} (uuid UUID PRIMARY KEY REFERENCES {core}(uuid) ON DELETE CASCADE);",
+        "CREATE TABLE {table} (uuid UUID TEXT PRIMARY KEY REFERENCES {core}(uuid) ON DELETE CASCADE);",
         table = tables.namespace(namespace),
         core = tables.core,
     ))?;

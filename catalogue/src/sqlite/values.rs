@@ -112,7 +112,13 @@ pub(crate) fn declared_type(value_type: ValueType, format: FootprintFormat) -> &
         ValueType::Real => "REAL",
         ValueType::Boolean => "BOOLEAN",
         ValueType::Timestamp => "TIMESTAMP",
-        ValueType::Uuid => "UUID",
+        // "UUID" first, as muninn declares it, so that Python's sqlite3
+        // still picks muninn's converter (it reads the first word); "TEXT"
+        // gives the column TEXT affinity. muninn's bare "UUID" has NUMERIC
+        // affinity, under which a hex uuid that reads as a number (about
+        // one in a million, e.g. 4e51...: all digits but one 'e') is stored
+        // as a number, and two of those can collide as infinity.
+        ValueType::Uuid => "UUID TEXT",
         ValueType::Geometry => match format {
             FootprintFormat::Spatialite => "GEOMETRY",
             FootprintFormat::Wkt => "TEXT",
@@ -128,7 +134,7 @@ pub(crate) fn type_from_declaration(declared: &str) -> ValueType {
         "REAL" | "DOUBLE" | "FLOAT" => ValueType::Real,
         "BOOLEAN" => ValueType::Boolean,
         "TIMESTAMP" => ValueType::Timestamp,
-        "UUID" => ValueType::Uuid,
+        "UUID" | "UUID TEXT" => ValueType::Uuid,
         "GEOMETRY" | "POLYGON" | "MULTIPOLYGON" | "POINT" | "LINESTRING" => ValueType::Geometry,
         _ => ValueType::Text,
     }
