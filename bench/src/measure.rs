@@ -130,6 +130,10 @@ fn written_rows(log: &str) -> Result<u64> {
 
 /// Every measurement of one feed size.
 pub fn scenario(binaries: &Binaries, dir: &Path, n: u64) -> Result<Row> {
+    if dir.exists() {
+        // Left by an interrupted run: start from nothing.
+        std::fs::remove_dir_all(dir)?;
+    }
     std::fs::create_dir_all(dir)?;
     let feed_path = dir.join("feed.jsonl");
     feed::write(&feed_path, n, |_| false)?;

@@ -28,7 +28,7 @@ pub fn insert(path: &Path, n: u64) -> Result<Duration> {
     }
     conn.execute_batch(
         "PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY;
-         CREATE TABLE eo (uuid UUID PRIMARY KEY REFERENCES core(uuid) ON DELETE CASCADE,
+         CREATE TABLE eo (uuid UUID TEXT PRIMARY KEY REFERENCES core(uuid) ON DELETE CASCADE,
                           cloud_cover REAL, orbit INTEGER, platform TEXT, sensing_time TIMESTAMP);",
     )?;
     let mut spent = Duration::ZERO;
