@@ -125,11 +125,13 @@ impl SqliteCatalogue {
         })?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         // Foreign keys make removing a product remove its namespaces, tags
-        // and links, as in muninn. 32 MiB of page cache (the default is
-        // 2 MiB) keeps the indexes a sync looks products up by in memory;
-        // the per-product savepoints' journal stays in memory too.
+        // and links, as in muninn. 16 MiB of page cache (the default is
+        // 2 MiB) keeps the upper levels of the indexes a sync looks products
+        // up by in memory; more buys little once the catalogue outgrows it
+        // and counts against the run's memory (docs/performance.md). The
+        // per-product savepoints' journal stays in memory too.
         conn.execute_batch(
-            "PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY;
+            "PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;
              SELECT count(*) FROM sqlite_master;",
         )
         .with_context(|| format!("\"{}\" is not a usable SQLite database", path.display()))?;
