@@ -83,7 +83,9 @@ pub struct Entry {
     pub line: u32,
     /// A 128-bit hash of the product's type and name: lines with the same
     /// key are states of one product, and only the newest needs applying.
-    pub key: u128,
+    /// Two halves rather than a u128, whose 16-byte alignment would pad an
+    /// entry from 40 to 48 bytes (8 MB per million lines).
+    pub key: [u64; 2],
 }
 
 /// The wanted lines of a feed, in chronological order of `modified` (the
@@ -210,7 +212,7 @@ fn product_key(
     hashers: &[std::hash::RandomState; 2],
     product_type: &str,
     product_name: &str,
-) -> u128 {
+) -> [u64; 2] {
     use std::hash::{BuildHasher, Hash, Hasher};
     let half = |hasher: &std::hash::RandomState| {
         let mut state = hasher.build_hasher();
@@ -218,7 +220,7 @@ fn product_key(
         product_name.hash(&mut state);
         state.finish()
     };
-    (u128::from(half(&hashers[0])) << 64) | u128::from(half(&hashers[1]))
+    [half(&hashers[0]), half(&hashers[1])]
 }
 
 /// Keeps, of the chronologically ordered `entries`, only the newest of each
@@ -299,4 +301,38 @@ fn open_seekable(file: &FeedFile) -> Result<(BufReader<File>, Option<tempfile::N
         .with_context(|| format!("cannot unpack feed file \"{}\"", file.path.display()))?;
     let reader = BufReader::new(unpacked.reopen()?);
     Ok((reader, Some(unpacked)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_takes_forty_bytes() {
+        // jsonl holds one per wanted line: this is most of its memory.
+        assert_eq!(std::mem::size_of::<Entry>(), 40);
+    }
+
+    #[test]
+    fn only_the_newest_line_of_a_product_is_kept() {
+        let entry = |modified, key| Entry {
+            modified,
+            file: 0,
+            offset: modified as u64,
+            line: modified as u32,
+            key: [key, 0],
+        };
+        let mut entries = vec![
+            entry(1, 7),
+            entry(2, 8),
+            entry(3, 7),
+            entry(4, 9),
+            entry(5, 8),
+        ];
+        assert_eq!(keep_newest_per_product(&mut entries), 2);
+        assert_eq!(
+            entries.iter().map(|e| e.modified).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
+    }
 }
