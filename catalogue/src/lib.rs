@@ -8,7 +8,7 @@ mod sqlite;
 pub use error::{CatalogueError, Result};
 pub use sqlite::{FootprintFormat, SqliteCatalogue, SqliteOptions};
 
-use muninn_sync_model::{Product, Timestamp, Update, Uuid};
+use muninn_sync_model::{Product, Timestamp, Update, Uuid, Value};
 
 /// Which namespaces besides core a look-up reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +43,30 @@ pub struct WalkQuery {
     pub limit: usize,
 }
 
+/// One page of a scan over one namespace's rows whose timestamp property
+/// `order_by` lies in `[start, end)`, ordered by it and uuid, strictly
+/// after `after`: only the listed properties, no core row, no product. It
+/// is how a synchronizer compares a whole window with the remote cheaply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanQuery {
+    pub namespace: String,
+    pub order_by: String,
+    pub properties: Vec<String>,
+    pub start: Option<Timestamp>,
+    pub end: Option<Timestamp>,
+    pub after: Option<(Timestamp, Uuid)>,
+    pub limit: usize,
+}
+
+/// One row of a [`ScanQuery`]: the product's uuid, its `order_by` time, and
+/// the requested properties in order (`None` for null or absent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanRow {
+    pub uuid: Uuid,
+    pub time: Timestamp,
+    pub values: Vec<Option<Value>>,
+}
+
 /// A product catalogue. Changes go into an open batch (a transaction) that
 /// [`Catalogue::commit`] makes durable; each product's change is atomic
 /// within it. Reads see the batch's uncommitted changes.
@@ -67,6 +91,11 @@ pub trait Catalogue {
 
     /// One page of a walk; see [`WalkQuery`].
     fn walk(&self, query: &WalkQuery, namespaces: &Namespaces) -> Result<Vec<Product>>;
+
+    /// One page of a scan over a namespace; see [`ScanQuery`]. It may index
+    /// the `order_by` column on first use, so that later scans are ordered
+    /// reads.
+    fn scan(&mut self, query: &ScanQuery) -> Result<Vec<ScanRow>>;
 
     /// Adds a product (muninn's `create_properties`); sets `metadata_date`.
     fn create(&mut self, product: &Product) -> Result<()>;

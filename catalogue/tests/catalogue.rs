@@ -501,3 +501,53 @@ fn uuids_that_read_as_numbers_stay_text() {
         .unwrap();
     assert_eq!(found[0].as_ref().unwrap().product_name, "P0");
 }
+
+#[test]
+fn scans_read_a_namespace_window_in_time_order_page_by_page() {
+    use muninn_sync_catalogue::ScanQuery;
+    let dir = tempfile::tempdir().unwrap();
+    let mut catalogue = SqliteCatalogue::open(&options(&dir.path().join("c.sqlite"))).unwrap();
+    for hour in 0..10 {
+        let mut p = product(&format!("P{hour}"));
+        let sensed = parse_timestamp(&format!("2024-01-01T{:02}:00:00Z", 9 - hour)).unwrap();
+        let eo = p.namespaces.get_mut("eo").unwrap();
+        eo.insert("sensed".into(), Value::Timestamp(sensed));
+        eo.insert("orbit".into(), Value::Integer(hour));
+        catalogue.create(&p).unwrap();
+    }
+    let mut query = ScanQuery {
+        namespace: "eo".into(),
+        order_by: "sensed".into(),
+        properties: vec!["orbit".into(), "nosuch".into()],
+        start: Some(parse_timestamp("2024-01-01T02:00:00").unwrap()),
+        end: Some(parse_timestamp("2024-01-01T08:00:00").unwrap()),
+        after: None,
+        limit: 4,
+    };
+    let mut orbits = Vec::new();
+    loop {
+        let page = catalogue.scan(&query).unwrap();
+        let Some(last) = page.last() else { break };
+        query.after = Some((last.time, last.uuid));
+        for row in &page {
+            assert_eq!(row.values[1], None, "an unknown property is null");
+            orbits.push(row.values[0].clone().unwrap());
+        }
+    }
+    // Hours 2..7 belong to products 7..2.
+    assert_eq!(orbits, [7, 6, 5, 4, 3, 2].map(Value::Integer));
+    let missing = ScanQuery {
+        namespace: "nosuch".into(),
+        ..query.clone()
+    };
+    assert!(catalogue.scan(&missing).unwrap().is_empty());
+    let wrong = ScanQuery {
+        order_by: "orbit".into(),
+        ..query
+    };
+    assert!(catalogue
+        .scan(&wrong)
+        .unwrap_err()
+        .to_string()
+        .contains("not a timestamp"));
+}

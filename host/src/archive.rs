@@ -3,10 +3,14 @@
 //! the run's counts and skipped products.
 
 use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
-use muninn_sync_catalogue::{Catalogue, CatalogueError, Namespaces, WalkQuery};
-use muninn_sync_model::{from_micros, Uuid};
-use muninn_sync_plugin_api::convert::{product_from_ffi, product_to_ffi, update_from_ffi};
-use muninn_sync_plugin_api::ffi::{FfiArchive, FfiProduct, FfiUpdate, FfiUuid, FfiWalk};
+use muninn_sync_catalogue::{Catalogue, CatalogueError, Namespaces, ScanQuery, WalkQuery};
+use muninn_sync_model::{from_micros, to_micros, Uuid};
+use muninn_sync_plugin_api::convert::{
+    product_from_ffi, product_to_ffi, update_from_ffi, value_to_ffi,
+};
+use muninn_sync_plugin_api::ffi::{
+    FfiArchive, FfiProduct, FfiScan, FfiScanRow, FfiUpdate, FfiUuid, FfiValue, FfiWalk,
+};
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
@@ -259,6 +263,41 @@ impl FfiArchive for ArchiveHandle<'_> {
                 let found = state.catalogue.walk(&query, &namespaces(names))?;
                 Ok(found.iter().map(product_to_ffi).collect())
             })
+    }
+
+    fn scan(&mut self, scan: &FfiScan) -> RResult<RVec<FfiScanRow>, RString> {
+        self.state.get_mut().call("scan of a namespace", |state| {
+            let after = match scan.after.into_option() {
+                Some(position) => Some((
+                    from_micros(position.time)
+                        .ok_or_else(|| bad_request("scan position out of range".into()))?,
+                    Uuid::from(position.uuid),
+                )),
+                None => None,
+            };
+            let query = ScanQuery {
+                namespace: scan.namespace.to_string(),
+                order_by: scan.order_by.to_string(),
+                properties: scan.properties.iter().map(|p| p.to_string()).collect(),
+                start: micros(scan.start, "scan start")?,
+                end: micros(scan.end, "scan end")?,
+                after,
+                limit: scan.limit.clamp(1, 100_000) as usize,
+            };
+            let rows = state.catalogue.scan(&query)?;
+            Ok(rows
+                .iter()
+                .map(|row| FfiScanRow {
+                    uuid: row.uuid.into(),
+                    time: to_micros(&row.time),
+                    values: row
+                        .values
+                        .iter()
+                        .map(|v| v.as_ref().map_or(FfiValue::Null, value_to_ffi))
+                        .collect(),
+                })
+                .collect())
+        })
     }
 
     fn create(&mut self, product: FfiProduct) -> RResult<(), RString> {

@@ -1,7 +1,7 @@
 //! The archive handle as a plugin author uses it: safe Rust over [`FfiArchive`].
 
-use crate::convert::{product_from_ffi, product_to_ffi, update_to_ffi};
-use crate::ffi::{FfiArchiveMut, FfiUuid, FfiWalk, FfiWalkPosition};
+use crate::convert::{product_from_ffi, product_to_ffi, update_to_ffi, value_from_ffi};
+use crate::ffi::{FfiArchiveMut, FfiScan, FfiUuid, FfiWalk, FfiWalkPosition};
 use abi_stable::std_types::{RResult, RStr, RString, RVec};
 use anyhow::{anyhow, Result};
 use muninn_sync_model::{from_micros, to_micros, Product, Timestamp, Update, Uuid, Value};
@@ -105,6 +105,37 @@ impl<'a> Archive<'a> {
                 limit: 500,
             },
             namespaces: rstrings(namespaces),
+            page: Vec::new().into_iter(),
+            done: false,
+        }
+    }
+
+    /// A cursor over the rows of `namespace` whose timestamp property
+    /// `order_by` lies in `[start, end)`, in the order of that time (then
+    /// uuid), with just the listed `properties`: no core row, no product.
+    /// Rows are fetched in pages of up to 10,000 as [`ScanCursor::next_row`]
+    /// asks. This is the cheap way to compare a whole window with the
+    /// remote: keep a remote version stamp in your namespace and merge,
+    /// rather than look each product up. The cursor does not borrow the
+    /// archive, so changes can be made between rows.
+    pub fn scan_namespace(
+        &self,
+        namespace: &str,
+        order_by: &str,
+        properties: &[&str],
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+    ) -> ScanCursor {
+        ScanCursor {
+            scan: FfiScan {
+                namespace: namespace.into(),
+                order_by: order_by.into(),
+                properties: rstrings(properties),
+                start: start.as_ref().map(to_micros).into(),
+                end: end.as_ref().map(to_micros).into(),
+                after: None.into(),
+                limit: 10_000,
+            },
             page: Vec::new().into_iter(),
             done: false,
         }
@@ -261,6 +292,71 @@ impl Iterator for ProductWalk<'_, '_> {
                 return Some(Err(e));
             }
         }
+    }
+}
+
+/// One row of [`Archive::scan_namespace`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanRow {
+    pub uuid: Uuid,
+    /// The row's `order_by` time.
+    pub time: Timestamp,
+    /// The requested properties, in order; `None` for null or absent.
+    pub values: Vec<Option<Value>>,
+}
+
+/// Where a scan of a namespace stands; see [`Archive::scan_namespace`].
+pub struct ScanCursor {
+    scan: FfiScan,
+    page: std::vec::IntoIter<ScanRow>,
+    done: bool,
+}
+
+impl ScanCursor {
+    /// The next row, or `None` at the end of the window.
+    pub fn next_row(&mut self, archive: &mut Archive<'_>) -> Result<Option<ScanRow>> {
+        loop {
+            if let Some(row) = self.page.next() {
+                return Ok(Some(row));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            self.next_page(archive)?;
+        }
+    }
+
+    fn next_page(&mut self, archive: &mut Archive<'_>) -> Result<()> {
+        let page = host_result(archive.ffi.scan(&self.scan))?;
+        if page.len() < self.scan.limit as usize {
+            self.done = true;
+        }
+        let mut rows = Vec::with_capacity(page.len());
+        for row in page.iter() {
+            let values = row
+                .values
+                .iter()
+                .map(value_from_ffi)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| anyhow!("the catalogue returned an unreadable value: {e}"))?;
+            rows.push(ScanRow {
+                uuid: row.uuid.into(),
+                time: timestamp_from_micros(row.time)?,
+                values,
+            });
+        }
+        match page.last() {
+            Some(last) => {
+                self.scan.after = Some(FfiWalkPosition {
+                    time: last.time,
+                    uuid: last.uuid,
+                })
+                .into()
+            }
+            None => self.done = true,
+        }
+        self.page = rows.into_iter();
+        Ok(())
     }
 }
 

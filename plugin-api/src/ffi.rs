@@ -137,6 +137,31 @@ pub struct FfiWalk {
     pub limit: u32,
 }
 
+/// One page of a scan over a namespace's rows whose timestamp property
+/// `order_by` lies in `[start, end)`, ordered by it and uuid, after `after`:
+/// only `properties`, no core, no product.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub struct FfiScan {
+    pub namespace: RString,
+    pub order_by: RString,
+    pub properties: RVec<RString>,
+    pub start: ROption<i64>,
+    pub end: ROption<i64>,
+    pub after: ROption<FfiWalkPosition>,
+    pub limit: u32,
+}
+
+/// One row of a scan: the uuid, the `order_by` time, and the requested
+/// properties in order (`Null` for null or absent).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub struct FfiScanRow {
+    pub uuid: FfiUuid,
+    pub time: i64,
+    pub values: RVec<FfiValue>,
+}
+
 /// The arguments of muninn's `sync(archive, product_types, start, end, force)`.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, PartialEq)]
@@ -174,6 +199,12 @@ pub trait FfiArchive {
         walk: &FfiWalk,
         namespaces: RSlice<'_, RString>,
     ) -> RResult<RVec<FfiProduct>, RString>;
+
+    /// One page of a scan over a namespace (see [`FfiScan`]); an empty page
+    /// ends it. Much cheaper per product than a walk: a synchronizer that
+    /// keeps a remote version stamp in its namespace compares a window with
+    /// the remote by merging, not by looking each product up.
+    fn scan(&mut self, scan: &FfiScan) -> RResult<RVec<FfiScanRow>, RString>;
 
     /// muninn's `create_properties`.
     fn create(&mut self, product: FfiProduct) -> RResult<(), RString>;

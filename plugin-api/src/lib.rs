@@ -53,7 +53,7 @@ pub mod ffi;
 mod logging;
 mod plugin;
 
-pub use archive::{Archive, Outcome, ProductWalk};
+pub use archive::{Archive, Outcome, ProductWalk, ScanCursor, ScanRow};
 pub use ffi::ABI_VERSION;
 pub use muninn_sync_model as model;
 pub use muninn_sync_model::{

@@ -442,3 +442,51 @@ fn without_spatialite_footprints_are_wkt_with_one_warning() {
     let again = archive.sync(&["feed", "-q"]);
     assert_eq!(again.stderr, "");
 }
+
+#[test]
+fn a_line_changed_without_a_new_modified_time_is_still_applied() {
+    let archive = Archive::with_feed();
+    archive.write_feed("feed.jsonl", &three_products());
+    archive.sync(&["feed"]).assert_ok();
+    let mut lines = three_products();
+    lines[1]["size"] = json!(4242);
+    archive.write_feed("feed.jsonl", &lines);
+    let run = archive.sync(&["feed"]);
+    run.assert_ok();
+    assert!(
+        run.stderr.contains("0 created, 1 updated"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        archive.strings("SELECT size FROM core WHERE product_name = 'B'"),
+        ["4242"]
+    );
+    // What the jsonl synchronizer keeps about each product's line.
+    assert_eq!(
+        archive.count("SELECT count(*) FROM jsonl WHERE modified IS NOT NULL AND fingerprint IS NOT NULL AND key IS NOT NULL"),
+        3
+    );
+}
+
+#[test]
+fn a_product_changed_in_the_catalogue_is_put_right_by_force() {
+    let archive = Archive::with_feed();
+    archive.write_feed("feed.jsonl", &three_products());
+    archive.sync(&["feed"]).assert_ok();
+    rusqlite::Connection::open(archive.path("catalogue.sqlite"))
+        .unwrap()
+        .execute("UPDATE core SET size = 1 WHERE product_name = 'A'", [])
+        .unwrap();
+    // The feed did not change: a plain re-sync trusts the fingerprints.
+    archive.sync(&["feed"]).assert_ok();
+    assert_eq!(
+        archive.strings("SELECT size FROM core WHERE product_name = 'A'"),
+        ["1"]
+    );
+    archive.sync(&["feed", "--force"]).assert_ok();
+    assert_eq!(
+        archive.strings("SELECT size FROM core WHERE product_name = 'A'"),
+        ["1000"]
+    );
+}

@@ -81,7 +81,7 @@ pub struct Entry {
     pub file: u32,
     pub offset: u64,
     pub line: u32,
-    /// A 128-bit hash of the product's type and name: lines with the same
+    /// The product's key ([`crate::line::product_key`]): lines with the same
     /// key are states of one product, and only the newest needs applying.
     /// Two halves rather than a u128, whose 16-byte alignment would pad an
     /// entry from 40 to 48 bytes (8 MB per million lines).
@@ -143,7 +143,6 @@ pub fn index(files: &[FeedFile], wanted: impl Fn(&str, &Timestamp) -> bool) -> R
         in_file_order: true,
         ..Index::default()
     };
-    let hashers = [std::hash::RandomState::new(), std::hash::RandomState::new()];
     for (number, file) in files.iter().enumerate() {
         let mut reader = file.reader()?;
         for_each_line(reader.as_mut(), |line, offset, text| {
@@ -184,7 +183,7 @@ pub fn index(files: &[FeedFile], wanted: impl Fn(&str, &Timestamp) -> bool) -> R
                     file: number as u32,
                     offset,
                     line: u32::try_from(line).unwrap_or(u32::MAX),
-                    key: product_key(&hashers, &product_type, &product_name),
+                    key: crate::line::product_key(&product_type, &product_name),
                 };
                 if index
                     .entries
@@ -206,23 +205,6 @@ pub fn index(files: &[FeedFile], wanted: impl Fn(&str, &Timestamp) -> bool) -> R
     Ok(index)
 }
 
-/// Two independently keyed 64-bit hashes: the chance that two products of a
-/// feed of a billion share a key is about 10^-21, so keys stand for products.
-fn product_key(
-    hashers: &[std::hash::RandomState; 2],
-    product_type: &str,
-    product_name: &str,
-) -> [u64; 2] {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let half = |hasher: &std::hash::RandomState| {
-        let mut state = hasher.build_hasher();
-        product_type.hash(&mut state);
-        product_name.hash(&mut state);
-        state.finish()
-    };
-    [half(&hashers[0]), half(&hashers[1])]
-}
-
 /// Keeps, of the chronologically ordered `entries`, only the newest of each
 /// product: applying earlier states would only be undone by later ones, and
 /// would make a re-sync write. Returns how many were left out.
@@ -242,12 +224,11 @@ fn keep_newest_per_product(entries: &mut Vec<Entry>) -> usize {
     before - entries.len()
 }
 
-/// Calls `visit(file number, line number, text)` with each indexed line, in
-/// the index's order.
+/// Calls `visit(entry, text)` with each indexed line, in the index's order.
 pub fn visit(
     files: &[FeedFile],
     index: &Index,
-    mut visit: impl FnMut(usize, u64, &[u8]) -> Result<()>,
+    mut visit: impl FnMut(&Entry, &[u8]) -> Result<()>,
 ) -> Result<()> {
     if index.in_file_order {
         let mut next = index.entries.iter().peekable();
@@ -256,11 +237,11 @@ pub fn visit(
                 break;
             }
             let mut reader = file.reader()?;
-            for_each_line(reader.as_mut(), |line, offset, text| {
+            for_each_line(reader.as_mut(), |_line, offset, text| {
                 if let Some(entry) = next.peek() {
                     if entry.file == number as u32 && entry.offset == offset {
-                        next.next();
-                        return visit(number, line, text);
+                        let entry = next.next().expect("peeked");
+                        return visit(entry, text);
                     }
                 }
                 Ok(())
@@ -283,7 +264,7 @@ pub fn visit(
         reader.seek(SeekFrom::Start(entry.offset))?;
         buffer.clear();
         reader.read_until(b'\n', &mut buffer)?;
-        visit(entry.file as usize, u64::from(entry.line), &buffer)?;
+        visit(entry, &buffer)?;
     }
     Ok(())
 }

@@ -72,14 +72,95 @@ impl Synchronizer for Jsonl {
         let mut managed: Vec<&str> = index.namespaces.iter().map(String::as_str).collect();
         managed.push(line::NAMESPACE);
         let mut chunk = Chunk::default();
-        feed::visit(&files, &index, |file, line, text| {
-            chunk.push(file, line, text);
+        let mut stored = StoredLines::new(archive, request);
+        feed::visit(&files, &index, |entry, text| {
+            let modified = muninn_sync_plugin_api::model::from_micros(entry.modified)
+                .ok_or_else(|| anyhow!("\"modified\" out of range"))?;
+            if !request.force
+                && stored.holds(
+                    archive,
+                    &modified,
+                    entry.key[0] as i64,
+                    line::fingerprint(text),
+                )?
+            {
+                return Ok(()); // the same line as last time: nothing to do, not even parse
+            }
+            chunk.push(entry.file as usize, u64::from(entry.line), text);
             if chunk.len == CHUNK {
                 apply_chunk(archive, &files, &mut chunk, request, &managed)?;
             }
             Ok(())
         })?;
         apply_chunk(archive, &files, &mut chunk, request, &managed)
+    }
+}
+
+/// What the catalogue holds of the window, read in the feed's own order:
+/// the `jsonl` rows ordered by `modified`, merged with the feed's lines as
+/// they pass. A line whose product is stored with the same `modified`, key
+/// and fingerprint is unchanged, found without a look-up per product.
+struct StoredLines {
+    cursor: muninn_sync_plugin_api::ScanCursor,
+    /// The first row past the current time, read ahead.
+    ahead: Option<muninn_sync_plugin_api::ScanRow>,
+    /// The time of `group`, and the (key, fingerprint) of its rows.
+    group_time: Option<muninn_sync_plugin_api::Timestamp>,
+    group: std::collections::HashSet<(i64, i64)>,
+}
+
+impl StoredLines {
+    fn new(archive: &Archive<'_>, request: &SyncRequest) -> StoredLines {
+        StoredLines {
+            cursor: archive.scan_namespace(
+                line::NAMESPACE,
+                "modified",
+                &["key", "fingerprint"],
+                request.start,
+                request.end,
+            ),
+            ahead: None,
+            group_time: None,
+            group: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Whether the catalogue holds a product with this key, written from a
+    /// line with this `modified` time and fingerprint. Calls must come in
+    /// order of `modified`, as the feed's index gives them.
+    fn holds(
+        &mut self,
+        archive: &mut Archive<'_>,
+        modified: &muninn_sync_plugin_api::Timestamp,
+        key: i64,
+        fingerprint: i64,
+    ) -> Result<bool> {
+        if self.group_time.as_ref() != Some(modified) {
+            self.group.clear();
+            loop {
+                let row = match self.ahead.take() {
+                    Some(row) => row,
+                    None => match self.cursor.next_row(archive)? {
+                        Some(row) => row,
+                        None => break,
+                    },
+                };
+                if row.time < *modified {
+                    continue;
+                }
+                if row.time > *modified {
+                    self.ahead = Some(row);
+                    break;
+                }
+                if let [Some(Value::Integer(key)), Some(Value::Integer(fingerprint))] =
+                    row.values.as_slice()
+                {
+                    self.group.insert((*key, *fingerprint));
+                }
+            }
+            self.group_time = Some(*modified);
+        }
+        Ok(self.group.contains(&(key, fingerprint)))
     }
 }
 
