@@ -27,7 +27,7 @@ pub fn insert(path: &Path, n: u64) -> Result<Duration> {
             .context("the benchmark needs mod_spatialite (Debian: libsqlite3-mod-spatialite)")?;
     }
     conn.execute_batch(
-        "PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;
+        "PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384;
          CREATE TABLE eo (uuid UUID TEXT PRIMARY KEY REFERENCES core(uuid) ON DELETE CASCADE,
                           cloud_cover REAL, orbit INTEGER, platform TEXT, sensing_time TIMESTAMP);",
     )?;
