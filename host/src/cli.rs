@@ -17,7 +17,8 @@ Exit codes:
 /// Synchronizes a muninn archive's catalogue with a remote catalogue through
 /// the synchronizer plugin its configuration names.
 #[derive(Debug, Parser)]
-#[command(name = "muninn-sync", version, about, after_help = EXIT_CODES)]
+// Repeating an option keeps the last value, as argparse does for muninn.
+#[command(name = "muninn-sync", version, about, after_help = EXIT_CODES, args_override_self = true)]
 pub struct Args {
     /// Archive identifier (<id>.toml is looked up in MUNINN_CONFIG_PATH) or
     /// the path of an archive configuration file ending in .toml

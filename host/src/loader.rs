@@ -124,8 +124,12 @@ fn load_new(path: &Path) -> Result<Plugin> {
     let shown = path.display();
     // SAFETY: opening a library runs its initialisers; only files that the
     // archive's configuration names are opened, as muninn imports its modules.
-    let library = unsafe { libloading::Library::new(path) }
-        .map_err(|e| anyhow!("\"{shown}\" cannot be loaded as a plugin: {e}"))?;
+    let library = unsafe { libloading::Library::new(path) }.map_err(|e| {
+        // libloading keeps dlerror's text (bad ELF header, missing
+        // library, undefined symbol) in the error's source.
+        let reason = std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
+        anyhow!("\"{shown}\" cannot be loaded as a plugin: {reason}")
+    })?;
     // SAFETY: the symbol, when present, is the u32 static `export_plugin!` writes.
     let abi_version = unsafe {
         library

@@ -85,7 +85,7 @@ pub fn run(args: &Args) -> Result<()> {
         .into_result();
     let finished = handle.finish();
     let counts = handle.counts();
-    report(&section.name, &counts, started);
+    report(&section.name, &counts, started, finished.is_err());
 
     if let Err(message) = finished {
         bail!("{who}: {message}; changes committed before the failure are kept");
@@ -110,7 +110,7 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 /// The one summary line every run ends with.
-fn report(synchronizer: &str, counts: &Counts, started: Instant) {
+fn report(synchronizer: &str, counts: &Counts, started: Instant, rolled_back: bool) {
     let seconds = started.elapsed().as_secs_f64();
     let changes = counts.created + counts.updated + counts.removed;
     tracing::info!(
@@ -121,4 +121,7 @@ fn report(synchronizer: &str, counts: &Counts, started: Instant) {
         counts.failed,
         changes as f64 / seconds.max(1e-9)
     );
+    if rolled_back {
+        tracing::warn!("the counts include the last batch, which was rolled back: up to 5000 of those changes are not in the catalogue");
+    }
 }

@@ -490,3 +490,75 @@ fn a_product_changed_in_the_catalogue_is_put_right_by_force() {
         ["1000"]
     );
 }
+
+#[test]
+fn names_sqlite_refuses_skip_the_product_and_the_run_goes_on() {
+    let archive = Archive::with_feed();
+    let mut keyword = product("T", "keyword", "2024-01-02T00:00:00Z");
+    keyword["namespaces"] = json!({"order": {"x": 1}});
+    let mut rowid = product("T", "rowid", "2024-01-03T00:00:00Z");
+    rowid["namespaces"]["eo"]["rowid"] = json!(5);
+    archive.write_feed(
+        "feed.jsonl",
+        &[
+            product("T", "before", "2024-01-01T00:00:00Z"),
+            keyword,
+            rowid,
+            product("T", "after", "2024-01-04T00:00:00Z"),
+        ],
+    );
+    let run = archive.sync(&["feed"]);
+    run.assert_error(1, &["2 product(s) could not be synced"]);
+    assert_eq!(
+        archive.strings("SELECT product_name FROM core ORDER BY 1"),
+        ["after", "before"]
+    );
+}
+
+#[test]
+fn whole_numbers_then_fractions_make_a_real_column() {
+    let archive = Archive::with_feed();
+    let mut whole = product("T", "whole", "2024-01-01T00:00:00Z");
+    whole["namespaces"] = json!({"eo": {"cloud_cover": 0}});
+    let mut fraction = product("T", "fraction", "2024-01-02T00:00:00Z");
+    fraction["namespaces"] = json!({"eo": {"cloud_cover": 12.5}});
+    archive.write_feed("feed.jsonl", &[whole, fraction]);
+    archive.sync(&["feed"]).assert_ok();
+    let again = archive.sync(&["feed"]);
+    again.assert_ok();
+    assert!(
+        again.stderr.contains("0 created, 0 updated"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(
+        archive.strings("SELECT cloud_cover FROM eo ORDER BY cloud_cover"),
+        ["0", "12.5"]
+    );
+}
+
+#[test]
+fn a_byte_order_mark_and_repeated_options_are_accepted() {
+    let archive = Archive::with_feed();
+    let text = format!(
+        "\u{feff}{}\n{}\n",
+        product("T", "A", "2024-02-01T00:00:00Z"),
+        product("T", "B", "2024-01-01T00:00:00Z")
+    );
+    std::fs::write(archive.path("feed.jsonl"), text).unwrap();
+    archive
+        .sync(&[
+            "feed",
+            "-f",
+            "-f",
+            "--start",
+            "2023-01-01",
+            "--start",
+            "2024-01-01",
+        ])
+        .assert_ok();
+    assert_eq!(
+        archive.strings("SELECT product_name FROM core ORDER BY 1"),
+        ["A", "B"]
+    );
+}

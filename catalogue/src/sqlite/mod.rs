@@ -37,6 +37,24 @@ fn take_in_order(found: &mut HashMap<String, Product>, keys: &[String]) -> Vec<O
     answers
 }
 
+/// A namespace or property name SQLite refuses (a keyword, a name it keeps
+/// for itself, a table that exists already): the product's fault, not the
+/// storage's, so the run goes on. Other failures stay storage errors.
+fn refused_name(error: anyhow::Error, what: &str) -> CatalogueError {
+    let refused = error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<rusqlite::Error>(),
+            Some(rusqlite::Error::SqliteFailure(e, _) | rusqlite::Error::SqlInputError { error: e, .. })
+                if e.code == rusqlite::ErrorCode::Unknown
+        )
+    });
+    if refused {
+        CatalogueError::Product(format!("the catalogue cannot hold {what}: {error:#}"))
+    } else {
+        CatalogueError::Storage(error)
+    }
+}
+
 /// `?first, ?first+1, ...`: `count` numbered SQL parameters.
 fn placeholders(first: usize, count: usize) -> String {
     (first..first + count)
@@ -422,6 +440,21 @@ impl SqliteCatalogue {
                 .and_then(|t| t.column(name))
                 .map(|(c, t)| (c.clone(), t));
             match (existing, value) {
+                (Some((column, ValueType::Integer)), Some(Value::Real(real))) => {
+                    // JSON writes 12.0 as 12: a column that met whole numbers
+                    // first becomes real when a fraction comes.
+                    schema::record_column_type(
+                        &self.conn,
+                        &self.tables,
+                        namespace,
+                        &column,
+                        ValueType::Real,
+                    )?;
+                    if let Some(table) = self.namespaces.get_mut(namespace) {
+                        table.columns.insert(column.clone(), ValueType::Real);
+                    }
+                    prepared.push((column, Some(Value::Real(*real))));
+                }
                 (Some((column, value_type)), Some(value)) => {
                     let stored = value.clone().coerce_to(value_type).ok_or_else(|| {
                         CatalogueError::product(format!(
@@ -435,7 +468,8 @@ impl SqliteCatalogue {
                 (None, None) => {} // null in a column that does not exist: nothing to store
                 (None, Some(value)) => {
                     if !self.namespaces.contains_key(namespace) {
-                        schema::create_namespace_table(&self.conn, &self.tables, namespace)?;
+                        schema::create_namespace_table(&self.conn, &self.tables, namespace)
+                            .map_err(|e| refused_name(e, namespace))?;
                         self.namespaces
                             .insert(namespace.to_string(), NamespaceTable::default());
                     }
@@ -446,7 +480,8 @@ impl SqliteCatalogue {
                         name,
                         value.value_type(),
                         self.format,
-                    )?;
+                    )
+                    .map_err(|e| refused_name(e, &format!("{namespace}.{name}")))?;
                     self.namespaces
                         .get_mut(namespace)
                         .expect("namespace table just made")
@@ -457,7 +492,8 @@ impl SqliteCatalogue {
             }
         }
         if !self.namespaces.contains_key(namespace) {
-            schema::create_namespace_table(&self.conn, &self.tables, namespace)?;
+            schema::create_namespace_table(&self.conn, &self.tables, namespace)
+                .map_err(|e| refused_name(e, namespace))?;
             self.namespaces
                 .insert(namespace.to_string(), NamespaceTable::default());
         }

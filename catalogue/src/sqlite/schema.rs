@@ -336,6 +336,24 @@ pub(crate) fn create_namespace_table(
     Ok(())
 }
 
+/// Records the type muninn-sync reads a namespace column as.
+pub(crate) fn record_column_type(
+    conn: &Connection,
+    tables: &Tables,
+    namespace: &str,
+    property: &str,
+    value_type: ValueType,
+) -> Result<()> {
+    conn.execute(
+        &format!(
+            "INSERT OR REPLACE INTO {} (namespace, property, type) VALUES (?1, ?2, ?3)",
+            tables.columns
+        ),
+        [namespace, property, value_type.name()],
+    )?;
+    Ok(())
+}
+
 /// Adds a property's column to a namespace table and records its type.
 pub(crate) fn add_namespace_column(
     conn: &Connection,

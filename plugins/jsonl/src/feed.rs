@@ -130,8 +130,13 @@ fn for_each_line(
             return Ok(());
         }
         number += 1;
-        if !buffer.iter().all(u8::is_ascii_whitespace) {
-            visit(number, offset, &buffer)?;
+        // A byte order mark some editors put at the start of a UTF-8 file.
+        let text = match buffer.strip_prefix(b"\xEF\xBB\xBF") {
+            Some(rest) if number == 1 => rest,
+            _ => &buffer[..],
+        };
+        if !text.iter().all(u8::is_ascii_whitespace) {
+            visit(number, offset, text)?;
         }
         offset += read as u64;
     }
@@ -264,7 +269,11 @@ pub fn visit(
         reader.seek(SeekFrom::Start(entry.offset))?;
         buffer.clear();
         reader.read_until(b'\n', &mut buffer)?;
-        visit(entry, &buffer)?;
+        let text = match buffer.strip_prefix(b"\xEF\xBB\xBF") {
+            Some(rest) if entry.offset == 0 => rest,
+            _ => &buffer[..],
+        };
+        visit(entry, text)?;
     }
     Ok(())
 }
