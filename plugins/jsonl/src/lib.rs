@@ -8,6 +8,7 @@ mod line;
 
 use anyhow::{anyhow, Result};
 use line::Record;
+use muninn_sync_plugin_api::model::to_micros;
 use muninn_sync_plugin_api::{export_plugin, Archive, Context, SyncRequest, Synchronizer, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -86,7 +87,12 @@ impl Synchronizer for Jsonl {
             {
                 return Ok(()); // the same line as last time: nothing to do, not even parse
             }
-            chunk.push(entry.file as usize, u64::from(entry.line), text);
+            chunk.push(
+                entry.file as usize,
+                u64::from(entry.line),
+                entry.modified,
+                text,
+            );
             if chunk.len == CHUNK {
                 apply_chunk(archive, &files, &mut chunk, request, &managed)?;
             }
@@ -171,25 +177,27 @@ const CHUNK: usize = 256;
 /// chunk, so reading a feed allocates nothing per line.
 #[derive(Default)]
 struct Chunk {
-    lines: Vec<(usize, u64, Vec<u8>)>,
+    /// File number, line number, `modified` (µs) and text of each line.
+    lines: Vec<(usize, u64, i64, Vec<u8>)>,
     len: usize,
 }
 
 impl Chunk {
-    fn push(&mut self, file: usize, line: u64, text: &[u8]) {
+    fn push(&mut self, file: usize, line: u64, modified: i64, text: &[u8]) {
         if self.len == self.lines.len() {
             self.lines
-                .push((file, line, Vec::with_capacity(text.len())));
+                .push((file, line, modified, Vec::with_capacity(text.len())));
         }
         let slot = &mut self.lines[self.len];
         slot.0 = file;
         slot.1 = line;
-        slot.2.clear();
-        slot.2.extend_from_slice(text);
+        slot.2 = modified;
+        slot.3.clear();
+        slot.3.extend_from_slice(text);
         self.len += 1;
     }
 
-    fn lines(&self) -> &[(usize, u64, Vec<u8>)] {
+    fn lines(&self) -> &[(usize, u64, i64, Vec<u8>)] {
         &self.lines[..self.len]
     }
 }
@@ -207,11 +215,13 @@ fn apply_chunk(
     let identities: Vec<Option<line::Identity<'_>>> = chunk
         .lines()
         .iter()
-        .map(|(_, _, text)| line::identity(text))
+        .map(|(_, _, _, text)| line::identity(text))
         .collect();
     // The stored fingerprint of each product the catalogue has (None when
     // it has the product without one).
     let mut stored: HashMap<(&str, &str), Option<i64>> = HashMap::with_capacity(chunk.len);
+    // The `modified` time (µs) of the line each stored product came from.
+    let mut stored_modified: HashMap<(&str, &str), i64> = HashMap::with_capacity(chunk.len);
     let mut by_type: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for identity in identities.iter().flatten() {
         by_type
@@ -232,15 +242,32 @@ fn apply_chunk(
                         _ => None,
                     });
                 stored.insert((product_type, name), fingerprint);
+                if let Some(Value::Timestamp(t)) = product
+                    .namespaces
+                    .get(line::NAMESPACE)
+                    .and_then(|ns| ns.get("modified"))
+                {
+                    stored_modified.insert((product_type, name), to_micros(t));
+                }
             }
         }
     }
-    for ((file, line_number, text), identity) in chunk.lines().iter().zip(&identities) {
-        let known = identity
+    for ((file, line_number, modified, text), identity) in chunk.lines().iter().zip(&identities) {
+        let id = identity
             .as_ref()
-            .and_then(|id| stored.get(&(&*id.product_type, &*id.product_name)));
+            .map(|id| (&*id.product_type, &*id.product_name));
+        let known = id.and_then(|id| stored.get(&id));
         if !request.force && known == Some(&Some(line::fingerprint(text))) {
             continue; // the same line as last time: nothing to do, not even parse
+        }
+        if id
+            .and_then(|id| stored_modified.get(&id))
+            .is_some_and(|newer| newer > modified)
+        {
+            // The catalogue holds a newer state of this product (from a later
+            // window synced before): an older line must not take it back.
+            tracing::debug!(line = %files[*file].location(*line_number), "older than the catalogue's state: skipped");
+            continue;
         }
         let location = || files[*file].location(*line_number);
         let record = match line::parse(text) {
