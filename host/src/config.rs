@@ -142,6 +142,11 @@ impl ArchiveConfig {
         };
         let connection_string = text_key("connection_string")?
             .ok_or_else(|| anyhow!("configuration file \"{file}\", section [sqlite]: missing key \"connection_string\" (the database file)"))?;
+        if connection_string.trim().is_empty() || connection_string.trim() == ":memory:" {
+            bail!(
+                "configuration file \"{file}\", section [sqlite]: connection_string must name a database file, not {connection_string:?} (a temporary database would keep nothing)"
+            );
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         let mut options = SqliteOptions::new(resolve(base, &connection_string));
         if let Some(mod_spatialite) = text_key("mod_spatialite_path")? {
@@ -364,6 +369,11 @@ path = "feed.jsonl"
         assert!(
             missing.contains("missing synchronizer \"other\" configuration"),
             "{missing}"
+        );
+        let empty = message(parse(&GOOD.replace("\"demo.sqlite\"", "\"\"")));
+        assert!(
+            empty.contains("connection_string must name a database file"),
+            "{empty}"
         );
         let postgres = message(parse(
             &GOOD.replace("\"sqlite\"\nstorage", "\"postgresql\"\nstorage"),

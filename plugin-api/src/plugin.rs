@@ -134,7 +134,13 @@ pub fn parse_config<T: DeserializeOwned>(json: &str) -> Result<T> {
     let mut deserializer = serde_json::Deserializer::from_str(json);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
-        let inner = error.into_inner();
+        // serde_json adds a position in the JSON the host built, which is no
+        // place in the user's TOML file: leave it out.
+        let inner = error.into_inner().to_string();
+        let inner = match inner.rfind(" at line ") {
+            Some(at) => inner[..at].to_string(),
+            None => inner,
+        };
         if path == "." {
             anyhow::anyhow!("{inner}")
         } else {
