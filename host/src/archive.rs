@@ -178,6 +178,21 @@ impl State<'_> {
     }
 }
 
+/// Where a walk or scan stands, from its ABI form.
+fn position(
+    after: ROption<muninn_sync_plugin_api::ffi::FfiWalkPosition>,
+    what: &str,
+) -> Result<Option<(chrono::DateTime<chrono::Utc>, Uuid)>, CatalogueError> {
+    after
+        .into_option()
+        .map(|p| {
+            let time =
+                from_micros(p.time).ok_or_else(|| bad_request(format!("{what} out of range")))?;
+            Ok((time, Uuid::from(p.uuid)))
+        })
+        .transpose()
+}
+
 fn namespaces(names: RSlice<'_, RString>) -> Namespaces {
     Namespaces::from_names(names.as_slice())
 }
@@ -244,14 +259,7 @@ impl FfiArchive for ArchiveHandle<'_> {
         self.state
             .borrow_mut()
             .call("walk over the catalogue", |state| {
-                let after = match walk.after.into_option() {
-                    Some(position) => Some((
-                        from_micros(position.time)
-                            .ok_or_else(|| bad_request("walk position out of range".into()))?,
-                        Uuid::from(position.uuid),
-                    )),
-                    None => None,
-                };
+                let after = position(walk.after, "walk position")?;
                 let query = WalkQuery {
                     product_type: walk.product_type.to_string(),
                     property: walk.property.to_string(),
@@ -267,14 +275,7 @@ impl FfiArchive for ArchiveHandle<'_> {
 
     fn scan(&mut self, scan: &FfiScan) -> RResult<RVec<FfiScanRow>, RString> {
         self.state.get_mut().call("scan of a namespace", |state| {
-            let after = match scan.after.into_option() {
-                Some(position) => Some((
-                    from_micros(position.time)
-                        .ok_or_else(|| bad_request("scan position out of range".into()))?,
-                    Uuid::from(position.uuid),
-                )),
-                None => None,
-            };
+            let after = position(scan.after, "scan position")?;
             let query = ScanQuery {
                 namespace: scan.namespace.to_string(),
                 order_by: scan.order_by.to_string(),

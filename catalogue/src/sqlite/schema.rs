@@ -377,12 +377,5 @@ pub(crate) fn add_namespace_column(
             declared_type(value_type, format)
         ))?;
     }
-    conn.execute(
-        &format!(
-            "INSERT OR REPLACE INTO {} (namespace, property, type) VALUES (?1, ?2, ?3)",
-            tables.columns
-        ),
-        [namespace, property, value_type.name()],
-    )?;
-    Ok(())
+    record_column_type(conn, tables, namespace, property, value_type)
 }
