@@ -202,9 +202,16 @@ impl SqliteCatalogue {
             tracing::info!(catalogue = %path.display(), footprints = format.name(), "creating the catalogue");
             schema::create_tables(&mut conn, &tables, format).with_context(describe)?;
         } else {
-            schema::create_own_tables(&conn, &tables).with_context(describe)?;
-            if recorded.is_some() {
+            // Written only the first time muninn-sync opens a muninn archive,
+            // and then in a transaction that takes the write lock up front:
+            // a write that needs a lock upgrade while another synchronizer
+            // commits would fail at once instead of waiting its turn.
+            if !schema::format_is_recorded(&conn, &tables).with_context(describe)? {
+                conn.execute_batch("BEGIN IMMEDIATE")
+                    .with_context(describe)?;
+                schema::create_own_tables(&conn, &tables).with_context(describe)?;
                 schema::record_footprint_format(&conn, &tables, format).with_context(describe)?;
+                conn.execute_batch("COMMIT").with_context(describe)?;
             }
         }
         let namespaces = schema::load_namespaces(&conn, &tables).with_context(describe)?;

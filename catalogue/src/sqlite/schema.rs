@@ -113,6 +113,24 @@ pub(crate) fn recorded_footprint_format(
     ))
 }
 
+/// Whether muninn-sync's own tables exist and record the footprint format.
+pub(crate) fn format_is_recorded(conn: &Connection, tables: &Tables) -> Result<bool> {
+    if !table_exists(conn, &tables.meta)? || !table_exists(conn, &tables.columns)? {
+        return Ok(false);
+    }
+    Ok(conn
+        .query_row(
+            &format!(
+                "SELECT 1 FROM {} WHERE key = 'footprint_format'",
+                tables.meta
+            ),
+            [],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
 /// Creates muninn's tables and ours in a new catalogue, in one transaction.
 pub(crate) fn create_tables(
     conn: &mut Connection,
