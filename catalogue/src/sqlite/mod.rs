@@ -7,7 +7,8 @@ use crate::{Catalogue, CatalogueError, Namespaces, Result, ScanQuery, ScanRow, W
 use anyhow::{anyhow, Context};
 use chrono::Utc;
 use muninn_sync_model::{
-    format_timestamp, truncate_to_micros, CoreField, Product, Update, Uuid, Value, ValueType,
+    format_timestamp, truncate_to_micros, CoreField, Product, Timestamp, Update, Uuid, Value,
+    ValueType,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params_from_iter, Connection};
@@ -53,6 +54,44 @@ fn refused_name(error: anyhow::Error, what: &str) -> CatalogueError {
     } else {
         CatalogueError::Storage(error)
     }
+}
+
+/// Adds a parameter; returns its placeholder.
+fn bind(params: &mut Vec<SqlValue>, value: SqlValue) -> String {
+    params.push(value);
+    format!("?{}", params.len())
+}
+
+/// The conditions of one page of a window over the timestamp column `time`,
+/// paged by (time, `uuid`) as walks and scans are: `time` set, in
+/// `[start, end)`, strictly after `after`. The values go into `params`.
+fn window_conditions(
+    time: &str,
+    uuid: &str,
+    start: Option<&Timestamp>,
+    end: Option<&Timestamp>,
+    after: Option<&(Timestamp, Uuid)>,
+    params: &mut Vec<SqlValue>,
+) -> Vec<String> {
+    let mut conditions = vec![format!("{time} IS NOT NULL")];
+    if let Some(start) = start {
+        conditions.push(format!(
+            "{time} >= {}",
+            bind(params, SqlValue::Text(format_timestamp(start)))
+        ));
+    }
+    if let Some(end) = end {
+        conditions.push(format!(
+            "{time} < {}",
+            bind(params, SqlValue::Text(format_timestamp(end)))
+        ));
+    }
+    if let Some((at, last)) = after {
+        let t = bind(params, SqlValue::Text(format_timestamp(at)));
+        let u = bind(params, SqlValue::Text(uuid_text(last)));
+        conditions.push(format!("({time} > {t} OR ({time} = {t} AND {uuid} > {u}))"));
+    }
+    conditions
 }
 
 /// `?first, ?first+1, ...`: `count` numbered SQL parameters.
@@ -616,31 +655,17 @@ impl Catalogue for SqliteCatalogue {
         if column.is_empty() {
             return Ok(Vec::new()); // no product has that namespace property yet
         }
-        let mut conditions = vec![
-            format!("c.product_type = ?1"),
-            format!("{column} IS NOT NULL"),
-        ];
         let mut params: Vec<SqlValue> = vec![SqlValue::Text(query.product_type.clone())];
-        let bind = |value: SqlValue, params: &mut Vec<SqlValue>| {
-            params.push(value);
-            format!("?{}", params.len())
-        };
-        if let Some(start) = &query.start {
-            let p = bind(SqlValue::Text(format_timestamp(start)), &mut params);
-            conditions.push(format!("{column} >= {p}"));
-        }
-        if let Some(end) = &query.end {
-            let p = bind(SqlValue::Text(format_timestamp(end)), &mut params);
-            conditions.push(format!("{column} < {p}"));
-        }
-        if let Some((time, uuid)) = &query.after {
-            let t = bind(SqlValue::Text(format_timestamp(time)), &mut params);
-            let u = bind(SqlValue::Text(uuid_text(uuid)), &mut params);
-            conditions.push(format!(
-                "({column} > {t} OR ({column} = {t} AND c.uuid > {u}))"
-            ));
-        }
-        let limit = bind(SqlValue::Integer(query.limit as i64), &mut params);
+        let mut conditions = vec!["c.product_type = ?1".to_string()];
+        conditions.extend(window_conditions(
+            &column,
+            "c.uuid",
+            query.start.as_ref(),
+            query.end.as_ref(),
+            query.after.as_ref(),
+            &mut params,
+        ));
+        let limit = bind(&mut params, SqlValue::Integer(query.limit as i64));
         let sql = format!(
             "SELECT c.uuid FROM {} c{join} WHERE {} ORDER BY {column}, c.uuid LIMIT {limit}",
             self.tables.core,
@@ -692,32 +717,16 @@ impl Catalogue for SqliteCatalogue {
         for column in columns.iter().flatten() {
             select.push_str(&format!(", \"{}\"", column.0));
         }
-        let mut conditions = vec![format!("\"{order_by}\" IS NOT NULL")];
         let mut params: Vec<SqlValue> = Vec::new();
-        let mut bind = |value: SqlValue| {
-            params.push(value);
-            format!("?{}", params.len())
-        };
-        if let Some(start) = &query.start {
-            conditions.push(format!(
-                "\"{order_by}\" >= {}",
-                bind(SqlValue::Text(format_timestamp(start)))
-            ));
-        }
-        if let Some(end) = &query.end {
-            conditions.push(format!(
-                "\"{order_by}\" < {}",
-                bind(SqlValue::Text(format_timestamp(end)))
-            ));
-        }
-        if let Some((time, uuid)) = &query.after {
-            let t = bind(SqlValue::Text(format_timestamp(time)));
-            let u = bind(SqlValue::Text(uuid_text(uuid)));
-            conditions.push(format!(
-                "(\"{order_by}\" > {t} OR (\"{order_by}\" = {t} AND uuid > {u}))"
-            ));
-        }
-        let limit = bind(SqlValue::Integer(query.limit as i64));
+        let conditions = window_conditions(
+            &format!("\"{order_by}\""),
+            "uuid",
+            query.start.as_ref(),
+            query.end.as_ref(),
+            query.after.as_ref(),
+            &mut params,
+        );
+        let limit = bind(&mut params, SqlValue::Integer(query.limit as i64));
         let sql = format!(
             "SELECT {select} FROM {name} WHERE {} ORDER BY \"{order_by}\", uuid LIMIT {limit}",
             conditions.join(" AND ")

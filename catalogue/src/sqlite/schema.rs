@@ -69,27 +69,15 @@ pub(crate) fn recorded_footprint_format(
     conn: &Connection,
     tables: &Tables,
 ) -> Result<Option<FootprintFormat>> {
-    if table_exists(conn, &tables.meta)? {
-        let value: Option<String> = conn
-            .query_row(
-                &format!(
-                    "SELECT value FROM {} WHERE key = 'footprint_format'",
+    if let Some(value) = footprint_format_in_meta(conn, tables)? {
+        return FootprintFormat::from_name(&value)
+            .map(Some)
+            .with_context(|| {
+                format!(
+                    "unknown footprint_format \"{value}\" in table {}",
                     tables.meta
-                ),
-                [],
-                |row| row.get(0),
-            )
-            .optional()?;
-        if let Some(value) = value {
-            return FootprintFormat::from_name(&value)
-                .map(Some)
-                .with_context(|| {
-                    format!(
-                        "unknown footprint_format \"{value}\" in table {}",
-                        tables.meta
-                    )
-                });
-        }
+                )
+            });
     }
     if !table_exists(conn, &tables.core)? {
         return Ok(None);
@@ -115,20 +103,24 @@ pub(crate) fn recorded_footprint_format(
 
 /// Whether muninn-sync's own tables exist and record the footprint format.
 pub(crate) fn format_is_recorded(conn: &Connection, tables: &Tables) -> Result<bool> {
-    if !table_exists(conn, &tables.meta)? || !table_exists(conn, &tables.columns)? {
-        return Ok(false);
+    Ok(table_exists(conn, &tables.columns)? && footprint_format_in_meta(conn, tables)?.is_some())
+}
+
+/// The footprint format muninn-sync recorded, as written.
+fn footprint_format_in_meta(conn: &Connection, tables: &Tables) -> Result<Option<String>> {
+    if !table_exists(conn, &tables.meta)? {
+        return Ok(None);
     }
     Ok(conn
         .query_row(
             &format!(
-                "SELECT 1 FROM {} WHERE key = 'footprint_format'",
+                "SELECT value FROM {} WHERE key = 'footprint_format'",
                 tables.meta
             ),
             [],
-            |_| Ok(()),
+            |row| row.get(0),
         )
-        .optional()?
-        .is_some())
+        .optional()?)
 }
 
 /// Creates muninn's tables and ours in a new catalogue, in one transaction.
