@@ -3,9 +3,11 @@
 //! tools and users' SQL keep working on what we write.
 
 mod error;
+mod runs;
 mod sqlite;
 
 pub use error::{CatalogueError, Result};
+pub use runs::{RunCounts, RunLog, RunOutcome, RunRecord, RunStart, Watermarks};
 pub use sqlite::{FootprintFormat, SqliteCatalogue, SqliteOptions};
 
 use muninn_sync_model::{Product, Timestamp, Update, Uuid, Value};
@@ -72,8 +74,10 @@ pub struct ScanRow {
 /// within it. Reads see the batch's uncommitted changes.
 ///
 /// The host writes only through this trait, so that another backend
-/// (PostgreSQL) can follow without touching the host or the plugins.
-pub trait Catalogue {
+/// (PostgreSQL) can follow without touching the host or the plugins. The
+/// run history lives in the same store ([`RunLog`]) so that it commits with
+/// the products.
+pub trait Catalogue: RunLog {
     /// Looks products of one type up by name; one answer per name, in order.
     fn products_by_name(
         &self,

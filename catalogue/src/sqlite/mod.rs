@@ -1,5 +1,6 @@
 //! The SQLite catalogue, in muninn 7.5's layout.
 
+mod runs;
 mod schema;
 mod values;
 

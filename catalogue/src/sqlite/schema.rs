@@ -20,6 +20,8 @@ pub(crate) struct Tables {
     pub tag: String,
     pub meta: String,
     pub columns: String,
+    pub runs: String,
+    pub watermarks: String,
 }
 
 impl Tables {
@@ -31,6 +33,8 @@ impl Tables {
             tag: format!("{prefix}tag"),
             meta: format!("{prefix}muninn_sync_meta"),
             columns: format!("{prefix}muninn_sync_columns"),
+            runs: format!("{prefix}muninn_sync_runs"),
+            watermarks: format!("{prefix}muninn_sync_watermarks"),
         }
     }
 
@@ -221,6 +225,7 @@ pub(crate) fn create_own_tables(conn: &Connection, tables: &Tables) -> Result<()
         meta = tables.meta,
         columns = tables.columns,
     ))?;
+    super::runs::create_run_tables(conn, tables)?;
     Ok(())
 }
 
