@@ -94,7 +94,7 @@ fn footprint(seed: u64) -> Geometry {
             Point { x: x0, y: lat },
         ]
     };
-    if mix(seed + 6) % 10 == 0 {
+    if mix(seed + 6).is_multiple_of(10) {
         Geometry::MultiPolygon(vec![vec![ring(179.5, 180.0)], vec![ring(-180.0, -179.4)]])
     } else {
         let lon = -180.0 + unit(seed + 7) * 358.0;

@@ -1,18 +1,23 @@
 //! The archive handle the host passes to a plugin's `sync`: it turns the
-//! plugin's calls into catalogue changes, commits them in batches, and keeps
-//! the run's counts and skipped products.
+//! plugin's calls into catalogue changes, commits them in batches together
+//! with the run's counts and watermarks, and stops the run when asked to
+//! (a signal, `--fail-fast`, a storage failure).
 
+use crate::control::RunControl;
+use crate::progress::Progress;
 use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
-use muninn_sync_catalogue::{Catalogue, CatalogueError, Namespaces, ScanQuery, WalkQuery};
-use muninn_sync_model::{from_micros, to_micros, Uuid};
+use muninn_sync_catalogue::{
+    Catalogue, CatalogueError, Namespaces, RunCounts, ScanQuery, WalkQuery, Watermarks,
+};
+use muninn_sync_model::{from_micros, parse_timestamp, to_micros, Timestamp, Uuid};
 use muninn_sync_plugin_api::convert::{
     product_from_ffi, product_to_ffi, update_from_ffi, value_to_ffi,
 };
 use muninn_sync_plugin_api::ffi::{
     FfiArchive, FfiProduct, FfiScan, FfiScanRow, FfiUpdate, FfiUuid, FfiValue, FfiWalk,
 };
-use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// How much work goes into one transaction: a crash loses at most this
@@ -32,15 +37,6 @@ impl Default for BatchPolicy {
     }
 }
 
-/// What a run did to the catalogue.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub created: u64,
-    pub updated: u64,
-    pub removed: u64,
-    pub failed: u64,
-}
-
 /// A product that was skipped, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
@@ -51,73 +47,220 @@ pub struct Failure {
 /// How many skipped products a run keeps the messages of.
 const KEPT_FAILURES: usize = 10;
 
-/// The archive handle of one run. The ABI's look-ups take `&self`, yet a
-/// look-up may start or end a transaction, so the state sits in a cell; the
-/// plugin never calls back in while a call is running, so borrows never meet.
-pub struct ArchiveHandle<'c> {
-    state: RefCell<State<'c>>,
+/// Why a run stopped before its plugin returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// The catalogue failed; the open batch was rolled back.
+    Storage(String),
+    /// SIGINT or SIGTERM (the signal's number); the batch was committed.
+    Signal(i32),
+    /// `--fail-fast` and a product failed; the batch was committed.
+    FailFast,
 }
 
-struct State<'c> {
-    catalogue: &'c mut dyn Catalogue,
-    policy: BatchPolicy,
+/// How a run treats the catalogue.
+#[derive(Debug, Clone, Default)]
+pub struct RunRules {
+    pub policy: BatchPolicy,
+    /// The run's record, whose counts and watermarks each commit updates;
+    /// `None` in a dry run.
+    pub run_id: Option<i64>,
+    /// Write nothing: the whole run is one transaction, rolled back.
+    pub dry_run: bool,
+    pub fail_fast: bool,
+    /// The product types whose watermark this run may raise (see
+    /// [`crate::window`]); `None`: any type the plugin reports.
+    pub watermark_types: WatermarkTypes,
+}
+
+/// Which product types' watermarks a run may raise.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum WatermarkTypes {
+    /// Any: the run's window reaches back to the beginning.
+    #[default]
+    All,
+    /// Only these, whose watermark lies inside the window; a run that
+    /// starts after a type's watermark leaves a gap it must not paper over.
+    Only(Vec<String>),
+}
+
+/// What a dry run would have done, product by product ("TYPE/NAME").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WouldChange {
+    pub create: Vec<String>,
+    pub update: Vec<String>,
+    pub remove: Vec<String>,
+}
+
+/// The state of one run that the plugin's calls and the watchdog share.
+pub struct Shared<'c> {
+    state: Mutex<State<'c>>,
+    control: &'c RunControl,
+}
+
+/// The archive handle of one run, as the plugin holds it.
+pub struct ArchiveHandle<'s, 'c> {
+    shared: &'s Shared<'c>,
+}
+
+pub struct State<'c> {
+    catalogue: &'c mut (dyn Catalogue + Send),
+    rules: RunRules,
     /// Changes in the open transaction.
     pending: usize,
     /// When the open transaction began; `None` when there is none.
     batch_started: Option<Instant>,
-    counts: Counts,
+    counts: RunCounts,
+    /// Watermarks the plugin reported since the last commit.
+    watermarks: Watermarks,
+    /// Set at the first failed product: its change is not committed, so no
+    /// later watermark may claim it is.
+    watermarks_frozen: bool,
     failures: Vec<Failure>,
-    /// Set when the catalogue itself failed: the run is over, and every
-    /// further call says so.
-    fatal: Option<String>,
+    would: WouldChange,
+    stop: Option<Stop>,
+    /// Set once the run's end is recorded, by the main thread or the
+    /// watchdog: the other one then leaves the catalogue alone.
+    finished: bool,
+    progress: Option<Progress>,
 }
 
-impl<'c> ArchiveHandle<'c> {
-    pub fn new(catalogue: &'c mut dyn Catalogue, policy: BatchPolicy) -> ArchiveHandle<'c> {
-        ArchiveHandle {
-            state: RefCell::new(State {
+impl<'c> Shared<'c> {
+    pub fn new(
+        catalogue: &'c mut (dyn Catalogue + Send),
+        rules: RunRules,
+        control: &'c RunControl,
+        progress: Option<Progress>,
+    ) -> Shared<'c> {
+        Shared {
+            state: Mutex::new(State {
                 catalogue,
-                policy,
+                rules,
                 pending: 0,
                 batch_started: None,
-                counts: Counts::default(),
+                counts: RunCounts::default(),
+                watermarks: Watermarks::new(),
+                watermarks_frozen: false,
                 failures: Vec::new(),
-                fatal: None,
+                would: WouldChange::default(),
+                stop: None,
+                finished: false,
+                progress,
             }),
+            control,
         }
     }
 
-    /// What the run did so far.
-    pub fn counts(&self) -> Counts {
-        self.state.borrow().counts
+    /// The handle to pass to the plugin.
+    pub fn handle(&self) -> ArchiveHandle<'_, 'c> {
+        ArchiveHandle { shared: self }
     }
 
-    /// The first skipped products, with their reasons.
-    pub fn failures(&self) -> Vec<Failure> {
-        self.state.borrow().failures.clone()
+    /// The run's state, for the end of the run. A plugin thread that panicked
+    /// while holding it cannot have left it half-changed (every change is
+    /// made under `catch_unwind`), so a poisoned lock is taken as it is.
+    pub fn lock(&self) -> MutexGuard<'_, State<'c>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Commits what is pending; called at the end of every run, whatever the
-    /// plugin returned, as every change in the batch is a complete product.
-    pub fn finish(&mut self) -> Result<(), String> {
-        let state = self.state.get_mut();
-        if let Some(fatal) = state.fatal.clone() {
-            let _ = state.catalogue.rollback();
-            return Err(fatal);
+    /// Like [`Shared::lock`], giving up after `patience`: for the watchdog,
+    /// which must not wait forever on a plugin stuck inside a call.
+    pub fn try_lock_for(&self, patience: Duration) -> Option<MutexGuard<'_, State<'c>>> {
+        let until = Instant::now() + patience;
+        loop {
+            match self.state.try_lock() {
+                Ok(guard) => return Some(guard),
+                Err(std::sync::TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) if Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(std::sync::TryLockError::WouldBlock) => return None,
+            }
         }
-        state
-            .catalogue
-            .commit()
-            .map_err(|e| format!("cannot commit to the catalogue: {e}"))?;
-        state.pending = 0;
-        state.batch_started = None;
-        Ok(())
+    }
+
+    /// Runs one call of the plugin's: notes the activity for `--timeout`,
+    /// and stops the run at a signal, after committing the batch.
+    fn call<T>(
+        &self,
+        what: &str,
+        work: impl FnOnce(&mut State<'c>) -> Result<T, CatalogueError>,
+    ) -> RResult<T, RString> {
+        self.control.touch();
+        let mut state = self.lock();
+        if state.stop.is_none() && !state.finished {
+            if let Some(signal) = self.control.signal() {
+                state.stop_after_commit(Stop::Signal(signal));
+            }
+        }
+        let result = state.call(what, work);
+        let state = &mut *state;
+        if let Some(progress) = state.progress.as_mut() {
+            progress.tick(&state.counts);
+        }
+        result
     }
 }
 
 impl State<'_> {
+    /// What the run did so far.
+    pub fn counts(&self) -> RunCounts {
+        self.counts
+    }
+
+    /// The first skipped products, with their reasons.
+    pub fn failures(&self) -> &[Failure] {
+        &self.failures
+    }
+
+    /// What a dry run would have changed.
+    pub fn would(&self) -> &WouldChange {
+        &self.would
+    }
+
+    /// Why the run stopped early, if it did.
+    pub fn stop(&self) -> Option<&Stop> {
+        self.stop.as_ref()
+    }
+
+    /// Whether the run's end has been recorded.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The catalogue, for recording the run's end.
+    pub fn catalogue(&mut self) -> &mut (dyn Catalogue + Send) {
+        self.catalogue
+    }
+
+    /// Ends the run's last transaction: commits it (a dry run rolls it back)
+    /// unless the catalogue failed, and marks the run finished so that
+    /// nothing else is written for it. Every change in a batch is a complete
+    /// product, so what the plugin handed over before it failed, hung or was
+    /// interrupted is kept.
+    pub fn finish(&mut self) -> Result<(), String> {
+        self.finished = true;
+        if let Some(progress) = self.progress.as_mut() {
+            progress.clear();
+        }
+        if let Some(Stop::Storage(fatal)) = &self.stop {
+            let fatal = fatal.clone();
+            let _ = self.catalogue.rollback();
+            return Err(fatal);
+        }
+        if self.rules.dry_run {
+            return self
+                .catalogue
+                .rollback()
+                .map_err(|e| format!("cannot end the dry run's transaction: {e}"));
+        }
+        self.commit_batch()
+            .map_err(|e| format!("cannot commit to the catalogue: {e}"))
+    }
+
     fn record_failure(&mut self, product: String, message: String) {
         self.counts.failed += 1;
+        self.watermarks_frozen = true;
         tracing::warn!(product = %product, "skipped: {message}");
         if self.failures.len() < KEPT_FAILURES {
             self.failures.push(Failure { product, message });
@@ -126,15 +269,50 @@ impl State<'_> {
 
     /// The answer to every call once the run has stopped.
     fn stopped<T>(&self) -> Option<RResult<T, RString>> {
-        self.fatal
-            .as_ref()
-            .map(|fatal| RResult::RErr(format!("the run has stopped: {fatal}").into()))
+        let reason = match (&self.stop, self.finished) {
+            (Some(Stop::Storage(fatal)), _) => fatal.clone(),
+            (Some(Stop::Signal(signal)), _) => {
+                format!("interrupted by {}", crate::control::signal_name(*signal))
+            }
+            (Some(Stop::FailFast), _) => "a product failed and --fail-fast is set".into(),
+            (None, true) => "the run has ended".into(),
+            (None, false) => return None,
+        };
+        Some(RResult::RErr(
+            format!("the run has stopped: {reason}").into(),
+        ))
+    }
+
+    /// Stops the run for `stop` after committing the batch, unless it has
+    /// stopped already.
+    pub fn stop_after_commit_if_running(&mut self, stop: Stop) {
+        if self.stop.is_none() && !self.finished {
+            self.stop_after_commit(stop);
+        }
+    }
+
+    /// Commits the batch and stops the run; a commit that fails stops it
+    /// for that reason instead.
+    fn stop_after_commit(&mut self, stop: Stop) {
+        if self.rules.dry_run {
+            self.stop = Some(stop);
+            return;
+        }
+        match self.commit_batch() {
+            Ok(()) => self.stop = Some(stop),
+            Err(error) => {
+                let _ = self.catalogue.rollback();
+                self.stop = Some(Stop::Storage(format!(
+                    "catalogue error while committing the last batch: {error}"
+                )));
+            }
+        }
     }
 
     /// Runs one call: refuses it once the run has stopped, catches a panic
     /// in the host, ends the transaction when it is full or old, and turns
     /// the outcome into what the plugin sees. A storage error or a panic
-    /// ends the run.
+    /// ends the run, with the open batch rolled back.
     fn call<T>(
         &mut self,
         what: &str,
@@ -159,8 +337,27 @@ impl State<'_> {
             }
             Err(_) => format!("muninn-sync internal error (panic) during {what}"),
         };
-        self.fatal = Some(fatal.clone());
+        let _ = self.catalogue.rollback();
+        self.stop = Some(Stop::Storage(fatal.clone()));
         RResult::RErr(fatal.into())
+    }
+
+    /// Commits the open batch with the run's counts and the watermarks
+    /// reported since the last commit, in one transaction.
+    fn commit_batch(&mut self) -> Result<(), CatalogueError> {
+        if self.rules.dry_run {
+            return Ok(());
+        }
+        if let Some(run) = self.rules.run_id {
+            self.catalogue
+                .record_progress(run, &self.counts, &self.watermarks)?;
+        }
+        self.catalogue.commit()?;
+        tracing::debug!(changes = self.pending, watermarks = ?self.watermarks, "committed a batch");
+        self.watermarks.clear();
+        self.pending = 0;
+        self.batch_started = None;
+        Ok(())
     }
 
     /// Commits when the batch holds enough changes or has been open long
@@ -168,13 +365,40 @@ impl State<'_> {
     /// then, so other synchronizers of the archive get their turn.
     fn end_batch_when_due(&mut self) -> Result<(), CatalogueError> {
         let age = self.batch_started.map_or(Duration::ZERO, |t| t.elapsed());
-        if self.pending >= self.policy.max_changes || age >= self.policy.max_age {
-            self.catalogue.commit()?;
-            tracing::debug!(changes = self.pending, "committed a batch");
-            self.pending = 0;
-            self.batch_started = None;
+        if self.pending >= self.rules.policy.max_changes || age >= self.rules.policy.max_age {
+            self.commit_batch()?;
         }
         Ok(())
+    }
+
+    fn raise_watermark(&mut self, product_type: &str, time: Timestamp) {
+        if self.watermarks_frozen {
+            return;
+        }
+        if let WatermarkTypes::Only(types) = &self.rules.watermark_types {
+            if !types.iter().any(|t| t == product_type) {
+                return;
+            }
+        }
+        let entry = self
+            .watermarks
+            .entry(product_type.to_string())
+            .or_insert(time);
+        if *entry < time {
+            *entry = time;
+        }
+    }
+
+    /// "TYPE/NAME" of a stored product, for a dry run's list.
+    fn describe_stored(&self, uuid: Uuid) -> Result<Option<String>, CatalogueError> {
+        let found = self
+            .catalogue
+            .products_by_uuid(&[uuid], &Namespaces::Only(Vec::new()))?;
+        Ok(found
+            .into_iter()
+            .next()
+            .flatten()
+            .map(|p| format!("{}/{}", p.product_type, p.product_name)))
     }
 }
 
@@ -182,7 +406,7 @@ impl State<'_> {
 fn position(
     after: ROption<muninn_sync_plugin_api::ffi::FfiWalkPosition>,
     what: &str,
-) -> Result<Option<(chrono::DateTime<chrono::Utc>, Uuid)>, CatalogueError> {
+) -> Result<Option<(Timestamp, Uuid)>, CatalogueError> {
     after
         .into_option()
         .map(|p| {
@@ -201,10 +425,7 @@ fn bad_request(message: String) -> CatalogueError {
     CatalogueError::Product(message)
 }
 
-fn micros(
-    value: ROption<i64>,
-    what: &str,
-) -> Result<Option<chrono::DateTime<chrono::Utc>>, CatalogueError> {
+fn micros(value: ROption<i64>, what: &str) -> Result<Option<Timestamp>, CatalogueError> {
     value
         .into_option()
         .map(|m| {
@@ -213,14 +434,14 @@ fn micros(
         .transpose()
 }
 
-impl FfiArchive for ArchiveHandle<'_> {
+impl FfiArchive for ArchiveHandle<'_, '_> {
     fn find_by_name(
         &self,
         product_type: RStr<'_>,
         product_names: RSlice<'_, RString>,
         names: RSlice<'_, RString>,
     ) -> RResult<RVec<ROption<FfiProduct>>, RString> {
-        self.state.borrow_mut().call("look-up by name", |state| {
+        self.shared.call("look-up by name", |state| {
             let product_names: Vec<&str> = product_names.iter().map(RString::as_str).collect();
             let found = state.catalogue.products_by_name(
                 product_type.as_str(),
@@ -239,7 +460,7 @@ impl FfiArchive for ArchiveHandle<'_> {
         uuids: RSlice<'_, FfiUuid>,
         names: RSlice<'_, RString>,
     ) -> RResult<RVec<ROption<FfiProduct>>, RString> {
-        self.state.borrow_mut().call("look-up by uuid", |state| {
+        self.shared.call("look-up by uuid", |state| {
             let uuids: Vec<Uuid> = uuids.iter().map(|u| Uuid::from(*u)).collect();
             let found = state
                 .catalogue
@@ -256,25 +477,23 @@ impl FfiArchive for ArchiveHandle<'_> {
         walk: &FfiWalk,
         names: RSlice<'_, RString>,
     ) -> RResult<RVec<FfiProduct>, RString> {
-        self.state
-            .borrow_mut()
-            .call("walk over the catalogue", |state| {
-                let after = position(walk.after, "walk position")?;
-                let query = WalkQuery {
-                    product_type: walk.product_type.to_string(),
-                    property: walk.property.to_string(),
-                    start: micros(walk.start, "walk start")?,
-                    end: micros(walk.end, "walk end")?,
-                    after,
-                    limit: walk.limit.clamp(1, 10_000) as usize,
-                };
-                let found = state.catalogue.walk(&query, &namespaces(names))?;
-                Ok(found.iter().map(product_to_ffi).collect())
-            })
+        self.shared.call("walk over the catalogue", |state| {
+            let after = position(walk.after, "walk position")?;
+            let query = WalkQuery {
+                product_type: walk.product_type.to_string(),
+                property: walk.property.to_string(),
+                start: micros(walk.start, "walk start")?,
+                end: micros(walk.end, "walk end")?,
+                after,
+                limit: walk.limit.clamp(1, 10_000) as usize,
+            };
+            let found = state.catalogue.walk(&query, &namespaces(names))?;
+            Ok(found.iter().map(product_to_ffi).collect())
+        })
     }
 
     fn scan(&mut self, scan: &FfiScan) -> RResult<RVec<FfiScanRow>, RString> {
-        self.state.get_mut().call("scan of a namespace", |state| {
+        self.shared.call("scan of a namespace", |state| {
             let after = position(scan.after, "scan position")?;
             let query = ScanQuery {
                 namespace: scan.namespace.to_string(),
@@ -302,7 +521,7 @@ impl FfiArchive for ArchiveHandle<'_> {
     }
 
     fn create(&mut self, product: FfiProduct) -> RResult<(), RString> {
-        self.state.get_mut().call("create", |state| {
+        self.shared.call("create", |state| {
             let product = product_from_ffi(&product)
                 .map_err(|e| bad_request(format!("invalid product: {e}")))?;
             state
@@ -311,58 +530,91 @@ impl FfiArchive for ArchiveHandle<'_> {
                 .map_err(|e| name_product(e, &product.product_type, &product.product_name))?;
             state.counts.created += 1;
             state.pending += 1;
+            if state.rules.dry_run {
+                let name = format!("{}/{}", product.product_type, product.product_name);
+                state.would.create.push(name);
+            }
             Ok(())
         })
     }
 
     fn update(&mut self, update: FfiUpdate) -> RResult<(), RString> {
-        self.state.get_mut().call("update", |state| {
+        self.shared.call("update", |state| {
             let update = update_from_ffi(&update)
                 .map_err(|e| bad_request(format!("invalid update: {e}")))?;
+            let described = if state.rules.dry_run {
+                state.describe_stored(update.uuid)?
+            } else {
+                None
+            };
             state
                 .catalogue
                 .update(&update)
                 .map_err(|e| name_product(e, "uuid", &update.uuid.simple().to_string()))?;
             state.counts.updated += 1;
             state.pending += 1;
+            if state.rules.dry_run {
+                let name = described.unwrap_or_else(|| update.uuid.simple().to_string());
+                state.would.update.push(name);
+            }
             Ok(())
         })
     }
 
     fn remove(&mut self, uuid: FfiUuid) -> RResult<bool, RString> {
-        self.state.get_mut().call("remove", |state| {
-            let removed = state.catalogue.remove(Uuid::from(uuid))?;
+        self.shared.call("remove", |state| {
+            let uuid = Uuid::from(uuid);
+            let described = if state.rules.dry_run {
+                state.describe_stored(uuid)?
+            } else {
+                None
+            };
+            let removed = state.catalogue.remove(uuid)?;
             if removed {
                 state.counts.removed += 1;
                 state.pending += 1;
+                if let Some(name) = described {
+                    state.would.remove.push(name);
+                }
             }
             Ok(removed)
         })
     }
 
     fn notify(&mut self, kind: RStr<'_>, payload: RStr<'_>) -> RResult<RString, RString> {
-        let state = self.state.get_mut();
-        if let Some(stopped) = state.stopped() {
-            return stopped;
-        }
+        let payload: serde_json::Value = serde_json::from_str(payload.as_str()).unwrap_or_default();
+        let text = |key: &str| {
+            payload
+                .get(key)
+                .and_then(|v| v.as_str())
+                .unwrap_or("?")
+                .to_string()
+        };
         match kind.as_str() {
-            "product_failed" => {
-                let payload: serde_json::Value =
-                    serde_json::from_str(payload.as_str()).unwrap_or_default();
-                let text = |key: &str| {
-                    payload
-                        .get(key)
-                        .and_then(|v| v.as_str())
-                        .unwrap_or("?")
-                        .to_string()
-                };
+            "product_failed" => self.shared.call("report of a failed product", |state| {
                 state.record_failure(text("product"), text("message"));
-                RResult::ROk(RString::new())
-            }
-            "idle" => state.call("commit before the plugin waits", |state| {
-                state.catalogue.commit()?;
-                state.pending = 0;
-                state.batch_started = None;
+                if state.rules.fail_fast {
+                    state.stop_after_commit(Stop::FailFast);
+                    return Err(CatalogueError::Product(
+                        "the run has stopped: a product failed and --fail-fast is set".into(),
+                    ));
+                }
+                Ok(RString::new())
+            }),
+            "unchanged" => self.shared.call("report of unchanged products", |state| {
+                let count = payload.get("count").and_then(|c| c.as_u64()).unwrap_or(1);
+                state.counts.unchanged += count;
+                Ok(RString::new())
+            }),
+            "watermark" => self.shared.call("watermark", |state| {
+                let time = parse_timestamp(&text("time")).map_err(|e| {
+                    bad_request(format!("invalid watermark time \"{}\": {e}", text("time")))
+                })?;
+                state.raise_watermark(&text("product_type"), time);
+                Ok(RString::new())
+            }),
+            "idle" => self.shared.call("commit before the plugin waits", |state| {
+                state.commit_batch()?;
                 Ok(RString::new())
             }),
             other => RResult::RErr(
@@ -385,13 +637,40 @@ fn name_product(error: CatalogueError, first: &str, second: &str) -> CatalogueEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use muninn_sync_catalogue::{SqliteCatalogue, SqliteOptions};
+    use muninn_sync_catalogue::{RunLog, RunStart, SqliteCatalogue, SqliteOptions};
     use muninn_sync_model::Product;
 
-    fn committed_products(path: &std::path::Path) -> i64 {
+    fn committed(path: &std::path::Path, sql: &str) -> i64 {
         let reader = rusqlite::Connection::open(path).unwrap();
-        reader
-            .query_row("SELECT count(*) FROM core", [], |r| r.get(0))
+        reader.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    fn ffi(name: &str) -> FfiProduct {
+        product_to_ffi(&Product::new("T", name))
+    }
+
+    fn notify(handle: &mut ArchiveHandle<'_, '_>, kind: &str, payload: &str) -> Result<(), String> {
+        handle
+            .notify(RStr::from_str(kind), RStr::from_str(payload))
+            .into_result()
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    fn begin(catalogue: &mut SqliteCatalogue) -> i64 {
+        catalogue
+            .begin_run(&RunStart {
+                synchronizer: "s".into(),
+                plugin: "test".into(),
+                product_types: None,
+                window_start: None,
+                window_end: None,
+                incremental: false,
+                force: false,
+                started: chrono::Utc::now(),
+                pid: 1,
+                hostname: "h".into(),
+            })
             .unwrap()
     }
 
@@ -400,48 +679,174 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.sqlite");
         let mut catalogue = SqliteCatalogue::open(&SqliteOptions::new(&path)).unwrap();
-        let mut handle = ArchiveHandle::new(&mut catalogue, BatchPolicy::default());
-        let product = muninn_sync_plugin_api::convert::product_to_ffi(&Product::new("T", "A"));
-        assert!(handle.create(product).is_ok());
-        assert_eq!(committed_products(&path), 0, "the batch is still open");
-        assert!(handle
-            .notify(RStr::from_str("idle"), RStr::from_str("{}"))
-            .is_ok());
-        assert_eq!(committed_products(&path), 1);
-        assert_eq!(handle.counts().created, 1);
+        let control = RunControl::new();
+        let shared = Shared::new(&mut catalogue, RunRules::default(), &control, None);
+        let mut handle = shared.handle();
+        assert!(handle.create(ffi("A")).is_ok());
+        assert_eq!(
+            committed(&path, "SELECT count(*) FROM core"),
+            0,
+            "the batch is still open"
+        );
+        notify(&mut handle, "idle", "{}").unwrap();
+        assert_eq!(committed(&path, "SELECT count(*) FROM core"), 1);
+        assert_eq!(shared.lock().counts().created, 1);
     }
 
     #[test]
-    fn a_full_batch_is_committed_and_failures_are_kept() {
+    fn a_full_batch_commits_with_counts_and_watermarks() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.sqlite");
         let mut catalogue = SqliteCatalogue::open(&SqliteOptions::new(&path)).unwrap();
-        let policy = BatchPolicy {
-            max_changes: 2,
-            max_age: Duration::from_secs(3600),
+        let run = begin(&mut catalogue);
+        let rules = RunRules {
+            policy: BatchPolicy {
+                max_changes: 2,
+                max_age: Duration::from_secs(3600),
+            },
+            run_id: Some(run),
+            ..RunRules::default()
         };
-        let mut handle = ArchiveHandle::new(&mut catalogue, policy);
-        for name in ["A", "B", "C"] {
-            let product = muninn_sync_plugin_api::convert::product_to_ffi(&Product::new("T", name));
-            assert!(handle.create(product).is_ok());
-        }
-        assert_eq!(committed_products(&path), 2);
-        let duplicate = muninn_sync_plugin_api::convert::product_to_ffi(&Product::new("T", "A"));
-        let message = handle.create(duplicate).unwrap_err().to_string();
-        assert!(
-            message.contains("product T/A") && message.contains("already exists"),
-            "{message}"
+        let control = RunControl::new();
+        let shared = Shared::new(&mut catalogue, rules, &control, None);
+        let mut handle = shared.handle();
+        assert!(handle.create(ffi("A")).is_ok());
+        notify(
+            &mut handle,
+            "watermark",
+            r#"{"product_type": "T", "time": "2024-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        notify(&mut handle, "unchanged", r#"{"count": 5}"#).unwrap();
+        assert!(handle.create(ffi("B")).is_ok());
+        assert_eq!(committed(&path, "SELECT count(*) FROM core"), 2);
+        assert_eq!(
+            committed(
+                &path,
+                "SELECT created + 10 * unchanged FROM muninn_sync_runs"
+            ),
+            52
         );
-        let payload = r#"{"product": "feed.jsonl line 4", "message": "bad"}"#;
-        assert!(handle
-            .notify(RStr::from_str("product_failed"), RStr::from_str(payload))
-            .is_ok());
-        assert!(handle
-            .notify(RStr::from_str("bogus"), RStr::from_str("{}"))
-            .is_err());
-        handle.finish().unwrap();
-        assert_eq!(committed_products(&path), 3);
-        assert_eq!(handle.counts().failed, 1);
-        assert_eq!(handle.failures()[0].product, "feed.jsonl line 4");
+        assert_eq!(
+            committed(&path, "SELECT count(*) FROM muninn_sync_watermarks WHERE watermark = '2024-01-01 00:00:00'"),
+            1
+        );
+        let duplicate = handle.create(ffi("A")).unwrap_err().to_string();
+        assert!(
+            duplicate.contains("product T/A") && duplicate.contains("already exists"),
+            "{duplicate}"
+        );
+        notify(
+            &mut handle,
+            "product_failed",
+            r#"{"product": "feed.jsonl line 4", "message": "bad"}"#,
+        )
+        .unwrap();
+        // A failed product holds the watermark where it was.
+        notify(
+            &mut handle,
+            "watermark",
+            r#"{"product_type": "T", "time": "2025-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        assert!(notify(&mut handle, "bogus", "{}")
+            .unwrap_err()
+            .contains("\"bogus\""));
+        assert!(handle.create(ffi("C")).is_ok());
+        shared.lock().finish().unwrap();
+        assert_eq!(committed(&path, "SELECT count(*) FROM core"), 3);
+        assert_eq!(
+            committed(&path, "SELECT count(*) FROM muninn_sync_watermarks WHERE watermark = '2024-01-01 00:00:00'"),
+            1
+        );
+        let state = shared.lock();
+        assert_eq!(state.counts().failed, 1);
+        assert_eq!(state.failures()[0].product, "feed.jsonl line 4");
+    }
+
+    #[test]
+    fn a_dry_run_lists_its_changes_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        let mut catalogue = SqliteCatalogue::open(&SqliteOptions::new(&path)).unwrap();
+        let existing = Product::new("T", "old");
+        catalogue.create(&existing).unwrap();
+        catalogue.commit().unwrap();
+        let rules = RunRules {
+            policy: BatchPolicy {
+                max_changes: 1,
+                max_age: Duration::ZERO,
+            },
+            dry_run: true,
+            ..RunRules::default()
+        };
+        let control = RunControl::new();
+        let shared = Shared::new(&mut catalogue, rules, &control, None);
+        let mut handle = shared.handle();
+        assert!(handle.create(ffi("new")).is_ok());
+        // The plugin sees its own changes while it runs.
+        let found = handle
+            .find_by_name(
+                RStr::from_str("T"),
+                RVec::from(vec![RString::from("new")]).as_rslice(),
+                RSlice::EMPTY,
+            )
+            .unwrap();
+        assert!(found[0].is_some());
+        assert!(handle.remove(existing.uuid.into()).unwrap());
+        notify(&mut handle, "idle", "{}").unwrap();
+        shared.lock().finish().unwrap();
+        let state = shared.lock();
+        assert_eq!(state.would().create, vec!["T/new".to_string()]);
+        assert_eq!(state.would().remove, vec!["T/old".to_string()]);
+        drop(state);
+        assert_eq!(
+            committed(
+                &path,
+                "SELECT count(*) FROM core WHERE product_name = 'old'"
+            ),
+            1
+        );
+        assert_eq!(committed(&path, "SELECT count(*) FROM core"), 1);
+    }
+
+    #[test]
+    fn a_signal_commits_the_batch_and_stops_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        let mut catalogue = SqliteCatalogue::open(&SqliteOptions::new(&path)).unwrap();
+        let control = RunControl::new();
+        let shared = Shared::new(&mut catalogue, RunRules::default(), &control, None);
+        let mut handle = shared.handle();
+        assert!(handle.create(ffi("A")).is_ok());
+        control.request_stop(15);
+        let refused = handle.create(ffi("B")).unwrap_err().to_string();
+        assert!(refused.contains("interrupted by SIGTERM"), "{refused}");
+        assert_eq!(committed(&path, "SELECT count(*) FROM core"), 1);
+        assert_eq!(shared.lock().stop(), Some(&Stop::Signal(15)));
+    }
+
+    #[test]
+    fn fail_fast_stops_at_the_first_failed_product() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        let mut catalogue = SqliteCatalogue::open(&SqliteOptions::new(&path)).unwrap();
+        let control = RunControl::new();
+        let rules = RunRules {
+            fail_fast: true,
+            ..RunRules::default()
+        };
+        let shared = Shared::new(&mut catalogue, rules, &control, None);
+        let mut handle = shared.handle();
+        assert!(handle.create(ffi("A")).is_ok());
+        let stopped = notify(
+            &mut handle,
+            "product_failed",
+            r#"{"product": "x", "message": "bad"}"#,
+        )
+        .unwrap_err();
+        assert!(stopped.contains("--fail-fast"), "{stopped}");
+        assert!(handle.create(ffi("B")).is_err());
+        assert_eq!(committed(&path, "SELECT count(*) FROM core"), 1);
     }
 }

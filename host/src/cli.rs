@@ -1,18 +1,30 @@
 //! The command line: Python muninn 7.5's `muninn-sync` contract.
 
-use clap::{ArgAction, Parser};
+use crate::duration::parse_duration;
+use crate::lock::Wait;
+use clap::{ArgAction, Parser, ValueEnum};
 use muninn_sync_model::{parse_timestamp, Timestamp};
+use std::path::PathBuf;
+use std::time::Duration;
 
 const EXIT_CODES: &str = "\
 The window is half-open, [start, end): a product is synced when
 start <= its time < end, so back-to-back windows (--start A --end B, then
 --start B --end C) neither overlap nor leave a gap.
 
+With --incremental (or incremental = true in the synchronizer's section) and
+no --start, the window starts at the synchronizer's watermark minus the
+lookback; the first run, and a run with --full, syncs everything.
+
 Exit codes:
-  0  success
-  1  an error during the run (configuration, plugin, remote, catalogue, or
-     products that could not be synced); it is printed as 'ERROR: <message>'
-  2  usage error (bad arguments)";
+  0    success
+  1    an error during the run (configuration, plugin, remote, catalogue, or
+       products that could not be synced); it is printed as 'ERROR: <message>'
+  2    usage error (bad arguments)
+  75   another run of this synchronizer on this archive is still going
+       (EX_TEMPFAIL: try again later, or use --wait)
+  124  the plugin did nothing for longer than --timeout
+  130  interrupted by SIGINT (143: by SIGTERM) after committing its last batch";
 
 /// Synchronizes a muninn archive's catalogue with a remote catalogue through
 /// the synchronizer plugin its configuration names.
@@ -56,6 +68,59 @@ pub struct Args {
     #[arg(short = 'f', long)]
     pub force: bool,
 
+    /// Start the window at the watermark of the last committed changes
+    /// (minus the lookback) when no --start is given
+    #[arg(long, conflicts_with = "full")]
+    pub incremental: bool,
+
+    /// Ignore the watermark for this run: sync the whole window even when
+    /// the section says incremental = true
+    #[arg(long)]
+    pub full: bool,
+
+    /// How far before the watermark an incremental run starts, for changes
+    /// the remote records late (default: the section's lookback, else 10m)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub lookback: Option<Duration>,
+
+    /// When another run of this synchronizer holds the archive, wait for it
+    /// (up to SECONDS, or without limit) instead of exiting with code 75
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "forever",
+        value_parser = parse_wait
+    )]
+    pub wait: Option<Wait>,
+
+    /// Stop at the first product that cannot be synced (default: skip it,
+    /// go on, and exit 1 at the end)
+    #[arg(long)]
+    pub fail_fast: bool,
+
+    /// End the run when the plugin has neither changed nor looked up
+    /// anything, nor returned, for this long (e.g. 300, 10m)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// Run the plugin against the catalogue but write nothing: list what
+    /// would be created, updated and removed
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+
+    /// The end-of-run summary: one line on stderr (text), or also a JSON
+    /// document on stdout (json)
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = ReportFormat::Text)]
+    pub report: ReportFormat,
+
+    /// Write Prometheus metrics of this archive's synchronizers to PATH
+    /// (node_exporter textfile collector: written to a temporary file, then
+    /// renamed)
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
     /// Show debug messages
     #[arg(short = 'v', long, conflicts_with = "quiet")]
     pub verbose: bool,
@@ -63,6 +128,20 @@ pub struct Args {
     /// Show only warnings and errors
     #[arg(short = 'q', long)]
     pub quiet: bool,
+}
+
+/// The form of the end-of-run summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+fn parse_wait(text: &str) -> Result<Wait, String> {
+    if text == "forever" {
+        return Ok(Wait::Forever);
+    }
+    parse_duration(text).map(Wait::UpTo)
 }
 
 fn parse_time(text: &str) -> Result<Timestamp, String> {
@@ -143,6 +222,49 @@ mod tests {
         assert!(
             error.to_string().contains("invalid datetime: tomorrow"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn run_control_options_parse() {
+        let args = parse(&["a", "s"]).unwrap();
+        assert_eq!(args.wait, None);
+        assert_eq!(args.report, ReportFormat::Text);
+        assert_eq!(
+            parse(&["a", "s", "--wait"]).unwrap().wait,
+            Some(Wait::Forever)
+        );
+        assert_eq!(
+            parse(&["a", "s", "--wait=90"]).unwrap().wait,
+            Some(Wait::UpTo(Duration::from_secs(90)))
+        );
+        let args = parse(&[
+            "a",
+            "s",
+            "--timeout",
+            "10m",
+            "--lookback",
+            "1h",
+            "--report",
+            "json",
+            "-n",
+        ])
+        .unwrap();
+        assert_eq!(args.timeout, Some(Duration::from_secs(600)));
+        assert_eq!(args.lookback, Some(Duration::from_secs(3600)));
+        assert_eq!(args.report, ReportFormat::Json);
+        assert!(args.dry_run);
+        assert_eq!(
+            parse(&["a", "s", "--incremental", "--full"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        assert_eq!(
+            parse(&["a", "s", "--timeout", "soon"])
+                .unwrap_err()
+                .exit_code(),
+            2
         );
     }
 

@@ -1,10 +1,12 @@
 //! The archive's configuration: finding the file from an archive id, as
 //! muninn does, and reading the sections muninn-sync uses.
 
+use crate::duration::parse_duration;
 use anyhow::{anyhow, bail, Context, Result};
 use muninn_sync_catalogue::SqliteOptions;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The environment variable muninn searches for archive configurations.
 pub const CONFIG_PATH_VARIABLE: &str = "MUNINN_CONFIG_PATH";
@@ -47,8 +49,58 @@ pub struct SynchronizerConfig {
     pub name: String,
     /// The `module` key: a plugin name or the path of a plugin file.
     pub module: String,
+    /// The host's own keys of the section.
+    pub run: RunSettings,
     /// The other keys, for the plugin.
     pub options: toml::Table,
+}
+
+/// Keys of a synchronizer's section that the host reads and takes out
+/// before the plugin sees the section, as it does with `module`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSettings {
+    /// `incremental = true`: runs without --start begin at the watermark.
+    pub incremental: bool,
+    /// `lookback = "10m"`: how far before the watermark they begin.
+    pub lookback: Option<Duration>,
+    /// `timeout = "30m"`: the default of --timeout.
+    pub timeout: Option<Duration>,
+}
+
+impl RunSettings {
+    /// Takes the host's keys out of a section.
+    fn take(options: &mut toml::Table, file: &str, name: &str) -> Result<RunSettings> {
+        let at = |key: &str| {
+            format!(
+                "configuration file \"{file}\", section [\"synchronizer:{name}\"], key \"{key}\""
+            )
+        };
+        let incremental = match options.remove("incremental") {
+            None => false,
+            Some(toml::Value::Boolean(b)) => b,
+            Some(other) => bail!("{}: expected true or false, not {other}", at("incremental")),
+        };
+        let mut duration = |key: &str| -> Result<Option<Duration>> {
+            match options.remove(key) {
+                None => Ok(None),
+                Some(toml::Value::String(text)) => parse_duration(&text)
+                    .map(Some)
+                    .map_err(|e| anyhow!("{}: {e}", at(key))),
+                Some(toml::Value::Integer(seconds)) if seconds >= 0 => {
+                    Ok(Some(Duration::from_secs(seconds as u64)))
+                }
+                Some(other) => bail!(
+                    "{}: expected a duration such as \"10m\" or a number of seconds, not {other}",
+                    at(key)
+                ),
+            }
+        };
+        Ok(RunSettings {
+            incremental,
+            lookback: duration("lookback")?,
+            timeout: duration("timeout")?,
+        })
+    }
 }
 
 /// Finds an archive's configuration file: a path ending in `.toml` is taken
@@ -210,9 +262,11 @@ impl ArchiveConfig {
                 "missing module option for synchronizer \"{name}\": configuration file \"{file}\", section [\"synchronizer:{name}\"] needs module = \"<plugin>\""
             ),
         };
+        let run = RunSettings::take(&mut options, &file.to_string(), name)?;
         Ok(SynchronizerConfig {
             name: name.to_string(),
             module,
+            run,
             options,
         })
     }
@@ -333,6 +387,37 @@ path = "feed.jsonl"
         assert_eq!(
             options_to_json(&feed.options),
             serde_json::json!({"path": "feed.jsonl"})
+        );
+    }
+
+    #[test]
+    fn the_hosts_own_keys_are_read_and_kept_from_the_plugin() {
+        let text = GOOD.replace(
+            "path = \"feed.jsonl\"",
+            "path = \"feed.jsonl\"\nincremental = true\nlookback = \"1h\"\ntimeout = 600",
+        );
+        let feed = parse(&text).unwrap().synchronizer("feed").unwrap();
+        assert_eq!(
+            feed.run,
+            RunSettings {
+                incremental: true,
+                lookback: Some(Duration::from_secs(3600)),
+                timeout: Some(Duration::from_secs(600)),
+            }
+        );
+        assert_eq!(
+            options_to_json(&feed.options),
+            serde_json::json!({"path": "feed.jsonl"})
+        );
+        let bad = message(
+            parse(&GOOD.replace("path = \"feed.jsonl\"", "lookback = \"soon\""))
+                .unwrap()
+                .synchronizer("feed"),
+        );
+        assert!(
+            bad.contains("section [\"synchronizer:feed\"], key \"lookback\"")
+                && bad.contains("invalid duration \"soon\""),
+            "{bad}"
         );
     }
 

@@ -5,6 +5,13 @@
 pub mod archive;
 pub mod cli;
 pub mod config;
+pub mod control;
+pub mod duration;
 pub mod loader;
+pub mod lock;
 pub mod logging;
+pub mod progress;
+pub mod report;
 pub mod run;
+pub mod watchdog;
+pub mod window;

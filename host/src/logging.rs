@@ -30,10 +30,17 @@ where
     }
 }
 
+/// stderr, wiping the progress line before a log line is written over it.
+fn stderr_below_progress() -> std::io::Stderr {
+    let stderr = std::io::stderr();
+    crate::progress::wipe(&mut stderr.lock());
+    stderr
+}
+
 /// Sends log events at `max_level` and above to stderr.
 pub fn init(max_level: LevelFilter) {
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(stderr_below_progress)
         .with_max_level(max_level)
         .with_ansi(false)
         .event_format(MuninnFormat)

@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("ERROR: {error:#}");
-            ExitCode::FAILURE
+            ExitCode::from(run::exit_code_of(&error))
         }
     }
 }

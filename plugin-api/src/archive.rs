@@ -188,6 +188,7 @@ impl<'a> Archive<'a> {
             Some(existing) => {
                 let update = Update::between(&existing, product, force);
                 if update.is_empty() && !force {
+                    self.count_unchanged(1)?;
                     return Ok(Outcome::Unchanged);
                 }
                 self.update_properties(&update)?;
@@ -205,6 +206,49 @@ impl<'a> Archive<'a> {
                 .notify(RStr::from_str("idle"), RStr::from_str("{}")),
         )
         .map(drop)
+    }
+
+    /// Tells the host that `count` remote products were found identical to
+    /// the catalogue's, for the run's counts ([`Archive::apply`] does this
+    /// itself). A plugin that skips unchanged products without a look-up
+    /// reports them here, in bulk.
+    pub fn count_unchanged(&mut self, count: u64) -> Result<()> {
+        if count == 0 {
+            return Ok(());
+        }
+        let payload = serde_json::json!({ "count": count }).to_string();
+        self.optional_notice("unchanged", &payload)
+    }
+
+    /// Tells the host that every remote change to products of
+    /// `product_type` modified up to `time` has now been handed to the
+    /// archive (created, updated, removed, found unchanged, or reported as
+    /// failed). The host commits the highest such time with the batch that
+    /// holds those changes, as the synchronizer's watermark, where
+    /// incremental runs start. A plugin that visits the remote in order of
+    /// modification time calls this as it goes; one that does not calls it
+    /// once, at the end, with the newest time it saw.
+    pub fn advance_watermark(&mut self, product_type: &str, time: Timestamp) -> Result<()> {
+        let payload = serde_json::json!({
+            "product_type": product_type,
+            "time": muninn_sync_model::format_timestamp(&time),
+        })
+        .to_string();
+        self.optional_notice("watermark", &payload)
+    }
+
+    /// A notification that a host older than the kind may not know: such a
+    /// host's refusal is not an error, any other answer is.
+    fn optional_notice(&mut self, kind: &str, payload: &str) -> Result<()> {
+        match self
+            .ffi
+            .notify(RStr::from_str(kind), RStr::from_str(payload))
+            .into_result()
+        {
+            Ok(_) => Ok(()),
+            Err(message) if message.contains("does not know the notification") => Ok(()),
+            Err(message) => Err(anyhow!("{message}")),
+        }
     }
 
     /// Tells the host that a product was skipped because of `error`. The run

@@ -21,7 +21,10 @@ fn version_and_help_work_alone() {
         "--end",
         "--force",
         "Exit codes:",
-        "2  usage error",
+        "2    usage error",
+        "75   another run",
+        "--incremental",
+        "--dry-run",
         "[start, end)",
     ] {
         assert!(

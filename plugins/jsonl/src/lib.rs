@@ -53,9 +53,16 @@ impl Synchronizer for Jsonl {
                     .as_ref()
                     .is_none_or(|types| types.iter().any(|t| t == product_type))
         };
+        // The product types in the window, whose watermarks this run moves.
+        let types_seen = std::cell::RefCell::new(std::collections::BTreeSet::<String>::new());
         let index = feed::index(&files, |product_type, modified| {
-            wanted_type(product_type) && request.in_window(modified)
+            let wanted = wanted_type(product_type) && request.in_window(modified);
+            if wanted && !types_seen.borrow().contains(product_type) {
+                types_seen.borrow_mut().insert(product_type.to_string());
+            }
+            wanted
         })?;
+        let types_seen = types_seen.into_inner();
         tracing::info!(
             feed = %self.path.display(),
             files = files.len(),
@@ -74,7 +81,9 @@ impl Synchronizer for Jsonl {
         managed.push(line::NAMESPACE);
         let mut chunk = Chunk::default();
         let mut stored = StoredLines::new(archive, request);
+        let mut progress = Progress::new(&types_seen);
         feed::visit(&files, &index, |entry, text| {
+            progress.visiting(entry.modified);
             let modified = muninn_sync_plugin_api::model::from_micros(entry.modified)
                 .ok_or_else(|| anyhow!("\"modified\" out of range"))?;
             if !request.force
@@ -85,7 +94,9 @@ impl Synchronizer for Jsonl {
                     line::fingerprint(text),
                 )?
             {
-                return Ok(()); // the same line as last time: nothing to do, not even parse
+                // The same line as last time: nothing to do, not even parse.
+                progress.unchanged += 1;
+                return Ok(());
             }
             chunk.push(
                 entry.file as usize,
@@ -94,11 +105,66 @@ impl Synchronizer for Jsonl {
                 text,
             );
             if chunk.len == CHUNK {
-                apply_chunk(archive, &files, &mut chunk, request, &managed)?;
+                progress.unchanged += apply_chunk(archive, &files, &mut chunk, request, &managed)?;
+                progress.report(archive, false)?;
             }
             Ok(())
         })?;
-        apply_chunk(archive, &files, &mut chunk, request, &managed)
+        progress.unchanged += apply_chunk(archive, &files, &mut chunk, request, &managed)?;
+        progress.report(archive, true)
+    }
+}
+
+/// What the run tells the host as it goes: unchanged lines, in bulk, and the
+/// watermark. Lines are visited in order of `modified`, so once a later time
+/// is reached every line up to the earlier one has been handed over, for
+/// every product type in the window.
+struct Progress<'t> {
+    types: &'t std::collections::BTreeSet<String>,
+    /// Every line up to this `modified` (µs) has been visited.
+    complete: Option<i64>,
+    /// The `modified` of the lines being visited now.
+    current: Option<i64>,
+    reported: Option<i64>,
+    unchanged: u64,
+}
+
+impl<'t> Progress<'t> {
+    fn new(types: &'t std::collections::BTreeSet<String>) -> Progress<'t> {
+        Progress {
+            types,
+            complete: None,
+            current: None,
+            reported: None,
+            unchanged: 0,
+        }
+    }
+
+    fn visiting(&mut self, modified: i64) {
+        if self.current != Some(modified) {
+            self.complete = self.current;
+            self.current = Some(modified);
+        }
+    }
+
+    /// Reports what is done; call it after the lines visited so far have
+    /// been applied. `finished`: every line has been visited.
+    fn report(&mut self, archive: &mut Archive<'_>, finished: bool) -> Result<()> {
+        archive.count_unchanged(std::mem::take(&mut self.unchanged))?;
+        let done = if finished {
+            self.current
+        } else {
+            self.complete
+        };
+        if let Some(done) = done.filter(|d| Some(*d) != self.reported) {
+            let time = muninn_sync_plugin_api::model::from_micros(done)
+                .ok_or_else(|| anyhow!("\"modified\" out of range"))?;
+            for product_type in self.types {
+                archive.advance_watermark(product_type, time)?;
+            }
+            self.reported = Some(done);
+        }
+        Ok(())
     }
 }
 
@@ -211,7 +277,8 @@ fn apply_chunk(
     chunk: &mut Chunk,
     request: &SyncRequest,
     managed: &[&str],
-) -> Result<()> {
+) -> Result<u64> {
+    let mut unchanged = 0;
     let identities: Vec<Option<line::Identity<'_>>> = chunk
         .lines()
         .iter()
@@ -258,7 +325,8 @@ fn apply_chunk(
             .map(|id| (&*id.product_type, &*id.product_name));
         let known = id.and_then(|id| stored.get(&id));
         if !request.force && known == Some(&Some(line::fingerprint(text))) {
-            continue; // the same line as last time: nothing to do, not even parse
+            unchanged += 1; // the same line as last time: nothing to do, not even parse
+            continue;
         }
         if id
             .and_then(|id| stored_modified.get(&id))
@@ -267,6 +335,7 @@ fn apply_chunk(
             // The catalogue holds a newer state of this product (from a later
             // window synced before): an older line must not take it back.
             tracing::debug!(line = %files[*file].location(*line_number), "older than the catalogue's state: skipped");
+            unchanged += 1;
             continue;
         }
         let location = || files[*file].location(*line_number);
@@ -292,7 +361,7 @@ fn apply_chunk(
         }
     }
     chunk.len = 0;
-    Ok(())
+    Ok(unchanged)
 }
 
 /// Removes the product a deletion line names, by uuid when the line has one.
