@@ -46,10 +46,21 @@
 //!
 //! The ABI itself (what crosses the boundary, its versioning rule) is in
 //! [`ffi`] and docs/plugin-abi.md.
+//!
+//! A plugin that reads a remote catalogue over HTTP turns on this crate's
+//! `http` feature and uses `http::HttpClient`: one blocking client with
+//! timeouts, retries with exponential backoff and jitter on connection
+//! errors, timeouts, 429 and 5xx, `Retry-After`, an optional request-rate
+//! cap, and secrets masked in every error and log. Its settings
+//! (`http::HttpConfig`) can sit in the plugin's configuration section as a
+//! table. The feature is off by default, so a plugin that reads local files
+//! builds no TLS stack. docs/http-client.md describes it.
 
 mod archive;
 pub mod convert;
 pub mod ffi;
+#[cfg(feature = "http")]
+pub mod http;
 mod logging;
 mod plugin;
 
