@@ -163,3 +163,57 @@ fn a_catalogue_without_run_tables_has_no_history() {
     assert!(catalogue.runs(None, 10).unwrap().is_empty());
     assert!(catalogue.all_watermarks().unwrap().is_empty());
 }
+
+#[test]
+fn a_writer_waits_its_turn_behind_another_synchronizers_long_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cat.sqlite");
+    let mut catalogue = SqliteCatalogue::open(&SqliteOptions::new(&db)).unwrap();
+    // Another synchronizer holds the write lock for longer than SpatiaLite's
+    // own 5 s busy timeout, which loading it installs.
+    let other = Connection::open(&db).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(6000));
+        other.execute_batch("COMMIT").unwrap();
+    });
+    catalogue.create(&Product::new("S2MSI1C", "A")).unwrap();
+    catalogue.commit().unwrap();
+    holder.join().unwrap();
+    assert_eq!(
+        Connection::open(&db)
+            .unwrap()
+            .query_row("SELECT count(*) FROM core", [], |r| r.get::<_, i64>(0))
+            .unwrap(),
+        1
+    );
+}
+
+#[test]
+fn two_catalogues_opened_at_once_create_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cat.sqlite");
+    let openers: Vec<_> = (0..4)
+        .map(|_| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let mut catalogue = SqliteCatalogue::open(&SqliteOptions::new(&db)).unwrap();
+                catalogue
+                    .create(&Product::new(
+                        "S2MSI1C",
+                        &format!("{:?}", std::thread::current().id()),
+                    ))
+                    .unwrap();
+                catalogue.commit().unwrap();
+            })
+        })
+        .collect();
+    for opener in openers {
+        opener.join().unwrap();
+    }
+    let conn = Connection::open(&db).unwrap();
+    let count: i64 = conn
+        .query_row("SELECT count(*) FROM core", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(count, 4);
+}

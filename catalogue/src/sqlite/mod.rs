@@ -16,6 +16,7 @@ use rusqlite::{params_from_iter, Connection};
 use schema::{NamespaceTable, Tables};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::time::Duration;
 use values::{from_sql, option_to_sql, uuid_text};
 
 /// How many keys one look-up query takes: large enough to amortise a
@@ -157,9 +158,40 @@ pub struct SqliteCatalogue {
     tables: Tables,
     format: FootprintFormat,
     namespaces: BTreeMap<String, NamespaceTable>,
+    /// SQLite's schema version when `namespaces` was read: another
+    /// synchronizer of the archive may add namespace tables and columns.
+    schema_version: i64,
+    /// Whether `namespaces` was checked against the schema in the open
+    /// transaction (which holds the write lock, so it stays right).
+    schema_checked: std::cell::Cell<bool>,
     core_select: String,
     core_insert: String,
 }
+
+/// How long a writer waits for the write lock before it gives up: longer
+/// than another synchronizer's batch (at most a few seconds) takes.
+const LOCK_PATIENCE: Duration = Duration::from_secs(60);
+
+/// How often a waiting writer asks for the write lock again.
+const LOCK_POLL: Duration = Duration::from_millis(2);
+
+/// SQLite's busy handler. Its default one sleeps longer and longer between
+/// tries (up to 100 ms), so a writer that commits batches back to back
+/// could starve another synchronizer of the archive; polling every 2 ms
+/// catches the pause each commit makes (see [`TURN_PAUSE`]).
+fn wait_for_turn(attempt: i32) -> bool {
+    let waited = LOCK_POLL * attempt.max(0) as u32;
+    if waited >= LOCK_PATIENCE {
+        return false;
+    }
+    std::thread::sleep(LOCK_POLL);
+    true
+}
+
+/// How long a commit pauses before the next transaction may begin, so that
+/// a writer waiting in [`wait_for_turn`] gets the lock: a few milliseconds
+/// per batch of thousands of products.
+const TURN_PAUSE: Duration = Duration::from_millis(5);
 
 fn load_spatialite(conn: &Connection, path: &str) -> rusqlite::Result<()> {
     // SAFETY: loading an extension runs its code in this process; the path
@@ -181,7 +213,7 @@ impl SqliteCatalogue {
         let mut conn = Connection::open(path).with_context(|| {
             format!("cannot open the catalogue database \"{}\"", path.display())
         })?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.busy_handler(Some(wait_for_turn))?;
         // Foreign keys make removing a product remove its namespaces, tags
         // and links, as in muninn. 16 MiB of page cache (the default is
         // 2 MiB) keeps the upper levels of the indexes a sync looks products
@@ -197,8 +229,71 @@ impl SqliteCatalogue {
         .with_context(|| format!("\"{}\" is not a usable SQLite database", path.display()))?;
         let tables = Tables::new(&options.table_prefix);
         let describe = || format!("catalogue \"{}\"", path.display());
-        let recorded = schema::recorded_footprint_format(&conn, &tables).with_context(describe)?;
-        let spatialite = || load_spatialite(&conn, &options.mod_spatialite_path);
+        // Creating the catalogue, or adding muninn-sync's tables to a muninn
+        // archive, happens once, under the write lock taken up front: two
+        // synchronizers started at once on a new archive must not both
+        // create it, and a write that needs a lock upgrade while another
+        // synchronizer commits would fail at once instead of waiting.
+        let setting_up = !schema::table_exists(&conn, &tables.core)?
+            || !schema::format_is_recorded(&conn, &tables).with_context(describe)?;
+        if setting_up {
+            conn.execute_batch("BEGIN IMMEDIATE")
+                .with_context(describe)?;
+        }
+        let format = Self::set_up(&conn, &tables, options, setting_up).with_context(describe);
+        match format {
+            Ok(_) if setting_up => conn.execute_batch("COMMIT").with_context(describe)?,
+            Err(_) if setting_up => {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            _ => {}
+        }
+        let format = format?;
+        // Loading SpatiaLite replaces the busy handler with a 5 s timeout of
+        // its own, which a busy archive outlasts: ours again.
+        conn.busy_handler(Some(wait_for_turn))?;
+        let namespaces = schema::load_namespaces(&conn, &tables).with_context(describe)?;
+        let schema_version = schema::schema_version(&conn).with_context(describe)?;
+        let core_select = format!(
+            "SELECT {} FROM {}",
+            CoreField::ALL.map(CoreField::name).join(", "),
+            tables.core
+        );
+        let core_insert = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            tables.core,
+            CoreField::ALL.map(CoreField::name).join(", "),
+            (1..=CoreField::ALL.len())
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        // Look-ups in batches prepare one statement per batch size.
+        conn.set_prepared_statement_cache_capacity(256);
+        Ok(SqliteCatalogue {
+            conn,
+            tables,
+            format,
+            namespaces,
+            schema_version,
+            schema_checked: std::cell::Cell::new(false),
+            core_select,
+            core_insert,
+        })
+    }
+
+    /// Decides the footprint format (the recorded one, or SpatiaLite when it
+    /// loads) and, when `setting_up` (inside the caller's write
+    /// transaction), creates whatever of the catalogue is missing.
+    fn set_up(
+        conn: &Connection,
+        tables: &Tables,
+        options: &SqliteOptions,
+        setting_up: bool,
+    ) -> anyhow::Result<FootprintFormat> {
+        let path = &options.path;
+        let recorded = schema::recorded_footprint_format(conn, tables)?;
+        let spatialite = || load_spatialite(conn, &options.mod_spatialite_path);
         let format = match recorded {
             Some(FootprintFormat::Spatialite) => {
                 spatialite().map_err(|e| {
@@ -228,57 +323,27 @@ impl SqliteCatalogue {
                 }
             },
         };
+        if !setting_up {
+            return Ok(format);
+        }
         if format == FootprintFormat::Spatialite {
             let initialised: i64 =
                 conn.query_row("SELECT CheckSpatialMetaData()", [], |row| row.get(0))?;
             if initialised == 0 {
-                // WGS 84 only: all muninn needs, and much faster than every SRID.
-                // Its first argument makes it run in one transaction of its own.
-                conn.query_row("SELECT InitSpatialMetadata(1, 'WGS84')", [], |_| Ok(()))
-                    .with_context(|| format!("SpatiaLite could not initialise {}", describe()))?;
+                // WGS 84 only: all muninn needs, and much faster than every
+                // SRID; inside the caller's transaction.
+                conn.query_row("SELECT InitSpatialMetadata('WGS84')", [], |_| Ok(()))
+                    .context("SpatiaLite could not initialise its metadata")?;
             }
         }
-        if !schema::table_exists(&conn, &tables.core)? {
+        if !schema::table_exists(conn, &tables.core)? {
             tracing::info!(catalogue = %path.display(), footprints = format.name(), "creating the catalogue");
-            schema::create_tables(&mut conn, &tables, format).with_context(describe)?;
+            schema::create_tables(conn, tables, format)?;
         } else {
-            // Written only the first time muninn-sync opens a muninn archive,
-            // and then in a transaction that takes the write lock up front:
-            // a write that needs a lock upgrade while another synchronizer
-            // commits would fail at once instead of waiting its turn.
-            if !schema::format_is_recorded(&conn, &tables).with_context(describe)? {
-                conn.execute_batch("BEGIN IMMEDIATE")
-                    .with_context(describe)?;
-                schema::create_own_tables(&conn, &tables).with_context(describe)?;
-                schema::record_footprint_format(&conn, &tables, format).with_context(describe)?;
-                conn.execute_batch("COMMIT").with_context(describe)?;
-            }
+            schema::create_own_tables(conn, tables)?;
+            schema::record_footprint_format(conn, tables, format)?;
         }
-        let namespaces = schema::load_namespaces(&conn, &tables).with_context(describe)?;
-        let core_select = format!(
-            "SELECT {} FROM {}",
-            CoreField::ALL.map(CoreField::name).join(", "),
-            tables.core
-        );
-        let core_insert = format!(
-            "INSERT INTO {} ({}) VALUES ({})",
-            tables.core,
-            CoreField::ALL.map(CoreField::name).join(", "),
-            (1..=CoreField::ALL.len())
-                .map(|i| format!("?{i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        // Look-ups in batches prepare one statement per batch size.
-        conn.set_prepared_statement_cache_capacity(256);
-        Ok(SqliteCatalogue {
-            conn,
-            tables,
-            format,
-            namespaces,
-            core_select,
-            core_insert,
-        })
+        Ok(format)
     }
 
     /// The footprint format of this catalogue.
@@ -299,6 +364,24 @@ impl SqliteCatalogue {
     fn begin(&self) -> Result<()> {
         if self.conn.is_autocommit() {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.schema_checked.set(false);
+        }
+        Ok(())
+    }
+
+    /// Opens the batch's transaction for a write: as [`Self::begin`], and
+    /// re-reads the namespace tables if another connection changed the
+    /// schema since they were read, so that a namespace another
+    /// synchronizer created meanwhile is not created twice.
+    fn begin_write(&mut self) -> Result<()> {
+        self.begin()?;
+        if !self.schema_checked.get() {
+            let version = schema::schema_version(&self.conn)?;
+            if version != self.schema_version {
+                self.namespaces = schema::load_namespaces(&self.conn, &self.tables)?;
+                self.schema_version = version;
+            }
+            self.schema_checked.set(true);
         }
         Ok(())
     }
@@ -306,7 +389,7 @@ impl SqliteCatalogue {
     /// Runs one product's change inside a savepoint, so that a failure leaves
     /// nothing of it behind and the batch goes on.
     fn atomically<T>(&mut self, work: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        self.begin()?;
+        self.begin_write()?;
         // Cached statements: parsing these anew for every product costs more
         // than the savepoint itself.
         self.conn.prepare_cached("SAVEPOINT product")?.execute([])?;
@@ -460,6 +543,7 @@ impl SqliteCatalogue {
         properties: &BTreeMap<String, Option<Value>>,
     ) -> Result<Vec<(String, Option<Value>)>> {
         muninn_sync_model::validate_namespace_name(namespace).map_err(CatalogueError::Product)?;
+        self.begin_write()?;
         let mut prepared = Vec::with_capacity(properties.len());
         for (name, value) in properties {
             muninn_sync_model::validate_property_name(name)
@@ -689,7 +773,7 @@ impl Catalogue for SqliteCatalogue {
     }
 
     fn scan(&mut self, query: &ScanQuery) -> Result<Vec<ScanRow>> {
-        self.begin()?;
+        self.begin_write()?;
         let Some(table) = self.namespaces.get(&query.namespace) else {
             return Ok(Vec::new()); // nothing has that namespace yet
         };
@@ -779,7 +863,7 @@ impl Catalogue for SqliteCatalogue {
         // The core row goes in with one statement, which is atomic; should a
         // namespace row then be refused, the core row is deleted again (its
         // namespace rows go with it), so the product still leaves nothing.
-        self.begin()?;
+        self.begin_write()?;
         let mut params: Vec<SqlValue> = Vec::with_capacity(CoreField::ALL.len());
         for field in CoreField::ALL {
             params.push(match field {
@@ -870,7 +954,7 @@ impl Catalogue for SqliteCatalogue {
         };
         if namespace_values.is_empty() {
             // One statement, atomic by itself: no savepoint needed.
-            self.begin()?;
+            self.begin_write()?;
             apply(self)
         } else {
             self.atomically(apply)
@@ -879,7 +963,7 @@ impl Catalogue for SqliteCatalogue {
 
     fn remove(&mut self, uuid: Uuid) -> Result<bool> {
         let key = uuid_text(&uuid);
-        self.begin()?;
+        self.begin_write()?;
         // Neither statement can be refused for the product's sake: a failure
         // is the storage's, and ends the run with the batch rolled back.
         let sql = format!("DELETE FROM {} WHERE source_uuid = ?1", self.tables.link);
@@ -891,6 +975,7 @@ impl Catalogue for SqliteCatalogue {
     fn commit(&mut self) -> Result<()> {
         if !self.conn.is_autocommit() {
             self.conn.execute_batch("COMMIT")?;
+            std::thread::sleep(TURN_PAUSE);
         }
         Ok(())
     }

@@ -128,12 +128,12 @@ fn footprint_format_in_meta(conn: &Connection, tables: &Tables) -> Result<Option
 }
 
 /// Creates muninn's tables and ours in a new catalogue, in one transaction.
+/// Creates muninn's tables and ours, inside the caller's transaction.
 pub(crate) fn create_tables(
-    conn: &mut Connection,
+    tx: &Connection,
     tables: &Tables,
     format: FootprintFormat,
 ) -> Result<()> {
-    let tx = conn.transaction()?;
     let mut columns = Vec::new();
     for field in CoreField::ALL {
         if field == CoreField::Footprint && format == FootprintFormat::Spatialite {
@@ -211,7 +211,6 @@ pub(crate) fn create_tables(
         ),
         [format.name()],
     )?;
-    tx.commit()?;
     Ok(())
 }
 
@@ -393,4 +392,10 @@ pub(crate) fn add_namespace_column(
         ))?;
     }
     record_column_type(conn, tables, namespace, property, value_type)
+}
+
+/// SQLite's schema version: it changes whenever any connection changes a
+/// table.
+pub(crate) fn schema_version(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("PRAGMA schema_version", [], |row| row.get(0))?)
 }
