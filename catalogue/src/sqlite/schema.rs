@@ -203,7 +203,7 @@ pub(crate) fn create_tables(
         link = tables.link,
         tag = tables.tag,
     ))?;
-    create_own_tables(&tx, tables)?;
+    create_own_tables(tx, tables)?;
     tx.execute(
         &format!(
             "INSERT OR REPLACE INTO {} (key, value) VALUES ('footprint_format', ?1)",
