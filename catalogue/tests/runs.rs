@@ -201,7 +201,7 @@ fn two_catalogues_opened_at_once_create_it_once() {
                 catalogue
                     .create(&Product::new(
                         "S2MSI1C",
-                        &format!("{:?}", std::thread::current().id()),
+                        format!("{:?}", std::thread::current().id()),
                     ))
                     .unwrap();
                 catalogue.commit().unwrap();
