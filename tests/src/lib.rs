@@ -298,3 +298,107 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A muninn-sync run going on in the background, as a cron job or a second
+/// terminal starts one; killed if the test ends before it does.
+pub struct Background {
+    child: Option<std::process::Child>,
+}
+
+impl Archive {
+    /// Starts `muninn-sync archive.toml <args>` in the background.
+    pub fn start(&self, args: &[&str]) -> Background {
+        let child = Command::new(binary())
+            .current_dir(self.dir.path())
+            .arg("archive.toml")
+            .args(args)
+            .env_remove("MUNINN_CONFIG_PATH")
+            .env_remove("MUNINN_SYNC_PLUGIN_PATH")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start muninn-sync");
+        Background { child: Some(child) }
+    }
+
+    /// The one row a query returns, each column as text (`NULL` for null).
+    pub fn row(&self, sql: &str) -> Vec<String> {
+        use rusqlite::types::Value;
+        self.db()
+            .query_row(sql, [], |row| {
+                (0..row.as_ref().column_count())
+                    .map(|i| {
+                        Ok(match row.get::<_, Value>(i)? {
+                            Value::Null => "NULL".to_string(),
+                            Value::Integer(n) => n.to_string(),
+                            Value::Real(f) => f.to_string(),
+                            Value::Text(t) => t,
+                            Value::Blob(b) => format!("<{} bytes>", b.len()),
+                        })
+                    })
+                    .collect()
+            })
+            .expect("query one row")
+    }
+}
+
+impl Background {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the run is still ours").id()
+    }
+
+    /// Sends a signal as `kill -<signal> <pid>` does (`TERM`, `INT`).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {} failed", self.pid());
+    }
+
+    /// `kill -9`: the process dies at once, without cleaning up.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().expect("the run is still ours");
+        child.kill().expect("kill -9");
+        child.wait().expect("reap the killed run");
+    }
+
+    /// Waits for the run to end and returns what it printed.
+    pub fn finish(mut self) -> Run {
+        let output = self
+            .child
+            .take()
+            .expect("the run is still ours")
+            .wait_with_output()
+            .expect("wait for muninn-sync");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `condition` every 50 ms until it holds; panics naming `what` after
+/// `limit` (keep it generous: machines running tests are often busy).
+pub fn wait_until(what: &str, limit: std::time::Duration, mut condition: impl FnMut() -> bool) {
+    let began = std::time::Instant::now();
+    while !condition() {
+        assert!(
+            began.elapsed() < limit,
+            "gave up after {limit:?} waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,867 @@
+//! How runs go and end, as an operator sees them: the run history and
+//! watermarks in the catalogue, incremental runs, the per-synchronizer lock,
+//! signals, timeouts, failed products, dry runs, and the JSON report and
+//! metrics file that scripts and monitoring read.
+
+use muninn_sync_e2e::{
+    build_outside_plugin, deletion, product, wait_until, workspace, Archive, BASE_CONFIG,
+};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// How long a test waits for a background run to get somewhere before it
+/// gives up: far longer than it takes, even on a busy machine.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The outside plugin (tests/fixtures/outside-plugin), built once.
+fn outside_plugin() -> &'static Path {
+    static BUILT: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, path) = BUILT.get_or_init(|| {
+        let work = tempfile::tempdir().unwrap();
+        let plugin = build_outside_plugin(work.path(), &workspace().join("plugin-api"));
+        (work, plugin)
+    });
+    path
+}
+
+/// A section of the outside plugin creating products of type OUT named
+/// `names`; `extra` are more lines of the section.
+fn outside_section(name: &str, action: &str, names: &[String], extra: &str) -> String {
+    format!(
+        "[\"synchronizer:{name}\"]\nmodule = \"{}\"\naction = \"{action}\"\nproduct_type = \"OUT\"\nnames = {names:?}\n{extra}\n",
+        outside_plugin().display()
+    )
+}
+
+/// `p00`, `p01`, …: the names of `count` products.
+fn names(count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("p{i:02}")).collect()
+}
+
+/// The `feed` synchronizer's section, for archives that have others too.
+const FEED_SECTION: &str = "[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\n";
+
+/// The text of a synchronizer's lock file ("" when there is none).
+fn lock_text(archive: &Archive, synchronizer: &str) -> String {
+    std::fs::read_to_string(archive.path(&format!("catalogue.sqlite.{synchronizer}.sync-lock")))
+        .unwrap_or_default()
+}
+
+/// A count from the catalogue, or `None` while there is no catalogue or
+/// no such table yet (a run in the background is only starting).
+fn count_if_any(archive: &Archive, sql: &str) -> Option<i64> {
+    let db = rusqlite::Connection::open_with_flags(
+        archive.path("catalogue.sqlite"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .ok()?;
+    db.query_row(sql, [], |row| row.get(0)).ok()
+}
+
+/// Waits until the newest run has committed at least `created` products.
+fn wait_for_created(archive: &Archive, created: i64) {
+    wait_until(
+        &format!("the running run has committed {created} product(s)"),
+        PATIENCE,
+        || {
+            count_if_any(
+                archive,
+                "SELECT created FROM muninn_sync_runs ORDER BY id DESC LIMIT 1",
+            )
+            .is_some_and(|n| n >= created)
+        },
+    );
+}
+
+fn feed_lines() -> Vec<serde_json::Value> {
+    vec![
+        product("T", "A", "2024-01-01T10:00:00Z"),
+        product("T", "B", "2024-01-02T10:00:00Z"),
+        product("U", "C", "2024-01-03T10:00:00Z"),
+    ]
+}
+
+/// Appends lines to the feed, as the remote that writes it does.
+fn append(archive: &Archive, lines: &[serde_json::Value]) {
+    use std::io::Write;
+    let mut feed = std::fs::OpenOptions::new()
+        .append(true)
+        .open(archive.path("feed.jsonl"))
+        .unwrap();
+    for line in lines {
+        writeln!(feed, "{line}").unwrap();
+    }
+}
+
+#[test]
+fn every_run_is_recorded_with_its_window_counts_and_process() {
+    let archive = Archive::with_feed();
+    archive.write_feed("feed.jsonl", &feed_lines());
+    let first = archive.start(&["feed"]);
+    let pid = first.pid();
+    first.finish().assert_ok();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(
+        archive.row(
+            "SELECT id, synchronizer, plugin, product_types, window_start, window_end, incremental, force, \
+             pid, hostname, created, updated, unchanged, removed, failed, outcome, error FROM muninn_sync_runs"
+        ),
+        [
+            "1", "feed", "jsonl 0.1.0", "NULL", "NULL", "NULL", "0", "0",
+            &pid.to_string(), hostname.trim(), "3", "0", "0", "0", "0", "succeeded", "NULL"
+        ]
+    );
+    assert_eq!(
+        archive.count(
+            "SELECT count(*) FROM muninn_sync_runs WHERE finished >= started \
+             AND julianday('now') - julianday(started) < 1.0 / 24"
+        ),
+        1,
+        "started and finished are now, in order: {:?}",
+        archive.strings("SELECT started || ' .. ' || finished FROM muninn_sync_runs")
+    );
+
+    // Nothing changed remotely: the next run finds every product unchanged.
+    archive.sync(&["feed"]).assert_ok();
+    assert_eq!(
+        archive
+            .row("SELECT created, updated, unchanged, outcome FROM muninn_sync_runs WHERE id = 2"),
+        ["0", "0", "3", "succeeded"]
+    );
+
+    // A narrower, forced run says so in its record.
+    let run = archive.sync(&[
+        "feed",
+        "-p",
+        "T",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-02-01",
+        "--force",
+    ]);
+    run.assert_ok();
+    assert!(
+        run.stderr.contains(
+            "INFO: sync of \"feed\" done: 0 created, 2 updated, 0 removed, 0 failed, 0 unchanged in "
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        archive.row(
+            "SELECT product_types, window_start, window_end, force, updated, unchanged \
+             FROM muninn_sync_runs WHERE id = 3"
+        ),
+        [
+            "[\"T\"]",
+            "2024-01-01 00:00:00",
+            "2024-02-01 00:00:00",
+            "1",
+            "2",
+            "0"
+        ]
+    );
+}
+
+#[test]
+fn incremental_runs_start_at_the_watermark_minus_the_lookback() {
+    let archive = Archive::with_feed();
+    archive.write_feed("feed.jsonl", &feed_lines());
+    // The first run has no watermark to start from: it syncs everything.
+    archive.sync(&["feed", "--incremental"]).assert_ok();
+    assert_eq!(
+        archive.row("SELECT window_start, incremental, created FROM muninn_sync_runs WHERE id = 1"),
+        ["NULL", "0", "3"]
+    );
+    assert_eq!(
+        archive.strings(
+            "SELECT product_type || ' ' || watermark || ' run ' || run_id FROM muninn_sync_watermarks \
+             WHERE synchronizer = 'feed' ORDER BY 1"
+        ),
+        ["T 2024-01-03 10:00:00 run 1", "U 2024-01-03 10:00:00 run 1"]
+    );
+
+    append(
+        &archive,
+        &[
+            product("T", "D", "2024-01-04T10:00:00Z"),
+            product("U", "E", "2024-01-05T10:00:00Z"),
+        ],
+    );
+    let run = archive.sync(&["feed", "--incremental"]);
+    run.assert_ok();
+    // C (modified within the lookback) is looked at again; A and B are not.
+    assert!(
+        run.stderr
+            .contains("2 created, 0 updated, 0 removed, 0 failed, 1 unchanged"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        archive.row(
+            "SELECT window_start, window_end, incremental, created, unchanged, outcome \
+             FROM muninn_sync_runs WHERE id = 2"
+        ),
+        ["2024-01-03 09:50:00", "NULL", "1", "2", "1", "succeeded"]
+    );
+    assert_eq!(
+        archive.strings("SELECT watermark FROM muninn_sync_watermarks ORDER BY product_type"),
+        ["2024-01-05 10:00:00", "2024-01-05 10:00:00"]
+    );
+
+    // A change the remote records late, with an old modification time, is
+    // older than the lookback: incremental runs do not see it, --full does.
+    append(&archive, &[product("T", "LATE", "2024-01-01T12:00:00Z")]);
+    archive.sync(&["feed", "--incremental"]).assert_ok();
+    assert_eq!(
+        archive.count("SELECT count(*) FROM core WHERE product_name = 'LATE'"),
+        0
+    );
+    let run = archive.sync(&["feed", "--incremental", "--lookback", "5d"]);
+    run.assert_ok();
+    assert_eq!(
+        archive.row("SELECT window_start, created FROM muninn_sync_runs WHERE id = 4"),
+        ["2023-12-31 10:00:00", "1"]
+    );
+    assert_eq!(
+        archive.count("SELECT count(*) FROM core WHERE product_name = 'LATE'"),
+        1
+    );
+    append(&archive, &[product("T", "LATER", "2024-01-01T13:00:00Z")]);
+    archive.sync(&["feed", "--incremental"]).assert_ok();
+    assert_eq!(
+        archive.count("SELECT count(*) FROM core WHERE product_name = 'LATER'"),
+        0
+    );
+    archive.sync(&["feed", "--full"]).assert_ok();
+    assert_eq!(
+        archive.row("SELECT window_start, incremental, created, unchanged FROM muninn_sync_runs WHERE id = 6"),
+        ["NULL", "0", "1", "6"]
+    );
+    assert_eq!(
+        archive.strings("SELECT product_name FROM core ORDER BY 1"),
+        ["A", "B", "C", "D", "E", "LATE", "LATER"]
+    );
+}
+
+#[test]
+fn incremental_in_the_section_makes_every_run_incremental_unless_full() {
+    let archive = Archive::new(&format!(
+        "{BASE_CONFIG}\n{FEED_SECTION}incremental = true\nlookback = \"1h\"\n"
+    ));
+    archive.write_feed("feed.jsonl", &feed_lines());
+    archive.sync(&["feed"]).assert_ok();
+    append(&archive, &[product("T", "D", "2024-01-04T10:00:00Z")]);
+    let run = archive.sync(&["feed"]);
+    run.assert_ok();
+    assert!(
+        run.stderr
+            .contains("1 created, 0 updated, 0 removed, 0 failed, 1 unchanged"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        archive.row("SELECT window_start, incremental FROM muninn_sync_runs WHERE id = 2"),
+        ["2024-01-03 09:00:00", "1"]
+    );
+    // --lookback on the command line wins over the section's.
+    archive.sync(&["feed", "--lookback", "2d"]).assert_ok();
+    assert_eq!(
+        archive.row("SELECT window_start, unchanged FROM muninn_sync_runs WHERE id = 3"),
+        ["2024-01-02 10:00:00", "3"]
+    );
+    archive.sync(&["feed", "--full"]).assert_ok();
+    assert_eq!(
+        archive
+            .row("SELECT window_start, incremental, unchanged FROM muninn_sync_runs WHERE id = 4"),
+        ["NULL", "0", "4"]
+    );
+}
+
+#[test]
+fn a_run_that_starts_after_the_watermark_does_not_raise_it() {
+    let archive = Archive::with_feed();
+    archive.write_feed(
+        "feed.jsonl",
+        &[
+            product("T", "A", "2024-01-01T10:00:00Z"),
+            product("T", "B", "2024-01-10T10:00:00Z"),
+        ],
+    );
+    archive.sync(&["feed", "--end", "2024-01-05"]).assert_ok();
+    let watermark = || archive.strings("SELECT watermark FROM muninn_sync_watermarks");
+    assert_eq!(watermark(), ["2024-01-01 10:00:00"]);
+    // B is synced, but what changed between A and the 8th was never looked
+    // at: the watermark must stay where it was.
+    archive.sync(&["feed", "--start", "2024-01-08"]).assert_ok();
+    assert_eq!(
+        archive.strings("SELECT product_name FROM core ORDER BY 1"),
+        ["A", "B"]
+    );
+    assert_eq!(watermark(), ["2024-01-01 10:00:00"]);
+    // An incremental run starts from there and closes the gap.
+    archive.sync(&["feed", "--incremental"]).assert_ok();
+    assert_eq!(
+        archive.row("SELECT window_start, unchanged FROM muninn_sync_runs WHERE id = 3"),
+        ["2024-01-01 09:50:00", "2"]
+    );
+    assert_eq!(watermark(), ["2024-01-10 10:00:00"]);
+}
+
+#[test]
+fn a_second_run_of_a_synchronizer_is_refused_or_waits_while_others_run() {
+    let archive = Archive::new(&format!(
+        "{BASE_CONFIG}\n{FEED_SECTION}\n{}",
+        outside_section("slow", "slow", &names(30), "delay_ms = 200")
+    ));
+    archive.write_feed("feed.jsonl", &feed_lines());
+    let slow = archive.start(&["slow"]);
+    wait_until("the slow run holds its lock", PATIENCE, || {
+        !lock_text(&archive, "slow").trim().is_empty()
+    });
+
+    // Another synchronizer of the archive runs alongside.
+    archive.sync(&["feed"]).assert_ok();
+    assert_eq!(
+        archive.count("SELECT count(*) FROM core WHERE product_type = 'T'"),
+        2
+    );
+
+    let busy = archive.sync(&["slow"]);
+    busy.assert_error(
+        75,
+        &[
+            "synchronizer \"slow\" is already running",
+            &format!("pid {}", slow.pid()),
+            ", started 20",
+            "catalogue.sqlite.slow.sync-lock",
+            "wait for it with --wait",
+        ],
+    );
+    archive
+        .sync(&["slow", "--wait=0.5"])
+        .assert_error(75, &["is already running", "after waiting 0.5s"]);
+
+    let waited = archive.sync(&["slow", "--wait=120"]);
+    waited.assert_ok();
+    let first = slow.finish();
+    first.assert_ok();
+    assert_eq!(
+        archive.strings(
+            "SELECT outcome || ' ' || created || ' ' || unchanged FROM muninn_sync_runs \
+             WHERE synchronizer = 'slow' ORDER BY id"
+        ),
+        ["succeeded 30 0", "succeeded 0 30"],
+        "refused runs record nothing; the waiting one ran after the first had finished"
+    );
+    assert_eq!(
+        lock_text(&archive, "slow"),
+        "",
+        "a finished run clears its lock"
+    );
+}
+
+#[test]
+fn a_lock_left_by_a_killed_run_is_taken_over_and_the_run_marked_abandoned() {
+    let archive = Archive::new(&format!(
+        "{BASE_CONFIG}\n{}",
+        outside_section("slow", "slow", &names(8), "delay_ms = 300")
+    ));
+    let killed = archive.start(&["slow"]);
+    let pid = killed.pid();
+    wait_for_created(&archive, 1);
+    killed.kill();
+    assert!(
+        lock_text(&archive, "slow").contains(&format!("pid={pid}")),
+        "{}",
+        lock_text(&archive, "slow")
+    );
+    assert_eq!(
+        archive.strings("SELECT outcome FROM muninn_sync_runs"),
+        ["running"]
+    );
+
+    let run = archive.sync(&["slow"]);
+    run.assert_ok();
+    assert!(
+        run.stderr.contains(&format!("pid {pid}"))
+            && run.stderr.contains("ended without releasing its lock"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        archive.strings("SELECT outcome FROM muninn_sync_runs ORDER BY id"),
+        ["abandoned", "succeeded"]
+    );
+    let error = &archive.strings("SELECT error FROM muninn_sync_runs WHERE id = 1")[0];
+    assert!(error.contains("committed batches are kept"), "{error}");
+    assert_eq!(archive.count("SELECT count(*) FROM core"), 8);
+    assert!(archive.count("SELECT unchanged FROM muninn_sync_runs WHERE id = 2") >= 1);
+}
+
+#[test]
+fn sigterm_and_sigint_stop_a_run_after_its_last_commit_and_a_rerun_finishes() {
+    let archive = Archive::new(&format!(
+        "{BASE_CONFIG}\n{}",
+        outside_section("slow", "slow", &names(12), "delay_ms = 300")
+    ));
+    let run = archive.start(&["slow"]);
+    wait_for_created(&archive, 2);
+    run.signal("TERM");
+    let terminated = run.finish();
+    terminated.assert_error(143, &["interrupted by SIGTERM", "run again to go on"]);
+    let (outcome, created) = {
+        let row = archive.row("SELECT outcome, created FROM muninn_sync_runs WHERE id = 1");
+        (row[0].clone(), row[1].parse::<i64>().unwrap())
+    };
+    assert_eq!(outcome, "interrupted");
+    assert!((2..12).contains(&created), "created {created}");
+    assert_eq!(archive.count("SELECT count(*) FROM core"), created);
+    assert_eq!(lock_text(&archive, "slow"), "");
+
+    let run = archive.start(&["slow"]);
+    wait_until("the second run has created a product", PATIENCE, || {
+        count_if_any(
+            &archive,
+            "SELECT created FROM muninn_sync_runs WHERE id = 2",
+        )
+        .is_some_and(|n| n >= 1)
+    });
+    run.signal("INT");
+    run.finish().assert_error(130, &["interrupted by SIGINT"]);
+    assert_eq!(
+        archive.strings("SELECT outcome FROM muninn_sync_runs ORDER BY id"),
+        ["interrupted", "interrupted"]
+    );
+
+    archive.sync(&["slow"]).assert_ok();
+    assert_eq!(archive.count("SELECT count(*) FROM core"), 12);
+    assert_eq!(
+        archive.count("SELECT sum(created) FROM muninn_sync_runs"),
+        12
+    );
+}
+
+#[test]
+fn a_dry_run_lists_what_it_would_change_and_writes_nothing() {
+    let archive = Archive::with_feed();
+    archive.write_feed(
+        "feed.jsonl",
+        &[
+            product("T", "A", "2024-01-01T10:00:00Z"),
+            product("T", "B", "2024-01-02T10:00:00Z"),
+            product("T", "C", "2024-01-03T10:00:00Z"),
+        ],
+    );
+    archive.sync(&["feed"]).assert_ok();
+    let mut changed_a = product("T", "A", "2024-02-03T10:00:00Z");
+    changed_a["size"] = json!(2000);
+    append(
+        &archive,
+        &[
+            product("T", "D", "2024-02-01T10:00:00Z"),
+            product("T", "E", "2024-02-02T10:00:00Z"),
+            changed_a,
+            deletion("T", "C", "2024-02-04T10:00:00Z"),
+        ],
+    );
+    let file = || std::fs::read(archive.path("catalogue.sqlite")).unwrap();
+    let core = || {
+        archive.strings(
+            "SELECT product_name || ' ' || size || ' ' || metadata_date FROM core ORDER BY 1",
+        )
+    };
+    let (file_before, core_before) = (file(), core());
+
+    let run = archive.sync(&["feed", "-n"]);
+    run.assert_ok();
+    for line in [
+        "INFO: dry run of \"feed\" done: 2 created, 1 updated, 1 removed, 0 failed, 1 unchanged in ",
+        "; nothing was written",
+        "INFO: would create 2: T/D, T/E\n",
+        "INFO: would update 1: T/A\n",
+        "INFO: would remove 1: T/C\n",
+    ] {
+        assert!(run.stderr.contains(line), "{line:?} not in:\n{}", run.stderr);
+    }
+    let report = archive.sync(&["feed", "--dry-run", "--report", "json"]);
+    report.assert_ok();
+    let report: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
+    assert_eq!(
+        report["would"],
+        json!({"create": ["T/D", "T/E"], "update": ["T/A"], "remove": ["T/C"]})
+    );
+    assert_eq!(
+        (&report["dry_run"], &report["run_id"]),
+        (&json!(true), &json!(null))
+    );
+
+    assert!(
+        core() == core_before && file() == file_before,
+        "a dry run changed the catalogue"
+    );
+    assert_eq!(archive.count("SELECT count(*) FROM muninn_sync_runs"), 1);
+
+    // The real run does what the dry run said.
+    let run = archive.sync(&["feed"]);
+    run.assert_ok();
+    assert!(
+        run.stderr
+            .contains("2 created, 1 updated, 1 removed, 0 failed"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        archive.strings("SELECT product_name || ' ' || size FROM core ORDER BY 1"),
+        ["A 2000", "B 1000", "D 1000", "E 1000"]
+    );
+}
+
+#[test]
+fn the_json_report_tells_scripts_how_the_run_went() {
+    let archive = Archive::with_feed();
+    archive.write_feed("feed.jsonl", &feed_lines());
+    let run = archive.sync(&["feed", "--report", "json"]);
+    run.assert_ok();
+    let report: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", run.stdout));
+    assert_eq!(report["archive"], "archive.toml");
+    assert_eq!(report["synchronizer"], "feed");
+    assert_eq!(report["plugin"], "jsonl 0.1.0");
+    assert_eq!(
+        report["run_id"],
+        json!(archive.count("SELECT max(id) FROM muninn_sync_runs"))
+    );
+    assert_eq!(report["dry_run"], false);
+    assert_eq!(report["outcome"], "succeeded");
+    assert_eq!(report["exit_code"], 0);
+    assert_eq!(report["product_types"], json!(null));
+    assert_eq!(
+        report["window"],
+        json!({"start": null, "end": null, "incremental": false})
+    );
+    assert!(
+        report["started"].as_str().unwrap().starts_with("20"),
+        "{}",
+        report["started"]
+    );
+    assert!(report["duration_seconds"].as_f64().unwrap() > 0.0);
+    assert!(report["products_per_second"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        report["counts"],
+        json!({"created": 3, "updated": 0, "unchanged": 0, "removed": 0, "failed": 0})
+    );
+    assert_eq!(report["failures"], json!([]));
+    assert_eq!(report["error"], json!(null));
+    assert_eq!(
+        report["watermarks"],
+        json!({"T": "2024-01-03T10:00:00Z", "U": "2024-01-03T10:00:00Z"})
+    );
+    assert!(report.get("would").is_none(), "{report:#}");
+
+    append(&archive, &[json!("not a product")]);
+    let run = archive.sync(&[
+        "feed",
+        "--report",
+        "json",
+        "-p",
+        "T",
+        "--start",
+        "2024-01-02",
+        "--end",
+        "2024-02-01",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["outcome"], "failed");
+    assert_eq!(report["exit_code"], 1);
+    assert_eq!(report["product_types"], json!(["T"]));
+    assert_eq!(
+        report["window"],
+        json!({"start": "2024-01-02T00:00:00Z", "end": "2024-02-01T00:00:00Z", "incremental": false})
+    );
+    assert_eq!(
+        report["counts"],
+        json!({"created": 0, "updated": 0, "unchanged": 1, "removed": 0, "failed": 1})
+    );
+    let failure = &report["failures"][0];
+    assert!(
+        failure["product"]
+            .as_str()
+            .unwrap()
+            .ends_with("feed.jsonl line 4"),
+        "{failure}"
+    );
+    assert!(
+        failure["message"].as_str().unwrap().contains("invalid"),
+        "{failure}"
+    );
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        run.errors() == [format!("ERROR: {error}")]
+            && error.contains("1 product(s) could not be synced"),
+        "{error}\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn the_metrics_file_covers_every_synchronizer_and_is_replaced_whole() {
+    let archive = Archive::new(&format!(
+        "{BASE_CONFIG}\n{FEED_SECTION}\n[\"synchronizer:backfill\"]\nmodule = \"jsonl\"\npath = \"backfill.jsonl\"\n"
+    ));
+    archive.write_feed(
+        "feed.jsonl",
+        &[
+            product("T", "A", "2024-01-01T10:00:00Z"),
+            product("T", "B", "2024-01-02T10:00:00Z"),
+        ],
+    );
+    archive.write_feed("backfill.jsonl", &[json!({"product_type": "T"})]);
+    let metrics_dir = archive.path("metrics");
+    std::fs::create_dir(&metrics_dir).unwrap();
+    let metrics = metrics_dir.join("muninn.prom");
+    let metrics_arg = metrics.to_str().unwrap();
+
+    archive
+        .sync(&["feed", "--metrics-file", metrics_arg])
+        .assert_ok();
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let feed = "archive=\"archive\",synchronizer=\"feed\"";
+    for line in [
+        "# TYPE muninn_sync_last_run_products gauge".to_string(),
+        format!("muninn_sync_last_run_products{{{feed},result=\"created\"}} 2"),
+        format!("muninn_sync_last_run_products{{{feed},result=\"unchanged\"}} 0"),
+        format!("muninn_sync_last_run_success{{{feed}}} 1"),
+        format!("muninn_sync_last_run_outcome{{{feed},outcome=\"succeeded\"}} 1"),
+        // 2024-01-02T10:00:00Z
+        format!("muninn_sync_watermark_timestamp_seconds{{{feed},product_type=\"T\"}} 1704189600"),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+    }
+    for metric in [
+        "muninn_sync_last_run_duration_seconds",
+        "muninn_sync_last_run_timestamp_seconds",
+        "muninn_sync_last_success_timestamp_seconds",
+    ] {
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{metric}{{{feed}}} ")))
+            .unwrap_or_else(|| panic!("no {metric} in:\n{text}"));
+        assert!(value.parse::<f64>().unwrap() >= 0.0, "{metric} {value}");
+    }
+    assert!(
+        !text.contains("backfill"),
+        "no run of backfill yet:\n{text}"
+    );
+
+    // A scraper that opened the file keeps reading the old one whole while
+    // the next run puts a new one in its place.
+    let mut scraping = std::fs::File::open(&metrics).unwrap();
+    archive
+        .sync(&["backfill", "--metrics-file", metrics_arg])
+        .assert_error(1, &["could not be synced"]);
+    let mut old = String::new();
+    std::io::Read::read_to_string(&mut scraping, &mut old).unwrap();
+    assert_eq!(old, text);
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let backfill = "archive=\"archive\",synchronizer=\"backfill\"";
+    for line in [
+        format!("muninn_sync_last_run_products{{{feed},result=\"created\"}} 2"),
+        format!("muninn_sync_last_run_success{{{feed}}} 1"),
+        format!("muninn_sync_last_run_products{{{backfill},result=\"failed\"}} 1"),
+        format!("muninn_sync_last_run_success{{{backfill}}} 0"),
+        format!("muninn_sync_last_run_outcome{{{backfill},outcome=\"failed\"}} 1"),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+    }
+    assert!(
+        !text.contains(&format!(
+            "muninn_sync_last_success_timestamp_seconds{{{backfill}}}"
+        )),
+        "backfill never succeeded:\n{text}"
+    );
+    let files: Vec<_> = std::fs::read_dir(&metrics_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(files, ["muninn.prom"], "temporary files left behind");
+
+    // A dry run leaves the metrics alone.
+    archive
+        .sync(&["feed", "-n", "--metrics-file", metrics_arg])
+        .assert_ok();
+    assert_eq!(std::fs::read_to_string(&metrics).unwrap(), text);
+}
+
+#[test]
+fn products_that_fail_are_skipped_and_the_run_fails_at_the_end() {
+    let archive = Archive::with_feed();
+    archive.write_feed(
+        "feed.jsonl",
+        &[
+            product("T", "A", "2024-01-01T10:00:00Z"),
+            product("T", "B", "2024-01-02T10:00:00Z"),
+            product("T", "C", "2024-01-03T10:00:00Z"),
+        ],
+    );
+    // A line the remote garbled, between good ones.
+    let text = std::fs::read_to_string(archive.path("feed.jsonl")).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.insert(1, "{\"modified\": \"2024-01-01T");
+    std::fs::write(archive.path("feed.jsonl"), lines.join("\n") + "\n").unwrap();
+
+    let run = archive.sync(&["feed"]);
+    run.assert_error(
+        1,
+        &[
+            "synchronizer \"feed\"",
+            "1 product(s) could not be synced and were skipped",
+            "feed.jsonl line 2: invalid JSON",
+        ],
+    );
+    assert!(
+        run.stderr.contains(
+            "INFO: sync of \"feed\" failed: 3 created, 0 updated, 0 removed, 1 failed, 0 unchanged"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        archive.strings("SELECT product_name FROM core ORDER BY 1"),
+        ["A", "B", "C"]
+    );
+    assert_eq!(
+        archive.row("SELECT outcome, created, failed FROM muninn_sync_runs"),
+        ["failed", "3", "1"]
+    );
+    // The garbled line is not synced: no watermark may claim it is.
+    assert_eq!(
+        archive.count("SELECT count(*) FROM muninn_sync_watermarks"),
+        0
+    );
+}
+
+#[test]
+fn fail_fast_stops_at_the_first_product_that_fails() {
+    let archive = Archive::with_feed();
+    let mut bad = product("T", "C", "2024-01-03T10:00:00Z");
+    bad["size"] = json!("big");
+    archive.write_feed(
+        "feed.jsonl",
+        &[
+            product("T", "A", "2024-01-01T10:00:00Z"),
+            product("T", "B", "2024-01-02T10:00:00Z"),
+            bad,
+            product("T", "D", "2024-01-04T10:00:00Z"),
+            product("T", "E", "2024-01-05T10:00:00Z"),
+        ],
+    );
+    archive.sync(&["feed", "--fail-fast"]).assert_error(
+        1,
+        &[
+            "stopped at the first product that could not be synced (--fail-fast)",
+            "feed.jsonl line 3",
+        ],
+    );
+    assert_eq!(
+        archive.strings("SELECT product_name FROM core ORDER BY 1"),
+        ["A", "B"]
+    );
+    assert_eq!(
+        archive.row("SELECT outcome, created, failed FROM muninn_sync_runs"),
+        ["failed", "2", "1"]
+    );
+    // Without --fail-fast the run goes on past it.
+    archive.sync(&["feed"]).assert_error(
+        1,
+        &["1 product(s) could not be synced", "feed.jsonl line 3"],
+    );
+    assert_eq!(
+        archive.strings("SELECT product_name FROM core ORDER BY 1"),
+        ["A", "B", "D", "E"]
+    );
+}
+
+#[test]
+fn a_plugin_that_panics_or_fails_ends_its_run_failed_and_frees_the_lock() {
+    for (action, says) in [
+        ("panic", "panicked: the outside plugin panics on purpose"),
+        ("fail", "the outside plugin fails on purpose"),
+    ] {
+        let archive = Archive::new(&format!(
+            "{BASE_CONFIG}\n{}",
+            outside_section("outside", action, &names(2), "")
+        ));
+        archive.sync(&["outside"]).assert_error(
+            1,
+            &["synchronizer \"outside\"", "plugin outside 0.3.0", says],
+        );
+        assert_eq!(
+            archive.row("SELECT outcome, created FROM muninn_sync_runs"),
+            ["failed", "2"]
+        );
+        let error = &archive.strings("SELECT error FROM muninn_sync_runs")[0];
+        assert!(error.contains(says), "{error}");
+        assert_eq!(archive.count("SELECT count(*) FROM core"), 2);
+        assert_eq!(lock_text(&archive, "outside"), "");
+        // Fixed, the next run goes ahead at once.
+        archive.write_config(&format!(
+            "{BASE_CONFIG}\n{}",
+            outside_section("outside", "create", &names(2), "")
+        ));
+        archive.sync(&["outside"]).assert_ok();
+        assert_eq!(
+            archive.strings("SELECT outcome FROM muninn_sync_runs ORDER BY id"),
+            ["failed", "succeeded"]
+        );
+    }
+}
+
+#[test]
+fn a_plugin_that_hangs_is_ended_at_the_timeout_keeping_its_products() {
+    let archive = Archive::new(&format!(
+        "{BASE_CONFIG}\n{}",
+        outside_section("outside", "hang", &names(3), "")
+    ));
+    let began = Instant::now();
+    let run = archive.sync(&["outside", "--timeout", "2"]);
+    let took = began.elapsed();
+    run.assert_error(
+        124,
+        &[
+            "synchronizer \"outside\"",
+            "the plugin did nothing for 2s (--timeout)",
+        ],
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(60),
+        "took {took:?}"
+    );
+    assert_eq!(
+        archive.row("SELECT outcome, created FROM muninn_sync_runs"),
+        ["timed_out", "3"]
+    );
+    assert_eq!(
+        archive.strings("SELECT product_name FROM core ORDER BY 1"),
+        ["p00", "p01", "p02"]
+    );
+    assert_eq!(lock_text(&archive, "outside"), "");
+
+    // The same from the section's timeout key.
+    archive.write_config(&format!(
+        "{BASE_CONFIG}\n{}",
+        outside_section("outside", "hang", &names(4), "timeout = \"1s\"")
+    ));
+    archive
+        .sync(&["outside"])
+        .assert_error(124, &["the plugin did nothing for 1s (--timeout)"]);
+    assert_eq!(
+        archive.strings("SELECT outcome || ' ' || created || ' ' || unchanged FROM muninn_sync_runs ORDER BY id"),
+        ["timed_out 3 0", "timed_out 1 3"]
+    );
+    assert_eq!(archive.count("SELECT count(*) FROM core"), 4);
+}
