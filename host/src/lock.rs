@@ -102,7 +102,6 @@ impl RunLock {
     pub fn acquire(
         path: &Path,
         wait: Wait,
-        started: &str,
         host: &str,
     ) -> Result<std::result::Result<(RunLock, Option<Holder>), Busy>> {
         let mut file = OpenOptions::new()
@@ -144,6 +143,7 @@ impl RunLock {
         }
         let left = read_text(&mut file);
         let previous = (!left.trim().is_empty()).then(|| Holder::read(&left));
+        let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let stamp = format!("pid={} started={started} host={host}\n", std::process::id());
         file.set_len(0)
             .and_then(|()| file.seek(SeekFrom::Start(0)))
@@ -191,34 +191,23 @@ mod tests {
             path.file_name().unwrap(),
             "archive.sqlite.cdse_odata.sync-lock"
         );
-        let (first, previous) = RunLock::acquire(&path, Wait::No, "2026-01-01T00:00:00Z", "h")
-            .unwrap()
-            .unwrap();
+        let (first, previous) = RunLock::acquire(&path, Wait::No, "h").unwrap().unwrap();
         assert_eq!(previous, None);
-        let busy = RunLock::acquire(&path, Wait::UpTo(Duration::from_millis(300)), "x", "h")
+        let busy = RunLock::acquire(&path, Wait::UpTo(Duration::from_millis(300)), "h")
             .unwrap()
             .unwrap_err();
         assert_eq!(busy.holder.pid, Some(std::process::id()));
+        let started = busy.holder.started.clone().unwrap();
         assert_eq!(
             busy.holder.describe(),
-            format!(
-                "pid {} on h, started 2026-01-01T00:00:00Z",
-                std::process::id()
-            )
+            format!("pid {} on h, started {started}", std::process::id())
         );
         // Dropped without release: as if the process had been killed.
         drop(first);
-        let (second, previous) = RunLock::acquire(&path, Wait::No, "later", "h")
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            previous.unwrap().started.as_deref(),
-            Some("2026-01-01T00:00:00Z")
-        );
+        let (second, previous) = RunLock::acquire(&path, Wait::No, "h").unwrap().unwrap();
+        assert_eq!(previous.unwrap().started, Some(started));
         second.release();
-        let (_third, previous) = RunLock::acquire(&path, Wait::No, "later", "h")
-            .unwrap()
-            .unwrap();
+        let (_third, previous) = RunLock::acquire(&path, Wait::No, "h").unwrap().unwrap();
         assert_eq!(previous, None, "a released lock leaves no holder behind");
     }
 }

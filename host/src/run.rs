@@ -128,15 +128,17 @@ pub fn run(args: &Args) -> Result<()> {
             )
         })?;
 
-    let started = chrono::Utc::now();
     let hostname = hostname();
     // A dry run writes nothing, so it needs no lock and may watch a real
     // run's catalogue.
     let run_lock = if args.dry_run {
         None
     } else {
-        Some(take_lock(&config, &section, args, &started, &hostname)?)
+        Some(take_lock(&config, &section, args, &hostname)?)
     };
+    // The run starts once it holds the lock: time spent waiting for another
+    // run (--wait) is not its own.
+    let started = chrono::Utc::now();
 
     let mut catalogue = SqliteCatalogue::open(&config.sqlite)?;
     let stored = catalogue
@@ -273,16 +275,14 @@ fn take_lock(
     config: &ArchiveConfig,
     section: &SynchronizerConfig,
     args: &Args,
-    started: &Timestamp,
     hostname: &str,
 ) -> Result<RunLock> {
     let path = lock::lock_path(&config.sqlite.path, &section.name);
     let wait = args.wait.unwrap_or(Wait::No);
-    let stamp = started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     if wait != Wait::No {
         tracing::debug!(lock = %path.display(), "waiting for the lock");
     }
-    match RunLock::acquire(&path, wait, &stamp, hostname)? {
+    match RunLock::acquire(&path, wait, hostname)? {
         Ok((lock, previous)) => {
             if let Some(previous) = previous {
                 tracing::warn!(
