@@ -49,8 +49,33 @@ impl From<rusqlite::Error> for CatalogueError {
             {
                 CatalogueError::Product(describe_constraint(&error))
             }
-            _ => CatalogueError::Storage(anyhow::Error::new(error)),
+            _ => CatalogueError::Storage(explain(error)),
         }
+    }
+}
+
+/// What an operator should know about a storage failure, in front of
+/// SQLite's own words.
+fn explain(error: rusqlite::Error) -> anyhow::Error {
+    use rusqlite::ErrorCode;
+    let hint = match error.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => Some(
+            "the disk holding the catalogue is full: free some space and run again",
+        ),
+        Some(ErrorCode::SystemIoFailure) => Some(
+            "the catalogue's disk failed a write (full, failing, or the file too large for its file system)",
+        ),
+        Some(ErrorCode::ReadOnly) => Some(
+            "the catalogue is read-only (check the permissions of its file and directory, and that its file system is mounted read-write)",
+        ),
+        Some(ErrorCode::CannotOpen) => Some(
+            "SQLite cannot create its journal beside the catalogue (is the catalogue's directory writable?)",
+        ),
+        _ => None,
+    };
+    match hint {
+        Some(hint) => anyhow::Error::new(error).context(hint),
+        None => anyhow::Error::new(error),
     }
 }
 

@@ -111,6 +111,8 @@ pub struct State<'c> {
     /// When the open transaction began; `None` when there is none.
     batch_started: Option<Instant>,
     counts: RunCounts,
+    /// The counts as of the last commit: what a rolled-back batch leaves.
+    committed_counts: RunCounts,
     /// Watermarks the plugin reported since the last commit.
     watermarks: Watermarks,
     /// Set at the first failed product: its change is not committed, so no
@@ -139,6 +141,7 @@ impl<'c> Shared<'c> {
                 pending: 0,
                 batch_started: None,
                 counts: RunCounts::default(),
+                committed_counts: RunCounts::default(),
                 watermarks: Watermarks::new(),
                 watermarks_frozen: false,
                 failures: Vec::new(),
@@ -203,9 +206,13 @@ impl<'c> Shared<'c> {
 }
 
 impl State<'_> {
-    /// What the run did so far.
+    /// What the run did so far; once the catalogue failed, what it
+    /// committed (the open batch was rolled back).
     pub fn counts(&self) -> RunCounts {
-        self.counts
+        match self.stop {
+            Some(Stop::Storage(_)) => self.committed_counts,
+            _ => self.counts,
+        }
     }
 
     /// The first skipped products, with their reasons.
@@ -254,8 +261,12 @@ impl State<'_> {
                 .rollback()
                 .map_err(|e| format!("cannot end the dry run's transaction: {e}"));
         }
-        self.commit_batch()
-            .map_err(|e| format!("cannot commit to the catalogue: {e}"))
+        self.commit_batch().map_err(|e| {
+            let _ = self.catalogue.rollback();
+            let fatal = format!("cannot commit to the catalogue: {e}");
+            self.stop = Some(Stop::Storage(fatal.clone()));
+            fatal
+        })
     }
 
     fn record_failure(&mut self, product: String, message: String) {
@@ -353,6 +364,7 @@ impl State<'_> {
                 .record_progress(run, &self.counts, &self.watermarks)?;
         }
         self.catalogue.commit()?;
+        self.committed_counts = self.counts;
         tracing::debug!(changes = self.pending, watermarks = ?self.watermarks, "committed a batch");
         self.watermarks.clear();
         self.pending = 0;

@@ -104,18 +104,7 @@ impl RunLock {
         wait: Wait,
         host: &str,
     ) -> Result<std::result::Result<(RunLock, Option<Holder>), Busy>> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .with_context(|| {
-                format!(
-                    "cannot create the run lock file \"{}\" beside the catalogue database",
-                    path.display()
-                )
-            })?;
+        let mut file = open_lock_file(path)?;
         let began = Instant::now();
         loop {
             match file.try_lock() {
@@ -145,11 +134,16 @@ impl RunLock {
         let previous = (!left.trim().is_empty()).then(|| Holder::read(&left));
         let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let stamp = format!("pid={} started={started} host={host}\n", std::process::id());
-        file.set_len(0)
+        // A lock file that another user made may be read-only to us: the
+        // lock still works, only the holder goes unnamed.
+        if let Err(error) = file
+            .set_len(0)
             .and_then(|()| file.seek(SeekFrom::Start(0)))
             .and_then(|_| file.write_all(stamp.as_bytes()))
             .and_then(|()| file.flush())
-            .with_context(|| format!("cannot write the run lock file \"{}\"", path.display()))?;
+        {
+            tracing::debug!(lock = %path.display(), %error, "cannot write this run's name into the lock file");
+        }
         Ok(Ok((
             RunLock {
                 file,
@@ -168,6 +162,31 @@ impl RunLock {
     pub fn release(self) {
         let _ = self.file.set_len(0);
         let _ = self.file.unlock();
+    }
+}
+
+/// Opens (creating it if need be) the lock file; one that exists but is not
+/// writable is opened for reading, which is enough to lock it.
+fn open_lock_file(path: &Path) -> Result<File> {
+    let writable = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path);
+    match writable {
+        Ok(file) => Ok(file),
+        Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied && path.exists() => {
+            File::open(path).with_context(|| {
+                format!("cannot open the run lock file \"{}\"", path.display())
+            })
+        }
+        Err(error) => Err(error).with_context(|| {
+            format!(
+                "cannot create the run lock file \"{}\" beside the catalogue database",
+                path.display()
+            )
+        }),
     }
 }
 

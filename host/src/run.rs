@@ -329,7 +329,10 @@ pub(crate) fn conclude(
         (Err(fatal), _, _) => (
             RunOutcome::Failed,
             1,
-            Some(format!("{who}: {fatal}; changes committed before the failure are kept")),
+            Some(format!(
+                "{who}: {fatal}; the open batch was rolled back, the {} changes committed before it are kept",
+                counts.created + counts.updated + counts.removed
+            )),
         ),
         (Ok(()), Some(Stop::Signal(signal)), _) | (Ok(()), _, Ending::Signalled(signal)) => (
             RunOutcome::Interrupted,

@@ -227,6 +227,13 @@ impl SqliteCatalogue {
              SELECT count(*) FROM sqlite_master;",
         )
         .with_context(|| format!("\"{}\" is not a usable SQLite database", path.display()))?;
+        if conn.is_readonly(rusqlite::MAIN_DB)? {
+            anyhow::bail!(
+                "the catalogue database \"{}\" is read-only to muninn-sync: a sync (even a dry run) writes to it; \
+                 check the permissions of the file and its directory, and that its file system is mounted read-write",
+                path.display()
+            );
+        }
         let tables = Tables::new(&options.table_prefix);
         let describe = || format!("catalogue \"{}\"", path.display());
         // Creating the catalogue, or adding muninn-sync's tables to a muninn
