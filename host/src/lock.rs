@@ -157,9 +157,17 @@ impl RunLock {
         &self.path
     }
 
-    /// Clears the file's text, so that the next run knows this one ended
-    /// normally, and lets go of the lock.
+    /// Lets go of the lock (as dropping it does).
     pub fn release(self) {
+        drop(self);
+    }
+}
+
+impl Drop for RunLock {
+    /// Clears the file's text, so that the next run knows this one ended
+    /// without being killed, however it ended: a run that fails before it
+    /// starts syncing drops its lock here too.
+    fn drop(&mut self) {
         let _ = self.file.set_len(0);
         let _ = self.file.unlock();
     }
@@ -177,9 +185,8 @@ fn open_lock_file(path: &Path) -> Result<File> {
     match writable {
         Ok(file) => Ok(file),
         Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied && path.exists() => {
-            File::open(path).with_context(|| {
-                format!("cannot open the run lock file \"{}\"", path.display())
-            })
+            File::open(path)
+                .with_context(|| format!("cannot open the run lock file \"{}\"", path.display()))
         }
         Err(error) => Err(error).with_context(|| {
             format!(
@@ -221,12 +228,14 @@ mod tests {
             busy.holder.describe(),
             format!("pid {} on h, started {started}", std::process::id())
         );
-        // Dropped without release: as if the process had been killed.
-        drop(first);
+        first.release();
         let (second, previous) = RunLock::acquire(&path, Wait::No, "h").unwrap().unwrap();
-        assert_eq!(previous.unwrap().started, Some(started));
-        second.release();
-        let (_third, previous) = RunLock::acquire(&path, Wait::No, "h").unwrap().unwrap();
         assert_eq!(previous, None, "a released lock leaves no holder behind");
+        drop(second);
+        // A killed process leaves its text behind, and the kernel its lock.
+        std::fs::write(&path, format!("pid=4242 started={started} host=h\n")).unwrap();
+        let (_third, previous) = RunLock::acquire(&path, Wait::No, "h").unwrap().unwrap();
+        let previous = previous.unwrap();
+        assert_eq!((previous.pid, previous.started), (Some(4242), Some(started)));
     }
 }
