@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain: SpatiaLite
 # (Debian's libsqlite3-mod-spatialite), which catalogues load to store
-# footprints as muninn does. Does nothing when it is already installed.
+# footprints as muninn does, and script(1) (util-linux; Debian's bsdutils),
+# which gives the progress-line test a terminal. Does nothing when both are
+# already installed.
 set -euo pipefail
 
 have_spatialite() {
@@ -12,7 +14,7 @@ have_spatialite() {
     return 1
 }
 
-if have_spatialite; then
+if have_spatialite && command -v script >/dev/null 2>&1; then
     exit 0
 fi
 
@@ -21,14 +23,14 @@ if [ "$(id -u)" -eq 0 ]; then
 elif command -v sudo >/dev/null 2>&1; then
     as_root=(sudo)
 else
-    echo "install-test-deps: mod_spatialite is missing; install libsqlite3-mod-spatialite as root" >&2
+    echo "install-test-deps: mod_spatialite or script is missing; install libsqlite3-mod-spatialite and bsdutils as root" >&2
     exit 1
 fi
 
 if command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     "${as_root[@]}" apt-get update -qq
-    "${as_root[@]}" apt-get install -y -qq libsqlite3-mod-spatialite >/dev/null
+    "${as_root[@]}" apt-get install -y -qq libsqlite3-mod-spatialite bsdutils >/dev/null
 else
     echo "install-test-deps: no apt-get here; install SpatiaLite (mod_spatialite) with your package manager" >&2
     exit 1

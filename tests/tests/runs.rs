@@ -865,3 +865,62 @@ fn a_plugin_that_hangs_is_ended_at_the_timeout_keeping_its_products() {
     );
     assert_eq!(archive.count("SELECT count(*) FROM core"), 4);
 }
+
+/// Runs muninn-sync under `script`, which gives it a terminal, and returns
+/// what the terminal showed.
+fn on_a_terminal(archive: &Archive, args: &str) -> String {
+    let command = format!(
+        "{} archive.toml {args}",
+        muninn_sync_e2e::binary().display()
+    );
+    let output = std::process::Command::new("script")
+        .current_dir(archive.dir.path())
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env_remove("MUNINN_CONFIG_PATH")
+        .output()
+        .expect("run script (util-linux)");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn a_terminal_shows_a_progress_line_and_cron_logs_do_not() {
+    let archive = Archive::with_feed();
+    let lines: Vec<serde_json::Value> = (0..4000)
+        .map(|i| {
+            product(
+                "T",
+                &format!("P{i:05}"),
+                &format!(
+                    "2024-01-01T{:02}:{:02}:{:02}Z",
+                    i / 3600,
+                    i / 60 % 60,
+                    i % 60
+                ),
+            )
+        })
+        .collect();
+    archive.write_feed("feed.jsonl", &lines);
+    let shown = on_a_terminal(&archive, "feed");
+    assert!(
+        shown.contains("\r\x1b[K") && shown.contains(" products, ") && shown.contains("/s: "),
+        "no progress line on the terminal:\n{shown}"
+    );
+    // The summary line wipes the progress line: on the screen, what follows
+    // the last "erase line" is the summary alone.
+    assert!(
+        shown.lines().any(|l| l
+            .rsplit("\x1b[K")
+            .next()
+            .unwrap_or("")
+            .starts_with("INFO: sync of \"feed\" done")),
+        "{shown}"
+    );
+    // -q on a terminal, and any run without one (cron), show none.
+    archive.write_feed("feed.jsonl", &lines[..3000]);
+    let quiet = on_a_terminal(&archive, "feed -q --full --force");
+    assert!(!quiet.contains("\x1b[K"), "{quiet}");
+    let cron = archive.sync(&["feed", "--force"]);
+    cron.assert_ok();
+    assert!(!cron.stderr.contains("\x1b[K"), "{}", cron.stderr);
+}
