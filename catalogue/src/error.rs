@@ -68,6 +68,9 @@ fn explain(error: rusqlite::Error) -> anyhow::Error {
         Some(ErrorCode::ReadOnly) => Some(
             "the catalogue is read-only (check the permissions of its file and directory, and that its file system is mounted read-write)",
         ),
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => Some(
+            "another process held the catalogue's write lock for over a minute (a long dry run, or another tool writing to it)",
+        ),
         Some(ErrorCode::CannotOpen) => Some(
             "SQLite cannot create its journal beside the catalogue (is the catalogue's directory writable?)",
         ),

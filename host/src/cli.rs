@@ -101,7 +101,8 @@ pub struct Args {
     pub fail_fast: bool,
 
     /// End the run when the plugin has neither changed nor looked up
-    /// anything, nor returned, for this long (e.g. 300, 10m)
+    /// anything, nor returned, for this long (e.g. 300, 10m; 0: no limit,
+    /// whatever the section's inactivity_timeout says)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
 

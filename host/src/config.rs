@@ -63,7 +63,8 @@ pub struct RunSettings {
     pub incremental: bool,
     /// `lookback = "10m"`: how far before the watermark they begin.
     pub lookback: Option<Duration>,
-    /// `timeout = "30m"`: the default of --timeout.
+    /// `inactivity_timeout = "30m"`: the default of --timeout. Not plain
+    /// `timeout`, which plugins use for their own (HTTP) timeouts.
     pub timeout: Option<Duration>,
 }
 
@@ -98,7 +99,7 @@ impl RunSettings {
         Ok(RunSettings {
             incremental,
             lookback: duration("lookback")?,
-            timeout: duration("timeout")?,
+            timeout: duration("inactivity_timeout")?,
         })
     }
 }
@@ -394,7 +395,7 @@ path = "feed.jsonl"
     fn the_hosts_own_keys_are_read_and_kept_from_the_plugin() {
         let text = GOOD.replace(
             "path = \"feed.jsonl\"",
-            "path = \"feed.jsonl\"\nincremental = true\nlookback = \"1h\"\ntimeout = 600",
+            "path = \"feed.jsonl\"\nincremental = true\nlookback = \"1h\"\ninactivity_timeout = 600\ntimeout = 5",
         );
         let feed = parse(&text).unwrap().synchronizer("feed").unwrap();
         assert_eq!(
@@ -405,9 +406,10 @@ path = "feed.jsonl"
                 timeout: Some(Duration::from_secs(600)),
             }
         );
+        // A plugin's own `timeout` stays the plugin's.
         assert_eq!(
             options_to_json(&feed.options),
-            serde_json::json!({"path": "feed.jsonl"})
+            serde_json::json!({"path": "feed.jsonl", "timeout": 5})
         );
         let bad = message(
             parse(&GOOD.replace("path = \"feed.jsonl\"", "lookback = \"soon\""))

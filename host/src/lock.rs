@@ -236,6 +236,9 @@ mod tests {
         std::fs::write(&path, format!("pid=4242 started={started} host=h\n")).unwrap();
         let (_third, previous) = RunLock::acquire(&path, Wait::No, "h").unwrap().unwrap();
         let previous = previous.unwrap();
-        assert_eq!((previous.pid, previous.started), (Some(4242), Some(started)));
+        assert_eq!(
+            (previous.pid, previous.started),
+            (Some(4242), Some(started))
+        );
     }
 }

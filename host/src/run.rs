@@ -237,7 +237,10 @@ pub fn run(args: &Args) -> Result<()> {
         &control,
         Progress::for_terminal(args.quiet),
     );
-    let timeout = args.timeout.or(section.run.timeout);
+    let timeout = args
+        .timeout
+        .or(section.run.timeout)
+        .filter(|limit| !limit.is_zero());
     let done = AtomicBool::new(false);
     let (code, error) = std::thread::scope(|scope| {
         scope.spawn(|| watchdog::watch(&context, &shared, &control, &done, timeout));

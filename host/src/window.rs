@@ -43,21 +43,13 @@ pub struct Window {
 pub fn plan(request: &WindowRequest<'_>, stored: &Watermarks) -> Window {
     let (start, from_watermark, reason) =
         match (request.start, request.incremental && !request.full) {
-            (Some(start), _) => (
-                Some(start),
-                false,
-                "the window given on the command line".to_string(),
-            ),
+            (Some(start), _) => (Some(start), false, "from the --start given".to_string()),
             (None, false) if request.full => (
                 None,
                 false,
                 "--full: every change, whatever the watermark".into(),
             ),
-            (None, false) => (
-                None,
-                false,
-                "the window given on the command line".to_string(),
-            ),
+            (None, false) => (None, false, "no --start: every change".to_string()),
             (None, true) => match oldest_watermark(request.product_types, stored) {
                 Ok((product_type, watermark)) => {
                     let start = watermark

@@ -854,7 +854,7 @@ fn a_plugin_that_hangs_is_ended_at_the_timeout_keeping_its_products() {
     // The same from the section's timeout key.
     archive.write_config(&format!(
         "{BASE_CONFIG}\n{}",
-        outside_section("outside", "hang", &names(4), "timeout = \"1s\"")
+        outside_section("outside", "hang", &names(4), "inactivity_timeout = \"1s\"")
     ));
     archive
         .sync(&["outside"])
@@ -923,4 +923,29 @@ fn a_terminal_shows_a_progress_line_and_cron_logs_do_not() {
     let cron = archive.sync(&["feed", "--force"]);
     cron.assert_ok();
     assert!(!cron.stderr.contains("\x1b[K"), "{}", cron.stderr);
+}
+
+#[test]
+fn a_quiet_product_type_does_not_hold_incremental_windows_back() {
+    let archive = Archive::with_feed();
+    archive.write_feed("feed.jsonl", &feed_lines());
+    archive.sync(&["feed", "--incremental"]).assert_ok();
+    // Only U keeps changing; T has nothing new.
+    append(&archive, &[product("U", "E", "2024-02-01T10:00:00Z")]);
+    archive.sync(&["feed", "--incremental"]).assert_ok();
+    append(&archive, &[product("U", "F", "2024-03-01T10:00:00Z")]);
+    let run = archive.sync(&["feed", "--incremental"]);
+    run.assert_ok();
+    // The feed was read whole up to E's time, for T as much as for U, so
+    // the third run starts from there, not from T's last product.
+    assert_eq!(
+        archive.row("SELECT window_start, created FROM muninn_sync_runs WHERE id = 3"),
+        ["2024-02-01 09:50:00", "1"]
+    );
+    assert_eq!(
+        archive.strings(
+            "SELECT product_type || ' ' || watermark FROM muninn_sync_watermarks ORDER BY 1"
+        ),
+        ["T 2024-03-01 10:00:00", "U 2024-03-01 10:00:00"]
+    );
 }

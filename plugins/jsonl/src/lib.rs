@@ -53,16 +53,28 @@ impl Synchronizer for Jsonl {
                     .as_ref()
                     .is_none_or(|types| types.iter().any(|t| t == product_type))
         };
-        // The product types in the window, whose watermarks this run moves.
-        let types_seen = std::cell::RefCell::new(std::collections::BTreeSet::<String>::new());
+        // The product types this run syncs, whose watermarks it moves: the
+        // feed is read whole up to each reported time, so every wanted type
+        // is covered, quiet ones too (else their old watermarks would hold
+        // every incremental window back).
+        let mut wanted_types = std::collections::BTreeSet::<String>::new();
+        for listed in [request.product_types.as_ref(), self.product_types.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            wanted_types.extend(listed.iter().filter(|t| wanted_type(t)).cloned());
+        }
+        let wanted_types = std::cell::RefCell::new(wanted_types);
         let index = feed::index(&files, |product_type, modified| {
-            let wanted = wanted_type(product_type) && request.in_window(modified);
-            if wanted && !types_seen.borrow().contains(product_type) {
-                types_seen.borrow_mut().insert(product_type.to_string());
+            if !wanted_type(product_type) {
+                return false;
             }
-            wanted
+            if !wanted_types.borrow().contains(product_type) {
+                wanted_types.borrow_mut().insert(product_type.to_string());
+            }
+            request.in_window(modified)
         })?;
-        let types_seen = types_seen.into_inner();
+        let types_seen = wanted_types.into_inner();
         tracing::info!(
             feed = %self.path.display(),
             files = files.len(),
