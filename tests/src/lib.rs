@@ -285,6 +285,18 @@ pub fn build_outside_plugin(work: &Path, plugin_api_dir: &Path) -> PathBuf {
     kept
 }
 
+/// The outside plugin (tests/fixtures/outside-plugin) built against this
+/// repository's plugin-api, once per test process.
+pub fn outside_plugin() -> &'static Path {
+    static BUILT: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, path) = BUILT.get_or_init(|| {
+        let work = tempfile::tempdir().expect("temporary directory");
+        let plugin = build_outside_plugin(work.path(), &workspace().join("plugin-api"));
+        (work, plugin)
+    });
+    path
+}
+
 /// Copies a directory tree (no symlinks expected).
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create directory");

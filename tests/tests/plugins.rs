@@ -1,20 +1,9 @@
 //! Plugins from outside the workspace: one built against plugin-api alone,
 //! one built against another ABI version, and plugins that misbehave.
 
-use muninn_sync_e2e::{build_outside_plugin, copy_tree, product, workspace, Archive, BASE_CONFIG};
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
-/// The outside plugin built against this repository's plugin-api, once.
-fn outside_plugin() -> &'static Path {
-    static BUILT: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    let (_, path) = BUILT.get_or_init(|| {
-        let work = tempfile::tempdir().unwrap();
-        let plugin = build_outside_plugin(work.path(), &workspace().join("plugin-api"));
-        (work, plugin)
-    });
-    path
-}
+use muninn_sync_e2e::{
+    build_outside_plugin, copy_tree, outside_plugin, product, workspace, Archive, BASE_CONFIG,
+};
 
 fn outside_section(name: &str, action: &str, names: &[&str]) -> String {
     format!(

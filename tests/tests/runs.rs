@@ -3,28 +3,13 @@
 //! signals, timeouts, failed products, dry runs, and the JSON report and
 //! metrics file that scripts and monitoring read.
 
-use muninn_sync_e2e::{
-    build_outside_plugin, deletion, product, wait_until, workspace, Archive, BASE_CONFIG,
-};
+use muninn_sync_e2e::{deletion, outside_plugin, product, wait_until, Archive, BASE_CONFIG};
 use serde_json::json;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// How long a test waits for a background run to get somewhere before it
 /// gives up: far longer than it takes, even on a busy machine.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// The outside plugin (tests/fixtures/outside-plugin), built once.
-fn outside_plugin() -> &'static Path {
-    static BUILT: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    let (_, path) = BUILT.get_or_init(|| {
-        let work = tempfile::tempdir().unwrap();
-        let plugin = build_outside_plugin(work.path(), &workspace().join("plugin-api"));
-        (work, plugin)
-    });
-    path
-}
 
 /// A section of the outside plugin creating products of type OUT named
 /// `names`; `extra` are more lines of the section.
