@@ -69,7 +69,7 @@ pub struct RunRules {
     pub dry_run: bool,
     pub fail_fast: bool,
     /// The product types whose watermark this run may raise (see
-    /// [`crate::window`]); `None`: any type the plugin reports.
+    /// [`crate::window`]).
     pub watermark_types: WatermarkTypes,
 }
 
