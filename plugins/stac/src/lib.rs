@@ -1,4 +1,7 @@
 //! The `stac` synchronizer: keeps a catalogue in step with a STAC API's
-//! Item Search (work in progress: the item mapping).
+//! Item Search (work in progress, issue 6: configuration, conformance and
+//! the item mapping so far).
 
+pub mod config;
+pub mod conformance;
 pub mod item;
