@@ -44,6 +44,8 @@ pub fn binary() -> &'static Path {
             "muninn-sync",
             "-p",
             "muninn-sync-jsonl",
+            "-p",
+            "muninn-sync-stac",
         ]);
         if dir.file_name().is_some_and(|n| n == "release") {
             build.arg("--release");

@@ -1,0 +1,270 @@
+//! The `stac` synchronizer against a local server that answers as STAC APIs
+//! do (a landing page with conformance classes, Item Search with token
+//! paging), started on 127.0.0.1 by the test.
+
+use muninn_sync_e2e::{Archive, BASE_CONFIG};
+use serde_json::{json, Value as Json};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+/// What the server holds and how it behaves.
+#[derive(Default)]
+struct Server {
+    items: Vec<Json>,
+    sort: bool,
+    /// Answers to give to /search before the real one (status, extra header).
+    failures: Vec<(u16, &'static str)>,
+    /// Every request line seen.
+    seen: Vec<String>,
+}
+
+/// Starts the server; returns its base URL.
+fn serve(state: Arc<Mutex<Server>>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let root = base.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                    break;
+                }
+            }
+            let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let (status, extra, body) = answer(&state, &root, &target, &line);
+            let body = body.to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    base
+}
+
+fn query(target: &str, key: &str) -> Option<String> {
+    let (_, query) = target.split_once('?')?;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == key).then(|| {
+            v.replace("%3A", ":")
+                .replace("%2F", "/")
+                .replace("%2C", ",")
+        })
+    })
+}
+
+fn answer(state: &Mutex<Server>, root: &str, target: &str, line: &str) -> (u16, String, Json) {
+    let mut server = state.lock().unwrap();
+    server.seen.push(line.trim().to_string());
+    if target == "/" {
+        let mut conforms = vec![
+            "https://api.stacspec.org/v1.0.0/core",
+            "https://api.stacspec.org/v1.0.0-rc.1/item-search",
+        ];
+        if server.sort {
+            conforms.push("https://api.stacspec.org/v1.0.0/item-search#sort");
+        }
+        return (
+            200,
+            String::new(),
+            json!({"conformsTo": conforms, "links": [{"rel": "search", "href": format!("{root}/search")}]}),
+        );
+    }
+    if !server.failures.is_empty() {
+        let (status, header) = server.failures.remove(0);
+        return (status, header.to_string(), json!({"code": "busy"}));
+    }
+    let limit: usize = query(target, "limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(10);
+    let offset: usize = query(target, "token")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let mut items = server.items.clone();
+    if server.sort {
+        items.sort_by_key(|i| {
+            i["properties"]["datetime"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        });
+    } else {
+        items.reverse(); // newest first, as one real back-end does
+    }
+    let page: Vec<Json> = items.iter().skip(offset).take(limit).cloned().collect();
+    let mut links = vec![];
+    if offset + limit < items.len() {
+        let base = target.split("&token=").next().unwrap();
+        links
+            .push(json!({"rel": "next", "href": format!("{root}{base}&token={}", offset + limit)}));
+    }
+    (
+        200,
+        String::new(),
+        json!({"type": "FeatureCollection", "features": page, "links": links}),
+    )
+}
+
+fn item(id: &str, datetime: &str, cloud: f64) -> Json {
+    json!({
+        "type": "Feature", "stac_version": "1.0.0", "id": id, "collection": "s2",
+        "geometry": {"type": "Polygon", "coordinates": [[[5, 52], [6, 52], [6, 53], [5, 52]]]},
+        "properties": {"datetime": datetime, "updated": datetime, "eo:cloud_cover": cloud, "platform": "sentinel-2a"},
+        "assets": {"product": {"href": format!("https://example.org/{id}.zip"), "file:size": 1000,
+                   "file:checksum": "d50110d41d8cd98f00b204e9800998ecf8427e"}}
+    })
+}
+
+fn archive(base: &str, extra: &str) -> Archive {
+    Archive::new(&format!(
+        "{BASE_CONFIG}\n[\"synchronizer:stac\"]\nmodule = \"stac\"\nurl = \"{base}/\"\ncollections = {{ S2MSI2A = \"s2\" }}\npage_size = 2\n{extra}\n[\"synchronizer:stac\".http]\ninitial_backoff = 0.01\n"
+    ))
+}
+
+fn five_items() -> Vec<Json> {
+    (1..=5)
+        .map(|i| {
+            item(
+                &format!("S2_{i}"),
+                &format!("2024-01-0{i}T10:00:00Z"),
+                f64::from(i),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_user_syncs_re_syncs_forces_and_prunes_a_stac_api() {
+    let state = Arc::new(Mutex::new(Server {
+        items: five_items(),
+        sort: true,
+        failures: vec![(503, ""), (429, "Retry-After: 1\r\n")],
+        ..Server::default()
+    }));
+    let base = serve(state.clone());
+    let archive = archive(&base, "prune = true\ntime_field = \"datetime\"");
+
+    let first = archive.sync(&["stac", "--incremental"]);
+    first.assert_ok();
+    assert!(
+        first
+            .stderr
+            .contains("5 created, 0 updated, 0 removed, 0 failed"),
+        "{}",
+        first.stderr
+    );
+    assert_eq!(
+        archive.strings("SELECT product_name || ' ' || remote_url || ' ' || hash || ' ' || s.eo_cloud_cover FROM core JOIN stac s USING (uuid) ORDER BY 1")[0],
+        "S2_1 https://example.org/S2_1.zip md5:d41d8cd98f00b204e9800998ecf8427e 1.0"
+    );
+    assert_eq!(
+        archive.strings("SELECT product_type || ' ' || watermark FROM muninn_sync_watermarks"),
+        ["S2MSI2A 2024-01-05 10:00:00"]
+    );
+    // The 503 and the 429 were retried.
+    assert!(
+        first.stderr.contains("503") && first.stderr.contains("429"),
+        "{}",
+        first.stderr
+    );
+
+    let again = archive.sync(&["stac"]);
+    again.assert_ok();
+    assert!(
+        again
+            .stderr
+            .contains("0 created, 0 updated, 0 removed, 0 failed, 5 unchanged"),
+        "{}",
+        again.stderr
+    );
+    let forced = archive.sync(&["stac", "--force"]);
+    assert!(
+        forced.stderr.contains("0 created, 5 updated"),
+        "{}",
+        forced.stderr
+    );
+
+    // The server drops one item and changes another.
+    {
+        let mut server = state.lock().unwrap();
+        server.items.remove(2);
+        server.items[0]["properties"]["eo:cloud_cover"] = json!(99.5);
+    }
+    let pruned = archive.sync(&["stac", "--start", "2024-01-01", "--end", "2024-01-06"]);
+    pruned.assert_ok();
+    assert!(
+        pruned.stderr.contains("0 created, 1 updated, 1 removed"),
+        "{}",
+        pruned.stderr
+    );
+    assert_eq!(
+        archive.strings("SELECT product_name FROM core ORDER BY 1"),
+        ["S2_1", "S2_2", "S2_4", "S2_5"]
+    );
+}
+
+#[test]
+fn a_server_that_cannot_sort_still_gives_a_complete_ordered_sync() {
+    let state = Arc::new(Mutex::new(Server {
+        items: five_items(),
+        sort: false,
+        ..Server::default()
+    }));
+    let base = serve(state.clone());
+    let archive = archive(&base, "");
+    let run = archive.sync(&["stac"]);
+    run.assert_ok();
+    assert!(
+        run.stderr.contains("the server cannot sort"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(archive.count("SELECT count(*) FROM core"), 5);
+    assert!(state
+        .lock()
+        .unwrap()
+        .seen
+        .iter()
+        .all(|l| !l.contains("sortby")));
+}
+
+#[test]
+fn secrets_stay_out_of_messages_and_bad_pages_write_nothing() {
+    let state = Arc::new(Mutex::new(Server {
+        items: five_items(),
+        sort: true,
+        failures: vec![
+            (500, ""),
+            (500, ""),
+            (500, ""),
+            (500, ""),
+            (500, ""),
+            (500, ""),
+        ],
+        ..Server::default()
+    }));
+    let base = serve(state);
+    let archive = archive(
+        &base,
+        "headers = { Authorization = \"Bearer ${STAC_TEST_TOKEN}\" }",
+    );
+    let run = muninn_sync_e2e::muninn_sync(
+        archive.dir.path(),
+        &["archive.toml", "stac"],
+        &[("STAC_TEST_TOKEN", "very-secret-token")],
+    );
+    run.assert_error(1, &["synchronizer \"stac\"", "500"]);
+    assert!(!run.stderr.contains("very-secret-token"), "{}", run.stderr);
+    let unset = archive.sync(&["stac"]);
+    unset.assert_error(1, &["STAC_TEST_TOKEN is not set"]);
+}
