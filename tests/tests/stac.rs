@@ -17,6 +17,12 @@ struct Server {
     failures: Vec<(u16, &'static str)>,
     /// Every request line seen.
     seen: Vec<String>,
+    /// Next links as POST with a token in the body, merged.
+    post: bool,
+    /// The page at this offset is not JSON.
+    garbage_at: Option<usize>,
+    /// The next link always points at the first page again.
+    repeat: bool,
 }
 
 /// Starts the server; returns its base URL.
@@ -32,15 +38,25 @@ fn serve(state: Arc<Mutex<Server>>) -> String {
             if reader.read_line(&mut line).is_err() {
                 continue;
             }
+            let mut length = 0;
             loop {
                 let mut header = String::new();
                 if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
                     break;
                 }
+                if let Some(value) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
             }
+            let mut posted = vec![0; length];
+            let _ = std::io::Read::read_exact(&mut reader, &mut posted);
+            let posted: Json = serde_json::from_slice(&posted).unwrap_or(Json::Null);
             let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-            let (status, extra, body) = answer(&state, &root, &target, &line);
-            let body = body.to_string();
+            let (status, extra, body) = answer(&state, &root, &target, &line, &posted);
+            let body = match body {
+                Json::String(raw) => raw,
+                other => other.to_string(),
+            };
             let _ = write!(
                 stream,
                 "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
@@ -63,7 +79,13 @@ fn query(target: &str, key: &str) -> Option<String> {
     })
 }
 
-fn answer(state: &Mutex<Server>, root: &str, target: &str, line: &str) -> (u16, String, Json) {
+fn answer(
+    state: &Mutex<Server>,
+    root: &str,
+    target: &str,
+    line: &str,
+    posted: &Json,
+) -> (u16, String, Json) {
     let mut server = state.lock().unwrap();
     server.seen.push(line.trim().to_string());
     if target == "/" {
@@ -88,8 +110,21 @@ fn answer(state: &Mutex<Server>, root: &str, target: &str, line: &str) -> (u16, 
         .and_then(|l| l.parse().ok())
         .unwrap_or(10);
     let offset: usize = query(target, "token")
+        .or_else(|| {
+            posted
+                .get("token")
+                .and_then(Json::as_str)
+                .map(str::to_string)
+        })
         .and_then(|t| t.parse().ok())
         .unwrap_or(0);
+    if server.garbage_at == Some(offset) {
+        return (
+            200,
+            String::new(),
+            Json::String("<html>502 Bad Gateway</html>".into()),
+        );
+    }
     let mut items = server.items.clone();
     if server.sort {
         items.sort_by_key(|i| {
@@ -104,9 +139,14 @@ fn answer(state: &Mutex<Server>, root: &str, target: &str, line: &str) -> (u16, 
     let page: Vec<Json> = items.iter().skip(offset).take(limit).cloned().collect();
     let mut links = vec![];
     if offset + limit < items.len() {
+        let next = if server.repeat { 0 } else { offset + limit };
         let base = target.split("&token=").next().unwrap();
-        links
-            .push(json!({"rel": "next", "href": format!("{root}{base}&token={}", offset + limit)}));
+        links.push(if server.post {
+            json!({"rel": "next", "href": format!("{root}{base}"), "method": "POST",
+                   "body": {"token": next.to_string()}, "merge": true})
+        } else {
+            json!({"rel": "next", "href": format!("{root}{base}&token={next}")})
+        });
     }
     (
         200,
@@ -267,4 +307,76 @@ fn secrets_stay_out_of_messages_and_bad_pages_write_nothing() {
     assert!(!run.stderr.contains("very-secret-token"), "{}", run.stderr);
     let unset = archive.sync(&["stac"]);
     unset.assert_error(1, &["STAC_TEST_TOKEN is not set"]);
+}
+
+#[test]
+fn post_paging_odd_geometries_and_items_without_file_fields() {
+    let mut items = five_items();
+    items[1]["geometry"] = json!({"type": "MultiPolygon", "coordinates": [
+        [[[179, 0], [180, 0], [180, 1], [179, 0]]], [[[-180, 0], [-179, 0], [-180, 1], [-180, 0]]]]});
+    items[2]["geometry"] = Json::Null;
+    items[3]["assets"] =
+        json!({"data": {"href": "https://example.org/data.tif", "roles": ["data"]}});
+    let state = Arc::new(Mutex::new(Server {
+        items,
+        sort: true,
+        post: true,
+        ..Server::default()
+    }));
+    let base = serve(state.clone());
+    let archive = archive(&base, "");
+    archive.sync(&["stac"]).assert_ok();
+    assert_eq!(
+        archive.strings("SELECT product_name || ' ' || CASE WHEN footprint IS NULL THEN 'none' ELSE hex(substr(footprint, 40, 1)) END || ' ' || coalesce(size, '-') || ' ' || remote_url FROM core ORDER BY 1"),
+        [
+            // SpatiaLite's class byte: 03 Polygon, 06 MultiPolygon.
+            "S2_1 03 1000 https://example.org/S2_1.zip",
+            "S2_2 06 1000 https://example.org/S2_2.zip",
+            "S2_3 none 1000 https://example.org/S2_3.zip",
+            "S2_4 03 - https://example.org/data.tif",
+            "S2_5 03 1000 https://example.org/S2_5.zip",
+        ]
+    );
+    assert!(state
+        .lock()
+        .unwrap()
+        .seen
+        .iter()
+        .any(|l| l.starts_with("POST /search")));
+}
+
+#[test]
+fn a_garbage_page_or_a_repeated_page_fails_clearly_keeping_what_was_applied() {
+    let state = Arc::new(Mutex::new(Server {
+        items: five_items(),
+        sort: true,
+        garbage_at: Some(2),
+        ..Server::default()
+    }));
+    let base = serve(state.clone());
+    let archive = archive(&base, "");
+    let garbage = archive.sync(&["stac"]);
+    garbage.assert_error(
+        1,
+        &[
+            "synchronizer \"stac\"",
+            "/search",
+            "the answer is not JSON",
+            "<html>502",
+        ],
+    );
+    // The first page was applied whole and committed; nothing of the bad one.
+    assert_eq!(
+        archive.strings("SELECT product_name FROM core ORDER BY 1"),
+        ["S2_1", "S2_2"]
+    );
+    assert_eq!(archive.strings("PRAGMA integrity_check"), ["ok"]);
+
+    {
+        let mut server = state.lock().unwrap();
+        server.garbage_at = None;
+        server.repeat = true;
+    }
+    let repeated = archive.sync(&["stac"]);
+    repeated.assert_error(1, &["the same page of 2 items twice", "instead of looping"]);
 }
