@@ -126,6 +126,14 @@ fn answer(
         );
     }
     let mut items = server.items.clone();
+    // The datetime interval, closed at both ends as servers treat it.
+    if let Some(interval) = query(target, "datetime") {
+        let (from, to) = interval.split_once('/').unwrap();
+        items.retain(|i| {
+            let t = i["properties"]["datetime"].as_str().unwrap_or("");
+            (from == ".." || t >= from) && (to == ".." || t <= to)
+        });
+    }
     if server.sort {
         items.sort_by_key(|i| {
             i["properties"]["datetime"]
@@ -379,4 +387,46 @@ fn a_garbage_page_or_a_repeated_page_fails_clearly_keeping_what_was_applied() {
     }
     let repeated = archive.sync(&["stac"]);
     repeated.assert_error(1, &["the same page of 2 items twice", "instead of looping"]);
+}
+
+#[test]
+fn a_long_window_is_read_in_concurrent_slices_and_applied_in_order() {
+    let state = Arc::new(Mutex::new(Server {
+        items: five_items(),
+        sort: false,
+        ..Server::default()
+    }));
+    let base = serve(state.clone());
+    let archive = archive(&base, "slice = \"1d\"\nconcurrency = 3");
+    let run = archive.sync(&["stac", "--start", "2024-01-01", "--end", "2024-01-06"]);
+    run.assert_ok();
+    assert!(run.stderr.contains("5 created"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("reading the window in time slices"),
+        "{}",
+        run.stderr
+    );
+    let searches: Vec<String> = state
+        .lock()
+        .unwrap()
+        .seen
+        .iter()
+        .filter(|l| l.contains("datetime="))
+        .cloned()
+        .collect();
+    assert_eq!(searches.len(), 5, "{searches:?}");
+    // Applied in order of time, whatever order the slices came back in
+    // (and the server lists newest first).
+    assert_eq!(
+        archive.strings("SELECT product_name FROM core ORDER BY rowid"),
+        ["S2_1", "S2_2", "S2_3", "S2_4", "S2_5"]
+    );
+    let again = archive.sync(&["stac", "--start", "2024-01-01", "--end", "2024-01-06"]);
+    assert!(
+        again
+            .stderr
+            .contains("0 created, 0 updated, 0 removed, 0 failed, 5 unchanged"),
+        "{}",
+        again.stderr
+    );
 }

@@ -51,6 +51,13 @@ pub struct Config {
     /// longer returns.
     #[serde(default)]
     pub prune: bool,
+    /// A window with a start and an end longer than this is read in time
+    /// slices of this length (`"7d"`, `"12h"`, `"30m"`, or seconds).
+    #[serde(default = "default_slice")]
+    pub slice: String,
+    /// How many slices are fetched at once (1: one after the other).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
     /// The HTTP client's settings (timeouts, retries, rate cap).
     #[serde(default)]
     pub http: HttpConfig,
@@ -58,6 +65,14 @@ pub struct Config {
 
 fn default_page_size() -> u32 {
     500
+}
+
+fn default_slice() -> String {
+    "7d".into()
+}
+
+fn default_concurrency() -> usize {
+    2
 }
 
 impl Config {
@@ -72,7 +87,35 @@ impl Config {
         if self.page_size == 0 {
             return Err(anyhow!("key \"page_size\": must be at least 1"));
         }
+        if self.concurrency == 0 {
+            return Err(anyhow!("key \"concurrency\": must be at least 1"));
+        }
+        self.slice_length()?;
         Ok(())
+    }
+
+    /// The `slice` key as a duration.
+    pub fn slice_length(&self) -> Result<std::time::Duration> {
+        let text = self.slice.trim();
+        let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+            Some(at) => text.split_at(at),
+            None => (text, "s"),
+        };
+        let seconds_per_unit = match unit {
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            _ => f64::NAN,
+        };
+        let seconds = number.trim().parse::<f64>().unwrap_or(f64::NAN) * seconds_per_unit;
+        if !(seconds.is_finite() && seconds >= 1.0) {
+            return Err(anyhow!(
+                "key \"slice\": \"{}\" is not a duration of at least a second (\"7d\", \"12h\", \"30m\", \"90s\")",
+                self.slice
+            ));
+        }
+        Ok(std::time::Duration::from_secs_f64(seconds))
     }
 
     /// The collection of a product type.
@@ -171,6 +214,21 @@ prune = false
             (500, TimeField::Datetime, false)
         );
         assert!(parse("url = \"ftp://x\"").unwrap().check().is_err());
+        assert_eq!(
+            config.slice_length().unwrap(),
+            std::time::Duration::from_secs(7 * 86400)
+        );
+        assert_eq!(config.concurrency, 2);
+        let sliced = parse("url = \"https://x\"\nslice = \"12h\"\nconcurrency = 4").unwrap();
+        assert_eq!(
+            sliced.slice_length().unwrap(),
+            std::time::Duration::from_secs(12 * 3600)
+        );
+        let bad = parse("url = \"https://x\"\nslice = \"soon\"")
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert!(bad.to_string().contains("key \"slice\""), "{bad}");
         assert!(parse("url = \"https://x\"\ntime_field = \"created\"").is_err());
         assert!(expand("${A", |_| Some("x".into())).is_err());
         assert_eq!(expand("a${B}c${B}", |_| Some("-".into())).unwrap(), "a-c-");

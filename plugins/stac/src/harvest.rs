@@ -65,3 +65,13 @@ pub fn pages(
     }
     Ok(count)
 }
+
+/// Every feature of a search, with the number of pages it took.
+pub fn all_features(client: &HttpClient, first: SearchRequest) -> Result<(usize, Vec<Json>)> {
+    let mut features = Vec::new();
+    let pages = pages(client, first, |page| {
+        features.extend_from_slice(page);
+        Ok(())
+    })?;
+    Ok((pages, features))
+}

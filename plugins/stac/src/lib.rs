@@ -65,8 +65,9 @@ impl Synchronizer for Stac {
 }
 
 impl Stac {
-    /// Syncs one product type's window: reads it whole (applying as it goes
-    /// when the server sorts), then prunes if asked and the read was complete.
+    /// Syncs one product type's window: reads it (in time slices fetched a
+    /// few at a time when it is long), applies the items in order of time,
+    /// then prunes if asked and the read was complete.
     fn sync_type(
         &self,
         archive: &mut Archive<'_>,
@@ -76,97 +77,163 @@ impl Stac {
     ) -> Result<()> {
         let collection = self.config.collection(product_type);
         let time_field = self.config.time_field;
-        let asset = self
-            .config
-            .asset
-            .clone()
-            .map_or(AssetChoice::Default, AssetChoice::Key);
-        let first = search::first_request(
-            &capabilities.search,
-            &search::Window {
-                collection,
-                start: request.start,
-                end: request.end,
-                limit: self.config.page_size,
-                time_field: time_field.name(),
-                sort: capabilities.sort,
-                cql2_text: capabilities.cql2_text,
-            },
-        )?;
-        if !capabilities.sort {
-            tracing::warn!(
-                collection,
-                "the server cannot sort: the window is read whole, then applied in order of {}",
-                time_field.name()
-            );
-        }
-        let mut seen: HashSet<Uuid> = HashSet::new();
-        let mut failed = false;
-        let mut held: Vec<MappedItem> = Vec::new();
-        let mut progress = Progress::default();
+        // Without a server-side filter on `updated`, every request returns
+        // the whole collection: slicing would only multiply it.
+        let filtered = time_field == TimeField::Datetime || capabilities.cql2_text;
+        let slices = if filtered {
+            slices(request.start, request.end, self.config.slice_length()?)
+        } else {
+            vec![(request.start, request.end)]
+        };
+        let first = |start: Option<Timestamp>, end: Option<Timestamp>| {
+            search::first_request(
+                &capabilities.search,
+                &search::Window {
+                    collection,
+                    start,
+                    end,
+                    limit: self.config.page_size,
+                    time_field: time_field.name(),
+                    sort: capabilities.sort,
+                    cql2_text: capabilities.cql2_text,
+                },
+            )
+        };
+        let mut read = Read::default();
         // Nothing is held open while the server answers.
         archive.idle()?;
-        let pages = harvest::pages(&self.client, first, |features| {
-            let mut page = Vec::with_capacity(features.len());
-            for feature in features {
-                match item::map_item(feature, product_type, collection, &asset, time_field.name()) {
-                    Ok(mapped) => {
-                        // The server's window is closed at the end, and
-                        // without a filter on `updated` it is no window.
-                        if mapped.time.is_some_and(|t| request.in_window(&t)) {
-                            seen.insert(mapped.product.uuid);
-                            page.push(mapped);
-                        } else if mapped.time.is_none() {
-                            failed = true;
-                            let id = feature.get("id").and_then(|i| i.as_str()).unwrap_or("?");
-                            archive.report_failure(
-                                &format!("{collection}/{id}"),
-                                &anyhow!("no {} time", time_field.name()),
-                            )?;
-                        }
+        if slices.len() == 1 {
+            if !capabilities.sort {
+                tracing::warn!(
+                    collection,
+                    "the server cannot sort: the window is read whole, then applied in order of {}",
+                    time_field.name()
+                );
+            }
+            let mut held: Vec<MappedItem> = Vec::new();
+            let pages = harvest::pages(
+                &self.client,
+                first(request.start, request.end)?,
+                |features| {
+                    let page = self.map_page(
+                        archive,
+                        features,
+                        product_type,
+                        request.start,
+                        request.end,
+                        &mut read,
+                    )?;
+                    if capabilities.sort {
+                        read.apply(archive, page, request.force, product_type, false)?;
+                    } else {
+                        held.extend(page);
                     }
-                    Err(error) => {
-                        failed = true;
-                        let id = feature.get("id").and_then(|i| i.as_str()).unwrap_or("?");
-                        archive.report_failure(&format!("{collection}/{id}"), &error)?;
-                    }
+                    archive.idle()
+                },
+            )?;
+            read.pages += pages;
+            held.sort_by_key(|m| m.time);
+            read.apply(archive, held, request.force, product_type, true)?;
+        } else {
+            tracing::info!(
+                collection,
+                slices = slices.len(),
+                concurrency = self.config.concurrency,
+                "reading the window in time slices"
+            );
+            for wave in slices.chunks(self.config.concurrency) {
+                let fetched: Vec<Result<(usize, Vec<serde_json::Value>)>> =
+                    std::thread::scope(|scope| {
+                        let workers: Vec<_> = wave
+                            .iter()
+                            .map(|(start, end)| {
+                                let request = first(*start, *end);
+                                scope.spawn(move || harvest::all_features(&self.client, request?))
+                            })
+                            .collect();
+                        workers
+                            .into_iter()
+                            .map(|w| {
+                                w.join()
+                                    .unwrap_or_else(|_| Err(anyhow!("a slice's reader panicked")))
+                            })
+                            .collect()
+                    });
+                // In order: a failed slice ends the run; the ones before it stay applied.
+                for ((start, end), result) in wave.iter().zip(fetched) {
+                    let (pages, features) = result?;
+                    read.pages += pages;
+                    let mut items =
+                        self.map_page(archive, &features, product_type, *start, *end, &mut read)?;
+                    items.sort_by_key(|m| m.time);
+                    read.apply(archive, items, request.force, product_type, false)?;
+                    archive.idle()?;
                 }
             }
-            if capabilities.sort {
-                for mapped in &page {
-                    apply(archive, mapped, request.force)?;
-                    progress.saw(mapped.time);
-                }
-                progress.report(archive, product_type, false)?;
-            } else {
-                held.extend(page);
-            }
-            archive.idle()
-        })?;
-        held.sort_by_key(|m| m.time);
-        for mapped in &held {
-            apply(archive, mapped, request.force)?;
-            progress.saw(mapped.time);
+            read.progress.report(archive, product_type, true)?;
         }
-        progress.report(archive, product_type, true)?;
         tracing::info!(
             collection,
             product_type,
-            pages,
-            items = seen.len(),
+            pages = read.pages,
+            items = read.seen.len(),
             "read the window"
         );
         if self.config.prune {
-            if failed {
+            if read.failed {
                 tracing::warn!(
                     product_type,
                     "not pruning: some items of the window could not be read"
                 );
             } else {
-                self.prune(archive, request, product_type, &seen)?;
+                self.prune(archive, request, product_type, &read.seen)?;
             }
         }
         Ok(())
+    }
+
+    /// Maps a page's items; reports the ones that cannot be mapped, and
+    /// drops the ones outside `[start, end)` (the server's interval is closed
+    /// at the end, and without a filter on `updated` it is no window).
+    fn map_page(
+        &self,
+        archive: &mut Archive<'_>,
+        features: &[serde_json::Value],
+        product_type: &str,
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+        read: &mut Read,
+    ) -> Result<Vec<MappedItem>> {
+        let collection = self.config.collection(product_type);
+        let time_field = self.config.time_field.name();
+        let asset = self
+            .config
+            .asset
+            .clone()
+            .map_or(AssetChoice::Default, AssetChoice::Key);
+        let in_window = |t: &Timestamp| start.is_none_or(|s| *t >= s) && end.is_none_or(|e| *t < e);
+        let mut page = Vec::with_capacity(features.len());
+        for feature in features {
+            let id = feature.get("id").and_then(|i| i.as_str()).unwrap_or("?");
+            let mapped = item::map_item(feature, product_type, collection, &asset, time_field)
+                .and_then(|m| match m.time {
+                    Some(_) => Ok(m),
+                    None => Err(anyhow!("item \"{id}\" has no {time_field} time")),
+                });
+            match mapped {
+                Ok(mapped) => {
+                    if mapped.time.is_some_and(|t| in_window(&t)) {
+                        read.seen.insert(mapped.product.uuid);
+                        page.push(mapped);
+                    }
+                }
+                Err(error) => {
+                    read.failed = true;
+                    archive.report_failure(&format!("{collection}/{id}"), &error)?;
+                }
+            }
+        }
+        Ok(page)
     }
 
     /// Removes the products of a completely read window that the server no
@@ -201,9 +268,62 @@ impl Stac {
     }
 }
 
-fn apply(archive: &mut Archive<'_>, mapped: &MappedItem, force: bool) -> Result<()> {
-    archive.apply(&mapped.product, force, &[item::NAMESPACE])?;
-    Ok(())
+/// What has been read of one product type's window.
+#[derive(Default)]
+struct Read {
+    seen: HashSet<Uuid>,
+    failed: bool,
+    pages: usize,
+    progress: Progress,
+}
+
+impl Read {
+    /// Applies items in order of time and reports the watermark.
+    fn apply(
+        &mut self,
+        archive: &mut Archive<'_>,
+        items: Vec<MappedItem>,
+        force: bool,
+        product_type: &str,
+        finished: bool,
+    ) -> Result<()> {
+        for mapped in &items {
+            archive.apply(&mapped.product, force, &[item::NAMESPACE])?;
+            self.progress.saw(mapped.time);
+        }
+        self.progress.report(archive, product_type, finished)
+    }
+}
+
+/// `[start, end)` cut into slices of `length`; one slice when the window is
+/// open at either end or not longer than that.
+fn slices(
+    start: Option<Timestamp>,
+    end: Option<Timestamp>,
+    length: std::time::Duration,
+) -> Vec<(Option<Timestamp>, Option<Timestamp>)> {
+    let (Some(start), Some(end)) = (start, end) else {
+        return vec![(start, end)];
+    };
+    let step = chrono_duration(length);
+    let mut cuts = Vec::new();
+    let mut at = start;
+    while at < end {
+        let next = at
+            .checked_add_signed(step)
+            .filter(|n| *n < end)
+            .unwrap_or(end);
+        cuts.push((Some(at), Some(next)));
+        at = next;
+    }
+    if cuts.is_empty() {
+        cuts.push((Some(start), Some(end)));
+    }
+    cuts
+}
+
+fn chrono_duration(length: std::time::Duration) -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(length).unwrap_or(chrono::TimeDelta::MAX)
 }
 
 /// The watermark as items pass in order of time: every item up to the time
@@ -244,3 +364,31 @@ impl Progress {
 }
 
 export_plugin!("stac", Stac);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use muninn_sync_plugin_api::parse_timestamp;
+
+    #[test]
+    fn long_windows_are_cut_into_slices() {
+        let t = |s: &str| Some(parse_timestamp(s).unwrap());
+        let day = std::time::Duration::from_secs(86400);
+        assert_eq!(
+            slices(t("2024-01-01"), t("2024-01-03T12:00:00"), day),
+            [
+                (t("2024-01-01"), t("2024-01-02")),
+                (t("2024-01-02"), t("2024-01-03")),
+                (t("2024-01-03"), t("2024-01-03T12:00:00")),
+            ]
+        );
+        assert_eq!(
+            slices(t("2024-01-01"), None, day),
+            [(t("2024-01-01"), None)]
+        );
+        assert_eq!(
+            slices(t("2024-01-01"), t("2024-01-01T01:00:00"), day).len(),
+            1
+        );
+    }
+}
