@@ -23,6 +23,9 @@ struct Server {
     garbage_at: Option<usize>,
     /// The next link always points at the first page again.
     repeat: bool,
+    /// Claims CQL2 text filtering; `Some(true)`: it works, `Some(false)`:
+    /// it answers every filter with no items (as one real back-end does).
+    cql2: Option<bool>,
 }
 
 /// Starts the server; returns its base URL.
@@ -71,12 +74,28 @@ fn query(target: &str, key: &str) -> Option<String> {
     let (_, query) = target.split_once('?')?;
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
-        (k == key).then(|| {
-            v.replace("%3A", ":")
-                .replace("%2F", "/")
-                .replace("%2C", ",")
-        })
+        (k == key).then(|| decode(v))
     })
+}
+
+/// Percent-decoding of a query value (`+` is a space).
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 2;
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
 }
 
 fn answer(
@@ -95,6 +114,10 @@ fn answer(
         ];
         if server.sort {
             conforms.push("https://api.stacspec.org/v1.0.0/item-search#sort");
+        }
+        if server.cql2.is_some() {
+            conforms.push("https://api.stacspec.org/v1.0.0-rc.2/item-search#filter");
+            conforms.push("http://www.opengis.net/spec/cql2/1.0/conf/cql2-text");
         }
         return (
             200,
@@ -134,7 +157,34 @@ fn answer(
             (from == ".." || t >= from) && (to == ".." || t <= to)
         });
     }
-    if server.sort {
+    // updated >= TIMESTAMP('…') [AND updated < TIMESTAMP('…')]
+    if let Some(filter) = query(target, "filter") {
+        if server.cql2 == Some(false) {
+            items.clear();
+        }
+        for condition in filter.split(" AND ") {
+            let at = condition.split('\'').nth(1).unwrap_or("").to_string();
+            let below = condition.contains(" < ");
+            items.retain(|i| {
+                let t = i["properties"]["updated"].as_str().unwrap_or("");
+                if below {
+                    t < at.as_str()
+                } else {
+                    t >= at.as_str()
+                }
+            });
+        }
+    }
+    if query(target, "sortby").as_deref() == Some("-updated") {
+        items.sort_by_key(|i| {
+            std::cmp::Reverse(
+                i["properties"]["updated"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        });
+    } else if server.sort {
         items.sort_by_key(|i| {
             i["properties"]["datetime"]
                 .as_str()
@@ -429,4 +479,44 @@ fn a_long_window_is_read_in_concurrent_slices_and_applied_in_order() {
         "{}",
         again.stderr
     );
+}
+
+#[test]
+fn a_cql2_filter_on_updated_is_used_when_it_works_and_doubted_when_it_does_not() {
+    for works in [true, false] {
+        let state = Arc::new(Mutex::new(Server {
+            items: five_items(),
+            sort: true,
+            cql2: Some(works),
+            ..Server::default()
+        }));
+        let base = serve(state.clone());
+        let archive = archive(&base, "time_field = \"updated\"");
+        let run = archive.sync(&["stac", "--start", "2024-01-03"]);
+        run.assert_ok();
+        assert!(
+            run.stderr.contains("3 created, 0 updated"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(
+            archive.strings("SELECT product_name FROM core ORDER BY 1"),
+            ["S2_3", "S2_4", "S2_5"]
+        );
+        assert_eq!(
+            run.stderr.contains("cannot be trusted"),
+            !works,
+            "{}",
+            run.stderr
+        );
+        let filtered_searches = state
+            .lock()
+            .unwrap()
+            .seen
+            .iter()
+            .filter(|l| l.contains("filter="))
+            .count();
+        // The probe, then the window's two pages when the filter works.
+        assert_eq!(filtered_searches, if works { 3 } else { 1 });
+    }
 }

@@ -79,7 +79,8 @@ impl Stac {
         let time_field = self.config.time_field;
         // Without a server-side filter on `updated`, every request returns
         // the whole collection: slicing would only multiply it.
-        let filtered = time_field == TimeField::Datetime || capabilities.cql2_text;
+        let cql2_text = self.filter_works(capabilities, collection, request)?;
+        let filtered = time_field == TimeField::Datetime || cql2_text;
         let slices = if filtered {
             slices(request.start, request.end, self.config.slice_length()?)
         } else {
@@ -95,7 +96,7 @@ impl Stac {
                     limit: self.config.page_size,
                     time_field: time_field.name(),
                     sort: capabilities.sort,
-                    cql2_text: capabilities.cql2_text,
+                    cql2_text,
                 },
             )
         };
@@ -190,6 +191,110 @@ impl Stac {
             }
         }
         Ok(())
+    }
+
+    /// Whether to filter on `updated` with the server's CQL2: only when it
+    /// says it can and is seen to. Servers that claim the filter have been
+    /// seen to answer a filter on `updated` with no items and no error, or
+    /// to ignore it; a filter that does not work would lose changes.
+    fn filter_works(
+        &self,
+        capabilities: &Capabilities,
+        collection: &str,
+        request: &SyncRequest,
+    ) -> Result<bool> {
+        if self.config.time_field != TimeField::Updated
+            || !capabilities.cql2_text
+            || (request.start.is_none() && request.end.is_none())
+        {
+            return Ok(capabilities.cql2_text);
+        }
+        let probe = search::first_request(
+            &capabilities.search,
+            &search::Window {
+                collection,
+                start: request.start,
+                end: request.end,
+                limit: 10,
+                time_field: "updated",
+                sort: false,
+                cql2_text: true,
+            },
+        )?;
+        let doubt = match harvest::fetch(&self.client, &probe) {
+            Err(error) => Some(format!("the filtered request failed: {error:#}")),
+            Ok(page) => {
+                let items = page
+                    .get("features")
+                    .and_then(|f| f.as_array())
+                    .cloned()
+                    .unwrap_or_default();
+                let updated = |item: &serde_json::Value| {
+                    item.pointer("/properties/updated")
+                        .and_then(|u| u.as_str())
+                        .and_then(|u| muninn_sync_plugin_api::parse_timestamp(u).ok())
+                };
+                let outside = items.iter().any(|item| {
+                    updated(item).is_none_or(|t| {
+                        request.start.is_some_and(|s| t < s) || request.end.is_some_and(|e| t > e)
+                    })
+                });
+                if outside {
+                    Some("it returned items outside the window".to_string())
+                } else if items.is_empty() {
+                    self.newest_in_window(capabilities, collection, request)?
+                } else {
+                    None
+                }
+            }
+        };
+        match doubt {
+            None => Ok(true),
+            Some(why) => {
+                tracing::warn!(
+                    collection,
+                    "the server's CQL2 filter on \"updated\" cannot be trusted ({why}): reading the collection whole and filtering here"
+                );
+                Ok(false)
+            }
+        }
+    }
+
+    /// Why an empty filtered answer is doubtful: the newest item (when the
+    /// server can sort) lies in the window; without sorting, it cannot be
+    /// told apart from a filter that finds nothing, so it is doubted.
+    fn newest_in_window(
+        &self,
+        capabilities: &Capabilities,
+        collection: &str,
+        request: &SyncRequest,
+    ) -> Result<Option<String>> {
+        if !capabilities.sort {
+            return Ok(Some(
+                "it found nothing, and without sorting that cannot be checked".into(),
+            ));
+        }
+        let mut url = muninn_sync_plugin_api::http::Url::parse(&capabilities.search)?;
+        url.query_pairs_mut()
+            .append_pair("collections", collection)
+            .append_pair("limit", "1")
+            .append_pair("sortby", "-updated");
+        let newest = harvest::fetch(
+            &self.client,
+            &search::SearchRequest {
+                method: "GET".into(),
+                url: url.to_string(),
+                body: None,
+                headers: Default::default(),
+            },
+        )?;
+        let time = newest
+            .pointer("/features/0/properties/updated")
+            .and_then(|u| u.as_str())
+            .and_then(|u| muninn_sync_plugin_api::parse_timestamp(u).ok());
+        Ok(time
+            .filter(|t| request.in_window(t))
+            .map(|t| format!("it found nothing, yet an item was updated at {t} inside the window")))
     }
 
     /// Maps a page's items; reports the ones that cannot be mapped, and
