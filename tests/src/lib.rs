@@ -2,6 +2,8 @@
 //! archive configuration and a feed, run the real binary with the real
 //! plugins, and look at the catalogue with SQL.
 
+pub mod stac_server;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
