@@ -5,6 +5,7 @@
 mod feed;
 mod measure;
 mod raw;
+mod stac;
 
 use anyhow::{bail, Result};
 use clap::Parser;
@@ -23,6 +24,13 @@ struct Args {
     /// removed afterwards). Needs about 2 KB of disk per product.
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Instead: harvest this many items from a local STAC server with the
+    /// `stac` plugin, as one slice and as concurrent time slices.
+    #[arg(long, value_name = "ITEMS")]
+    stac: Option<u64>,
+    /// (The STAC benchmark's server process.)
+    #[arg(long, value_name = "ITEMS", hide = true)]
+    serve_stac: Option<u64>,
 }
 
 fn main() -> Result<()> {
@@ -30,12 +38,18 @@ fn main() -> Result<()> {
     if args.products == 0 {
         bail!("--products must be at least 1");
     }
+    if let Some(items) = args.serve_stac {
+        return stac::serve_items(items);
+    }
     let binaries = measure::Binaries::beside_this_executable()?;
     let temporary = tempfile::tempdir()?;
     let work = args
         .work_dir
         .clone()
         .unwrap_or_else(|| temporary.path().to_path_buf());
+    if let Some(items) = args.stac {
+        return stac::harvest(&binaries, &work, items);
+    }
     let mut sizes: Vec<u64> = [10_000, 100_000, args.products]
         .into_iter()
         .filter(|n| *n <= args.products)

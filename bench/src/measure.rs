@@ -64,7 +64,7 @@ const CONFIG: &str =
     "[archive]\ndatabase = \"sqlite\"\n\n[sqlite]\nconnection_string = \"catalogue.sqlite\"\n\n\
                       [\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\n";
 
-fn run(binaries: &Binaries, dir: &Path, extra: &[&str]) -> Result<Sync> {
+pub fn run(binaries: &Binaries, dir: &Path, extra: &[&str]) -> Result<Sync> {
     let log_path = dir.join("sync.log");
     let log = std::fs::File::create(&log_path)?;
     let started = Instant::now();
