@@ -314,3 +314,32 @@ fn a_cql2_filter_on_updated_is_used_when_it_works_and_doubted_when_it_does_not()
         assert_eq!(filtered_searches, if works { 3 } else { 1 });
     }
 }
+
+#[test]
+fn an_item_the_catalogue_refuses_is_skipped_and_reported_and_the_rest_syncs() {
+    let mut items = five_items();
+    items[2]["properties"]["eo:cloud_cover"] = json!("cloudy"); // text in a real column
+    items[3]["properties"]["datetime"] = json!("not a time");
+    let state = Arc::new(Mutex::new(Server {
+        items,
+        sort: true,
+        ..Server::default()
+    }));
+    let base = serve(state);
+    let archive = archive(&base, "prune = true");
+    let run = archive.sync(&["stac"]);
+    run.assert_error(
+        1,
+        &[
+            "2 product(s) could not be synced",
+            "S2MSI2A/S2_3",
+            "is real in the catalogue",
+        ],
+    );
+    assert!(run.stderr.contains("s2/S2_4"), "{}", run.stderr);
+    assert!(run.stderr.contains("not pruning"), "{}", run.stderr);
+    assert_eq!(
+        archive.strings("SELECT product_name FROM core ORDER BY 1"),
+        ["S2_1", "S2_2", "S2_5"]
+    );
+}

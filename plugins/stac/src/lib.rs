@@ -13,7 +13,7 @@ use conformance::Capabilities;
 use item::{AssetChoice, MappedItem};
 use muninn_sync_plugin_api::http::HttpClient;
 use muninn_sync_plugin_api::{
-    export_plugin, Archive, Context, SyncRequest, Synchronizer, Timestamp, Uuid,
+    export_plugin, Archive, Context, SyncRequest, Synchronizer, Timestamp, Update, Uuid,
 };
 use std::collections::HashSet;
 
@@ -383,7 +383,10 @@ struct Read {
 }
 
 impl Read {
-    /// Applies items in order of time and reports the watermark.
+    /// Applies items in order of time, with one look-up for all of them:
+    /// creates the new ones, updates the ones that differ (all with
+    /// `force`), counts the rest as unchanged; an item the catalogue refuses
+    /// is reported and skipped. Then reports the watermark.
     fn apply(
         &mut self,
         archive: &mut Archive<'_>,
@@ -392,8 +395,25 @@ impl Read {
         product_type: &str,
         finished: bool,
     ) -> Result<()> {
-        for mapped in &items {
-            archive.apply(&mapped.product, force, &[item::NAMESPACE])?;
+        let names: Vec<&str> = items.iter().map(|m| m.product.product_name.as_str()).collect();
+        let stored = archive.products_by_name(product_type, &names, &[item::NAMESPACE])?;
+        for (mapped, existing) in items.iter().zip(stored) {
+            let outcome = match existing {
+                None => archive.create_properties(&mapped.product),
+                Some(existing) => {
+                    let update = Update::between(&existing, &mapped.product, force);
+                    if update.is_empty() && !force {
+                        archive.count_unchanged(1)
+                    } else {
+                        archive.update_properties(&update)
+                    }
+                }
+            };
+            if let Err(error) = outcome {
+                self.failed = true;
+                let what = format!("{product_type}/{}", mapped.product.product_name);
+                archive.report_failure(&what, &error)?;
+            }
             self.progress.saw(mapped.time);
         }
         self.progress.report(archive, product_type, finished)
