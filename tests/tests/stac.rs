@@ -40,7 +40,7 @@ fn a_user_syncs_re_syncs_forces_and_prunes_a_stac_api() {
     let state = Arc::new(Mutex::new(Server {
         items: five_items(),
         sort: true,
-        failures: vec![(503, ""), (429, "Retry-After: 1\r\n")],
+        failures: vec![(500, ""), (429, "Retry-After: 1\r\n")],
         ..Server::default()
     }));
     let base = serve(state.clone());
@@ -65,7 +65,7 @@ fn a_user_syncs_re_syncs_forces_and_prunes_a_stac_api() {
     );
     // The 503 and the 429 were retried.
     assert!(
-        first.stderr.contains("503") && first.stderr.contains("429"),
+        first.stderr.contains("500") && first.stderr.contains("429"),
         "{}",
         first.stderr
     );
