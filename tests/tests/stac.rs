@@ -63,7 +63,7 @@ fn a_user_syncs_re_syncs_forces_and_prunes_a_stac_api() {
         archive.strings("SELECT product_type || ' ' || watermark FROM muninn_sync_watermarks"),
         ["S2MSI2A 2024-01-05 10:00:00"]
     );
-    // The 503 and the 429 were retried.
+    // The 500 and the 429 were retried.
     assert!(
         first.stderr.contains("500") && first.stderr.contains("429"),
         "{}",
