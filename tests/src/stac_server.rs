@@ -162,7 +162,7 @@ fn answer(
     if let Some(interval) = query(target, "datetime") {
         let (from, to) = interval.split_once('/').unwrap();
         items.retain(|i| {
-            let t = i["properties"]["datetime"].as_str().unwrap_or("");
+            let t = item_time(i);
             (from == ".." || t >= from) && (to == ".." || t <= to)
         });
     }
@@ -194,12 +194,7 @@ fn answer(
             )
         });
     } else if server.sort {
-        items.sort_by_key(|i| {
-            i["properties"]["datetime"]
-                .as_str()
-                .unwrap_or("")
-                .to_string()
-        });
+        items.sort_by_key(|i| item_time(i).to_string().to_string());
     } else {
         items.reverse(); // newest first, as one real back-end does
     }
@@ -225,4 +220,14 @@ fn answer(
         String::new(),
         json!({"type": "FeatureCollection", "features": page, "links": links}),
     )
+}
+
+/// An item's time for the datetime interval and the sort: `datetime`, or
+/// `start_datetime` for an item with a range only.
+fn item_time(item: &Json) -> &str {
+    let properties = &item["properties"];
+    properties["datetime"]
+        .as_str()
+        .or_else(|| properties["start_datetime"].as_str())
+        .unwrap_or("")
 }

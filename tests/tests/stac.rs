@@ -310,8 +310,9 @@ fn a_cql2_filter_on_updated_is_used_when_it_works_and_doubted_when_it_does_not()
             .iter()
             .filter(|l| l.contains("filter="))
             .count();
-        // The probe, then the window's two pages when the filter works.
-        assert_eq!(filtered_searches, if works { 3 } else { 1 });
+        // The probe, then the window's two pages when the filter works; the
+        // probe and the open-ended check when it does not.
+        assert_eq!(filtered_searches, if works { 3 } else { 2 });
     }
 }
 
@@ -342,4 +343,54 @@ fn an_item_the_catalogue_refuses_is_skipped_and_reported_and_the_rest_syncs() {
         archive.strings("SELECT product_name FROM core ORDER BY 1"),
         ["S2_1", "S2_2", "S2_5"]
     );
+}
+
+#[test]
+fn pruning_never_removes_an_item_the_server_still_has() {
+    // An item whose datetime is a day after its start_datetime, and one
+    // with only a range.
+    let mut items = five_items();
+    items[1]["properties"]["start_datetime"] = json!("2024-01-01T23:00:00Z");
+    items[1]["properties"]["end_datetime"] = json!("2024-01-02T11:00:00Z");
+    items[3]["properties"]["datetime"] = Json::Null;
+    items[3]["properties"]["start_datetime"] = json!("2024-01-04T10:00:00Z");
+    items[3]["properties"]["end_datetime"] = json!("2024-01-04T11:00:00Z");
+    let state = Arc::new(Mutex::new(Server {
+        items,
+        sort: true,
+        ..Server::default()
+    }));
+    let base = serve(state.clone());
+    let archive = archive(&base, "prune = true");
+    archive.sync(&["stac"]).assert_ok();
+    // S2_2's start_datetime is in [Jan 1, Jan 2), its datetime is not: the
+    // window does not hold it, so it is not pruned from it.
+    let run = archive.sync(&["stac", "--start", "2024-01-01", "--end", "2024-01-02"]);
+    run.assert_ok();
+    assert!(run.stderr.contains("0 removed"), "{}", run.stderr);
+    // S2_4 (a range) is pruned only when it is gone.
+    let run = archive.sync(&["stac", "--start", "2024-01-04", "--end", "2024-01-05"]);
+    assert!(run.stderr.contains("0 removed"), "{}", run.stderr);
+    state.lock().unwrap().items.remove(3);
+    let run = archive.sync(&["stac", "--start", "2024-01-04", "--end", "2024-01-05"]);
+    assert!(run.stderr.contains("1 removed"), "{}", run.stderr);
+    assert_eq!(archive.count("SELECT count(*) FROM core"), 4);
+
+    // With time_field = "updated", an item changed after the window's end
+    // has left the window, not the server: a window with an end is not pruned.
+    let updated = archive_in_same_dir(&archive, &base, "prune = true\ntime_field = \"updated\"");
+    updated.sync(&["stac"]).assert_ok();
+    state.lock().unwrap().items[0]["properties"]["updated"] = json!("2024-02-01T00:00:00Z");
+    let run = updated.sync(&["stac", "--start", "2024-01-01", "--end", "2024-01-03"]);
+    run.assert_ok();
+    assert!(run.stderr.contains("not pruning"), "{}", run.stderr);
+    assert_eq!(
+        updated.count("SELECT count(*) FROM core WHERE product_name = 'S2_1'"),
+        1
+    );
+}
+
+/// A second archive on the same server.
+fn archive_in_same_dir(_first: &Archive, base: &str, extra: &str) -> Archive {
+    archive(base, extra)
 }

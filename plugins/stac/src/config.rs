@@ -53,7 +53,7 @@ pub struct Config {
     pub prune: bool,
     /// A window with a start and an end longer than this is read in time
     /// slices of this length (`"7d"`, `"12h"`, `"30m"`, or seconds).
-    #[serde(default = "default_slice")]
+    #[serde(default = "default_slice", deserialize_with = "text_or_seconds")]
     pub slice: String,
     /// How many slices are fetched at once (1: one after the other).
     #[serde(default = "default_concurrency")]
@@ -65,6 +65,20 @@ pub struct Config {
 
 fn default_page_size() -> u32 {
     500
+}
+
+/// A duration as text (`"7d"`) or a number of seconds.
+fn text_or_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum TextOrSeconds {
+        Text(String),
+        Seconds(f64),
+    }
+    Ok(match serde::Deserialize::deserialize(deserializer)? {
+        TextOrSeconds::Text(text) => text,
+        TextOrSeconds::Seconds(seconds) => seconds.to_string(),
+    })
 }
 
 fn default_slice() -> String {
@@ -219,6 +233,11 @@ prune = false
             std::time::Duration::from_secs(7 * 86400)
         );
         assert_eq!(config.concurrency, 2);
+        let seconds = parse("url = \"https://x\"\nslice = 3600").unwrap();
+        assert_eq!(
+            seconds.slice_length().unwrap(),
+            std::time::Duration::from_secs(3600)
+        );
         let sliced = parse("url = \"https://x\"\nslice = \"12h\"\nconcurrency = 4").unwrap();
         assert_eq!(
             sliced.slice_length().unwrap(),

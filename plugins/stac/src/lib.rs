@@ -260,9 +260,11 @@ impl Stac {
         }
     }
 
-    /// Why an empty filtered answer is doubtful: the newest item (when the
-    /// server can sort) lies in the window; without sorting, it cannot be
-    /// told apart from a filter that finds nothing, so it is doubted.
+    /// Why an empty filtered answer is doubtful. When the newest item
+    /// (the server must sort) was updated after the window's start, the
+    /// filter `updated >= start` alone must find something: if it does not,
+    /// the filter does not work. Without sorting, or when a check fails, the
+    /// empty answer is doubted.
     fn newest_in_window(
         &self,
         capabilities: &Capabilities,
@@ -279,22 +281,51 @@ impl Stac {
             .append_pair("collections", collection)
             .append_pair("limit", "1")
             .append_pair("sortby", "-updated");
-        let newest = harvest::fetch(
-            &self.client,
-            &search::SearchRequest {
-                method: "GET".into(),
-                url: url.to_string(),
-                body: None,
-                headers: Default::default(),
+        let newest_request = search::SearchRequest {
+            method: "GET".into(),
+            url: url.to_string(),
+            body: None,
+            headers: Default::default(),
+        };
+        let newest = match harvest::fetch(&self.client, &newest_request) {
+            Ok(page) => page
+                .pointer("/features/0/properties/updated")
+                .and_then(|u| u.as_str())
+                .and_then(|u| muninn_sync_plugin_api::parse_timestamp(u).ok()),
+            Err(error) => {
+                return Ok(Some(format!(
+                    "the check of its newest item failed: {error:#}"
+                )))
+            }
+        };
+        let Some(newest) = newest.filter(|t| request.start.is_none_or(|s| *t >= s)) else {
+            return Ok(None); // nothing was updated since the start: nothing to find
+        };
+        let open = search::first_request(
+            &capabilities.search,
+            &search::Window {
+                collection,
+                start: request.start,
+                end: None,
+                limit: 1,
+                time_field: "updated",
+                sort: false,
+                cql2_text: true,
             },
         )?;
-        let time = newest
-            .pointer("/features/0/properties/updated")
-            .and_then(|u| u.as_str())
-            .and_then(|u| muninn_sync_plugin_api::parse_timestamp(u).ok());
-        Ok(time
-            .filter(|t| request.in_window(t))
-            .map(|t| format!("it found nothing, yet an item was updated at {t} inside the window")))
+        let found = harvest::fetch(&self.client, &open)
+            .ok()
+            .and_then(|page| {
+                page.get("features")
+                    .and_then(|f| f.as_array())
+                    .map(|f| !f.is_empty())
+            })
+            .unwrap_or(false);
+        Ok((!found).then(|| {
+            format!(
+                "it found nothing, not even the item updated at {newest}, after the window's start"
+            )
+        }))
     }
 
     /// Maps a page's items; reports the ones that cannot be mapped, and
@@ -341,6 +372,32 @@ impl Stac {
         Ok(page)
     }
 
+    /// The products of the window by `property` that the server did not
+    /// return and that `counts` accepts.
+    fn unseen(
+        &self,
+        archive: &mut Archive<'_>,
+        request: &SyncRequest,
+        product_type: &str,
+        property: &str,
+        seen: &HashSet<Uuid>,
+        counts: impl Fn(&muninn_sync_plugin_api::Product) -> bool,
+    ) -> Result<Vec<Uuid>> {
+        archive
+            .products_in_window(
+                product_type,
+                property,
+                request.start,
+                request.end,
+                &[item::NAMESPACE],
+            )
+            .filter_map(|p| {
+                p.map(|p| (!seen.contains(&p.uuid) && counts(&p)).then_some(p.uuid))
+                    .transpose()
+            })
+            .collect()
+    }
+
     /// Removes the products of a completely read window that the server no
     /// longer returned.
     fn prune(
@@ -350,17 +407,48 @@ impl Stac {
         product_type: &str,
         seen: &HashSet<Uuid>,
     ) -> Result<()> {
-        let property = match self.config.time_field {
-            TimeField::Datetime => "validity_start",
-            TimeField::Updated => "stac.updated",
+        // A product is gone when its time as the window reads it (the item's
+        // datetime, or its start_datetime when datetime is null) lies in the
+        // window and the server did not return it.
+        let gone: Vec<Uuid> = match self.config.time_field {
+            TimeField::Updated if request.end.is_some() => {
+                // An item changed after the end has left the window without
+                // leaving the server: it cannot be told from a removed one.
+                tracing::warn!(
+                    product_type,
+                    "not pruning: with time_field = \"updated\" only a window without --end can be pruned"
+                );
+                return Ok(());
+            }
+            TimeField::Updated => {
+                self.unseen(archive, request, product_type, "stac.updated", seen, |_| {
+                    true
+                })?
+            }
+            TimeField::Datetime => {
+                let mut gone = self.unseen(
+                    archive,
+                    request,
+                    product_type,
+                    "stac.datetime",
+                    seen,
+                    |_| true,
+                )?;
+                gone.extend(self.unseen(
+                    archive,
+                    request,
+                    product_type,
+                    "stac.start_datetime",
+                    seen,
+                    |p| {
+                        p.namespaces
+                            .get(item::NAMESPACE)
+                            .is_none_or(|ns| !ns.contains_key("datetime"))
+                    },
+                )?);
+                gone
+            }
         };
-        let gone: Vec<Uuid> = archive
-            .products_in_window(product_type, property, request.start, request.end, &[])
-            .filter_map(|p| {
-                p.map(|p| (!seen.contains(&p.uuid)).then_some(p.uuid))
-                    .transpose()
-            })
-            .collect::<Result<_>>()?;
         for uuid in &gone {
             archive.remove(*uuid)?;
         }
@@ -395,7 +483,10 @@ impl Read {
         product_type: &str,
         finished: bool,
     ) -> Result<()> {
-        let names: Vec<&str> = items.iter().map(|m| m.product.product_name.as_str()).collect();
+        let names: Vec<&str> = items
+            .iter()
+            .map(|m| m.product.product_name.as_str())
+            .collect();
         let stored = archive.products_by_name(product_type, &names, &[item::NAMESPACE])?;
         for (mapped, existing) in items.iter().zip(stored) {
             let outcome = match existing {
