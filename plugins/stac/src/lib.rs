@@ -209,18 +209,7 @@ impl Stac {
         {
             return Ok(capabilities.cql2_text);
         }
-        let probe = search::first_request(
-            &capabilities.search,
-            &search::Window {
-                collection,
-                start: request.start,
-                end: request.end,
-                limit: 10,
-                time_field: "updated",
-                sort: false,
-                cql2_text: true,
-            },
-        )?;
+        let probe = filter_probe(capabilities, collection, request.start, request.end, 10)?;
         let doubt = match harvest::fetch(&self.client, &probe) {
             Err(error) => Some(format!("the filtered request failed: {error:#}")),
             Ok(page) => {
@@ -301,18 +290,7 @@ impl Stac {
         let Some(newest) = newest.filter(|t| request.start.is_none_or(|s| *t >= s)) else {
             return Ok(None); // nothing was updated since the start: nothing to find
         };
-        let open = search::first_request(
-            &capabilities.search,
-            &search::Window {
-                collection,
-                start: request.start,
-                end: None,
-                limit: 1,
-                time_field: "updated",
-                sort: false,
-                cql2_text: true,
-            },
-        )?;
+        let open = filter_probe(capabilities, collection, request.start, None, 1)?;
         let found = harvest::fetch(&self.client, &open)
             .ok()
             .and_then(|page| {
@@ -459,6 +437,29 @@ impl Stac {
         );
         Ok(())
     }
+}
+
+/// An unsorted request of up to `limit` items filtered on `updated` with
+/// CQL2 text, to see whether the server's filter works.
+fn filter_probe(
+    capabilities: &Capabilities,
+    collection: &str,
+    start: Option<Timestamp>,
+    end: Option<Timestamp>,
+    limit: u32,
+) -> Result<search::SearchRequest> {
+    search::first_request(
+        &capabilities.search,
+        &search::Window {
+            collection,
+            start,
+            end,
+            limit,
+            time_field: "updated",
+            sort: false,
+            cql2_text: true,
+        },
+    )
 }
 
 /// What has been read of one product type's window.
