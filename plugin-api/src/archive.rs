@@ -264,6 +264,41 @@ impl<'a> Archive<'a> {
     }
 }
 
+/// Follows the times of remote changes handed to the archive in order of
+/// time, and says which watermark may be reported: once a later time is
+/// reached, every change up to the earlier one has been handed over (more
+/// changes with the latest time may still follow).
+#[derive(Debug, Clone, Default)]
+pub struct WatermarkTracker {
+    complete: Option<Timestamp>,
+    current: Option<Timestamp>,
+    reported: Option<Timestamp>,
+}
+
+impl WatermarkTracker {
+    /// Notes a change with this time; times must not decrease.
+    pub fn saw(&mut self, time: Timestamp) {
+        if self.current != Some(time) {
+            self.complete = self.current;
+            self.current = Some(time);
+        }
+    }
+
+    /// The watermark to report now, if it moved since the last one:
+    /// `finished` when no more changes follow (then the latest time is
+    /// complete too). Call it after the changes seen so far were applied.
+    pub fn due(&mut self, finished: bool) -> Option<Timestamp> {
+        let done = if finished {
+            self.current
+        } else {
+            self.complete
+        };
+        let due = done.filter(|d| Some(*d) != self.reported)?;
+        self.reported = Some(due);
+        Some(due)
+    }
+}
+
 fn read_product(ffi: &crate::ffi::FfiProduct) -> Result<Product> {
     product_from_ffi(ffi).map_err(|e| anyhow!("the catalogue returned an unreadable product: {e}"))
 }
@@ -407,4 +442,28 @@ impl ScanCursor {
 /// Converts the ABI's microseconds back, for code that reads raw requests.
 pub(crate) fn timestamp_from_micros(micros: i64) -> Result<Timestamp> {
     from_micros(micros).ok_or_else(|| anyhow!("timestamp {micros} µs is out of range"))
+}
+
+#[cfg(test)]
+mod watermark_tests {
+    use super::WatermarkTracker;
+    use muninn_sync_model::parse_timestamp;
+
+    #[test]
+    fn only_times_whose_changes_are_all_handed_over_are_due() {
+        let t = |s: &str| parse_timestamp(s).unwrap();
+        let mut tracker = WatermarkTracker::default();
+        tracker.saw(t("2024-01-01"));
+        assert_eq!(
+            tracker.due(false),
+            None,
+            "more changes at that time may follow"
+        );
+        tracker.saw(t("2024-01-01"));
+        tracker.saw(t("2024-01-02"));
+        assert_eq!(tracker.due(false), Some(t("2024-01-01")));
+        assert_eq!(tracker.due(false), None, "already reported");
+        assert_eq!(tracker.due(true), Some(t("2024-01-02")));
+        assert_eq!(tracker.due(true), None);
+    }
 }

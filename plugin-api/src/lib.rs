@@ -64,7 +64,7 @@ pub mod http;
 mod logging;
 mod plugin;
 
-pub use archive::{Archive, Outcome, ProductWalk, ScanCursor, ScanRow};
+pub use archive::{Archive, Outcome, ProductWalk, ScanCursor, ScanRow, WatermarkTracker};
 pub use ffi::ABI_VERSION;
 pub use muninn_sync_model as model;
 pub use muninn_sync_model::{

@@ -95,9 +95,9 @@ impl Synchronizer for Jsonl {
         let mut stored = StoredLines::new(archive, request);
         let mut progress = Progress::new(&types_seen);
         feed::visit(&files, &index, |entry, text| {
-            progress.visiting(entry.modified);
             let modified = muninn_sync_plugin_api::model::from_micros(entry.modified)
                 .ok_or_else(|| anyhow!("\"modified\" out of range"))?;
+            progress.watermark.saw(modified);
             if !request.force
                 && stored.holds(
                     archive,
@@ -133,11 +133,7 @@ impl Synchronizer for Jsonl {
 /// every product type in the window.
 struct Progress<'t> {
     types: &'t std::collections::BTreeSet<String>,
-    /// Every line up to this `modified` (µs) has been visited.
-    complete: Option<i64>,
-    /// The `modified` of the lines being visited now.
-    current: Option<i64>,
-    reported: Option<i64>,
+    watermark: muninn_sync_plugin_api::WatermarkTracker,
     unchanged: u64,
 }
 
@@ -145,17 +141,8 @@ impl<'t> Progress<'t> {
     fn new(types: &'t std::collections::BTreeSet<String>) -> Progress<'t> {
         Progress {
             types,
-            complete: None,
-            current: None,
-            reported: None,
+            watermark: Default::default(),
             unchanged: 0,
-        }
-    }
-
-    fn visiting(&mut self, modified: i64) {
-        if self.current != Some(modified) {
-            self.complete = self.current;
-            self.current = Some(modified);
         }
     }
 
@@ -163,18 +150,10 @@ impl<'t> Progress<'t> {
     /// been applied. `finished`: every line has been visited.
     fn report(&mut self, archive: &mut Archive<'_>, finished: bool) -> Result<()> {
         archive.count_unchanged(std::mem::take(&mut self.unchanged))?;
-        let done = if finished {
-            self.current
-        } else {
-            self.complete
-        };
-        if let Some(done) = done.filter(|d| Some(*d) != self.reported) {
-            let time = muninn_sync_plugin_api::model::from_micros(done)
-                .ok_or_else(|| anyhow!("\"modified\" out of range"))?;
+        if let Some(done) = self.watermark.due(finished) {
             for product_type in self.types {
-                archive.advance_watermark(product_type, time)?;
+                archive.advance_watermark(product_type, done)?;
             }
-            self.reported = Some(done);
         }
         Ok(())
     }

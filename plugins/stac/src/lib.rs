@@ -14,6 +14,7 @@ use item::{AssetChoice, MappedItem};
 use muninn_sync_plugin_api::http::HttpClient;
 use muninn_sync_plugin_api::{
     export_plugin, Archive, Context, SyncRequest, Synchronizer, Timestamp, Update, Uuid,
+    WatermarkTracker,
 };
 use std::collections::HashSet;
 
@@ -543,21 +544,14 @@ fn chrono_duration(length: std::time::Duration) -> chrono::TimeDelta {
     chrono::TimeDelta::from_std(length).unwrap_or(chrono::TimeDelta::MAX)
 }
 
-/// The watermark as items pass in order of time: every item up to the time
-/// before the latest one has been handed over (more with the latest time
-/// may follow on the next page).
+/// The watermark as items pass in order of time.
 #[derive(Default)]
-struct Progress {
-    complete: Option<Timestamp>,
-    current: Option<Timestamp>,
-    reported: Option<Timestamp>,
-}
+struct Progress(WatermarkTracker);
 
 impl Progress {
     fn saw(&mut self, time: Option<Timestamp>) {
-        if time.is_some() && time != self.current {
-            self.complete = self.current;
-            self.current = time;
+        if let Some(time) = time {
+            self.0.saw(time);
         }
     }
 
@@ -567,14 +561,8 @@ impl Progress {
         product_type: &str,
         finished: bool,
     ) -> Result<()> {
-        let done = if finished {
-            self.current
-        } else {
-            self.complete
-        };
-        if let Some(done) = done.filter(|d| Some(*d) != self.reported) {
+        if let Some(done) = self.0.due(finished) {
             archive.advance_watermark(product_type, done)?;
-            self.reported = Some(done);
         }
         Ok(())
     }
