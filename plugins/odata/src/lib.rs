@@ -1,0 +1,345 @@
+//! The `odata` synchronizer: keeps a catalogue in step with the Copernicus
+//! Data Space Ecosystem's OData catalogue (and services that answer as it
+//! does). The mapping and the configuration are in docs/odata.md.
+
+pub mod config;
+pub mod product;
+pub mod query;
+
+use anyhow::{anyhow, Context as _, Result};
+use config::Config;
+use muninn_sync_plugin_api::http::HttpClient;
+use muninn_sync_plugin_api::{
+    export_plugin, Archive, Context, Product, SyncRequest, Synchronizer, Timestamp, Update, Uuid,
+    WatermarkTracker,
+};
+use product::{Mapping, NAMESPACE};
+use query::{Entry, Pager, Query};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, TryRecvError};
+
+pub struct Odata {
+    config: Config,
+    client: HttpClient,
+    download_root: String,
+}
+
+impl Synchronizer for Odata {
+    type Config = Config;
+
+    fn new(config: Config, _context: &Context) -> Result<Self> {
+        config.check()?;
+        let client = HttpClient::builder()
+            .config(config.http_config())
+            .user_agent(concat!("muninn-sync-odata/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let download_root = config.download_root();
+        Ok(Odata {
+            config,
+            client,
+            download_root,
+        })
+    }
+
+    fn sync(&mut self, archive: &mut Archive<'_>, request: &SyncRequest) -> Result<()> {
+        let product_types = match &request.product_types {
+            Some(types) => types.clone(),
+            None => self.config.product_types.clone(),
+        };
+        if product_types.is_empty() {
+            return Err(anyhow!(
+                "no product types: name them with -p, or list them with the key \"product_types\""
+            ));
+        }
+        for product_type in &product_types {
+            if self.config.deletions {
+                self.remove_deleted(archive, request, product_type)?;
+            }
+            self.sync_products(archive, request, product_type)?;
+        }
+        Ok(())
+    }
+}
+
+/// A product as read from a page: its time, and the product or why it
+/// cannot be one.
+struct Read {
+    time: Timestamp,
+    name: String,
+    product: Result<Product>,
+}
+
+impl Odata {
+    /// The clauses every query of `product_type` starts with.
+    fn clauses(&self, product_type: &str) -> Vec<String> {
+        vec![
+            query::collection_clause(&self.config.collection),
+            query::product_type_clause(product_type),
+        ]
+    }
+
+    /// Reads the products of `product_type` modified (or published) in the
+    /// window, oldest first, and creates, updates or counts each as
+    /// unchanged; reports the watermark as it goes.
+    fn sync_products(
+        &self,
+        archive: &mut Archive<'_>,
+        request: &SyncRequest,
+        product_type: &str,
+    ) -> Result<()> {
+        let time_field = self.config.time_field.name();
+        let mut clauses = self.clauses(product_type);
+        if let Some(filter) = &self.config.filter {
+            clauses.push(format!("({filter})"));
+        }
+        let query = Query {
+            entity_set: format!("{}/Products", self.config.root()),
+            clauses,
+            time_field: time_field.to_string(),
+            start: request.start,
+            end: request.end,
+            page_size: self.config.page_size,
+            attributes: true,
+        };
+        let mapping = Mapping {
+            product_type,
+            download_root: &self.download_root,
+            name_suffixes: &self.config.name_suffixes,
+        };
+        let collection = &self.config.collection;
+        let mut watermark = WatermarkTracker::default();
+        let mut products = 0usize;
+        let requests = read_ahead(
+            archive,
+            &self.client,
+            query,
+            |entries| {
+                entries
+                    .into_iter()
+                    .map(|entry| Read {
+                        time: entry.time,
+                        name: product::name(&entry.json).to_string(),
+                        product: product::map_product(&entry.json, &mapping)
+                            .with_context(|| format!("product {}", entry.id)),
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |archive, page| {
+                products += page.len();
+                self.apply_page(archive, page, product_type, request.force, &mut watermark)
+                    .map(|()| tracing::debug!(collection, product_type, products, "applied a page"))
+            },
+        )?;
+        if let Some(done) = watermark.due(true) {
+            archive.advance_watermark(product_type, done)?;
+        }
+        tracing::info!(
+            collection,
+            product_type,
+            requests,
+            products,
+            "read the window of {time_field}"
+        );
+        Ok(())
+    }
+
+    /// Applies a page with one catalogue look-up; a product that cannot be
+    /// mapped or that the catalogue refuses is reported and skipped.
+    fn apply_page(
+        &self,
+        archive: &mut Archive<'_>,
+        page: Vec<Read>,
+        product_type: &str,
+        force: bool,
+        watermark: &mut WatermarkTracker,
+    ) -> Result<()> {
+        let names: Vec<&str> = page
+            .iter()
+            .filter_map(|read| read.product.as_ref().ok())
+            .map(|p| p.product_name.as_str())
+            .collect();
+        let mut stored = archive
+            .products_by_name(product_type, &names, &[NAMESPACE])?
+            .into_iter();
+        for read in &page {
+            let outcome = match &read.product {
+                Ok(product) => apply_one(archive, product, stored.next().flatten(), force),
+                Err(error) => Err(anyhow!("{error:#}")),
+            };
+            if let Err(error) = outcome {
+                let what = format!("{}/{}", self.config.collection, read.name);
+                archive.report_failure(&what, &error)?;
+            }
+            watermark.saw(read.time);
+        }
+        if let Some(done) = watermark.due(false) {
+            archive.advance_watermark(product_type, done)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the products of `product_type` that the service lists as
+    /// deleted in the window (by `DeletionDate`), logging why they went.
+    fn remove_deleted(
+        &self,
+        archive: &mut Archive<'_>,
+        request: &SyncRequest,
+        product_type: &str,
+    ) -> Result<()> {
+        let query = Query {
+            entity_set: format!("{}/DeletedProducts", self.config.root()),
+            clauses: self.clauses(product_type),
+            time_field: "DeletionDate".into(),
+            start: request.start,
+            end: request.end,
+            page_size: self.config.page_size,
+            attributes: false,
+        };
+        let mut listed = 0usize;
+        let mut removed = 0usize;
+        let requests = read_ahead(
+            archive,
+            &self.client,
+            query,
+            |entries: Vec<Entry>| entries,
+            |archive, entries| {
+                listed += entries.len();
+                for entry in entries {
+                    let name = product::name(&entry.json);
+                    let Ok(uuid) = Uuid::parse_str(&entry.id) else {
+                        tracing::warn!(
+                            id = entry.id,
+                            name,
+                            "a deleted product whose Id is not a uuid: ignored"
+                        );
+                        continue;
+                    };
+                    if archive.remove(uuid)? {
+                        removed += 1;
+                        let cause = entry
+                            .json
+                            .get("DeletionCause")
+                            .and_then(|c| c.as_str())
+                            .unwrap_or("no cause given");
+                        tracing::info!(
+                            product_type,
+                            "removed {name} ({}): deleted from the service on {} ({cause})",
+                            entry.id,
+                            entry.time.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+                        );
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        tracing::info!(
+            collection = self.config.collection,
+            product_type,
+            requests,
+            listed,
+            removed,
+            "read the deleted products of the window"
+        );
+        Ok(())
+    }
+}
+
+/// Creates `product`, or updates `existing` (the catalogue's product of the
+/// same type and name) when it differs or with `force`.
+fn apply_one(
+    archive: &mut Archive<'_>,
+    product: &Product,
+    existing: Option<Product>,
+    force: bool,
+) -> Result<()> {
+    let existing = match existing {
+        Some(existing) if existing.uuid != product.uuid => {
+            return Err(anyhow!(
+                "the catalogue's product of that name has another Id ({}): the service lists both, and this one ({}) waits until the other is deleted",
+                existing.uuid.hyphenated(),
+                product.uuid.hyphenated()
+            ))
+        }
+        Some(existing) => existing,
+        None => match archive.create_properties(product) {
+            Ok(()) => return Ok(()),
+            Err(refused) => match archive.product_by_uuid(product.uuid, &[NAMESPACE])? {
+                // The same Id under another name: the product was renamed,
+                // or `name_suffixes` changed.
+                Some(renamed) if renamed.product_type == product.product_type => renamed,
+                _ => return Err(refused),
+            },
+        },
+    };
+    let update = Update::between(&existing, product, force);
+    if update.is_empty() && !force {
+        archive.count_unchanged(1)
+    } else {
+        archive.update_properties(&update)
+    }
+}
+
+/// Reads a query's pages on a thread of their own while `consume` applies
+/// the ones read before: the next request is on its way while the catalogue
+/// writes. `convert` runs on the reading thread. Returns the number of
+/// requests sent. The thread ends before this returns, so no connection
+/// outlives the call.
+fn read_ahead<T: Send>(
+    archive: &mut Archive<'_>,
+    client: &HttpClient,
+    query: Query,
+    convert: impl Fn(Vec<Entry>) -> T + Send,
+    mut consume: impl FnMut(&mut Archive<'_>, T) -> Result<()>,
+) -> Result<usize> {
+    let stopped = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // One page waiting, one being read: bounded memory.
+        let (sender, receiver) = sync_channel::<Result<T>>(1);
+        let stopped = &stopped;
+        let reader = scope.spawn(move || {
+            let mut pager = Pager::new(client, query);
+            while !stopped.load(Ordering::Relaxed) {
+                let page = match pager.next_page() {
+                    Ok(Some(entries)) => Ok(convert(entries)),
+                    Ok(None) => break,
+                    Err(error) => Err(error),
+                };
+                let failed = page.is_err();
+                if sender.send(page).is_err() || failed {
+                    break;
+                }
+            }
+            pager.requests
+        });
+        let mut outcome = Ok(());
+        loop {
+            let page = match receiver.try_recv() {
+                Ok(page) => page,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    // Waiting for the network: nothing is held open meanwhile.
+                    if let Err(error) = archive.idle() {
+                        outcome = Err(error);
+                        break;
+                    }
+                    match receiver.recv() {
+                        Ok(page) => page,
+                        Err(_) => break,
+                    }
+                }
+            };
+            if let Err(error) = page.and_then(|page| consume(archive, page)) {
+                outcome = Err(error);
+                break;
+            }
+        }
+        stopped.store(true, Ordering::Relaxed);
+        drop(receiver);
+        let requests = reader
+            .join()
+            .map_err(|_| anyhow!("the thread reading the service panicked"))?;
+        outcome.map(|()| requests)
+    })
+}
+
+export_plugin!("odata", Odata);
