@@ -253,24 +253,35 @@ fn apply_one(
     force: bool,
 ) -> Result<()> {
     let existing = match existing {
-        Some(existing) if existing.uuid != product.uuid => {
-            return Err(anyhow!(
-                "the catalogue's product of that name has another Id ({}): the service lists both, and this one ({}) waits until the other is deleted",
-                existing.uuid.hyphenated(),
-                product.uuid.hyphenated()
-            ))
-        }
         Some(existing) => existing,
         None => match archive.create_properties(product) {
             Ok(()) => return Ok(()),
-            Err(refused) => match archive.product_by_uuid(product.uuid, &[NAMESPACE])? {
-                // The same Id under another name: the product was renamed,
-                // or `name_suffixes` changed.
-                Some(renamed) if renamed.product_type == product.product_type => renamed,
-                _ => return Err(refused),
-            },
+            Err(refused) => {
+                // Created since the look-up (the same name twice in one
+                // page), or the same Id under another name: the product
+                // was renamed, or `name_suffixes` changed.
+                let named = archive.product_by_name(
+                    &product.product_type,
+                    &product.product_name,
+                    &[NAMESPACE],
+                )?;
+                match named {
+                    Some(named) => named,
+                    None => match archive.product_by_uuid(product.uuid, &[NAMESPACE])? {
+                        Some(renamed) if renamed.product_type == product.product_type => renamed,
+                        _ => return Err(refused),
+                    },
+                }
+            }
         },
     };
+    if existing.uuid != product.uuid {
+        return Err(anyhow!(
+            "the catalogue's product of that name has another Id ({}): the service lists both, and this one ({}) waits until the other is deleted",
+            existing.uuid.hyphenated(),
+            product.uuid.hyphenated()
+        ));
+    }
     let update = Update::between(&existing, product, force);
     if update.is_empty() && !force {
         archive.count_unchanged(1)

@@ -214,7 +214,7 @@ fn attribute_value(attribute: &Json) -> Result<Option<Value>> {
         .and_then(Json::as_str)
         .unwrap_or_default();
     let text = value.as_str();
-    let wrong = || anyhow!("{value} is not a {value_type}");
+    let wrong = || anyhow!("{value} is not of the type {value_type}");
     Ok(Some(match value_type {
         "Integer" | "Int64" | "Int32" => Value::Integer(
             value
