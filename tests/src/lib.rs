@@ -2,6 +2,7 @@
 //! archive configuration and a feed, run the real binary with the real
 //! plugins, and look at the catalogue with SQL.
 
+pub mod odata_server;
 pub mod stac_server;
 
 use std::path::{Path, PathBuf};
@@ -48,6 +49,8 @@ pub fn binary() -> &'static Path {
             "muninn-sync-jsonl",
             "-p",
             "muninn-sync-stac",
+            "-p",
+            "muninn-sync-odata",
         ]);
         if dir.file_name().is_some_and(|n| n == "release") {
             build.arg("--release");

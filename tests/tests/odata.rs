@@ -1,0 +1,1191 @@
+//! The `odata` synchronizer against a local server that answers as the
+//! Copernicus Data Space Ecosystem's OData catalogue does, with its limits
+//! ($top up to 1000, $skip up to 10,000 and next links dropped past it),
+//! started on 127.0.0.1 by each test.
+
+use muninn_sync_e2e::odata_server::{
+    after, antimeridian, deleted, option, product, product_list, products, serve,
+    OdataServer as Server, Products,
+};
+use muninn_sync_e2e::{muninn_sync, Archive, Run, BASE_CONFIG};
+use serde_json::{json, Value as Json};
+use std::sync::{Arc, Mutex};
+
+/// Changes to a section: a key set to `Some(value)` is changed or added, set
+/// to `None` left out.
+type Changes<'a> = &'a [(&'a str, Option<&'a str>)];
+
+/// The section a user writes (from the issue), with `changes`.
+fn section(name: &str, base: &str, changes: Changes) -> String {
+    let url = format!("\"{base}/odata/v1\"");
+    let mut keys = vec![
+        ("module", "\"odata\"".to_string()),
+        ("url", url),
+        ("collection", "\"SENTINEL-2\"".into()),
+        ("product_types", "[\"S2MSI1C\", \"S2MSI2A\"]".into()),
+        ("page_size", "1000".into()),
+        ("time_field", "\"ModificationDate\"".into()),
+        ("deletions", "true".into()),
+        ("max_requests_per_minute", "1000".into()),
+    ];
+    for (key, value) in changes {
+        keys.retain(|(k, _)| k != key);
+        if let Some(value) = value {
+            keys.push((key, value.to_string()));
+        }
+    }
+    let lines: String = keys.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+    format!(
+        "\n[\"synchronizer:{name}\"]\n{lines}\n[\"synchronizer:{name}\".http]\ninitial_backoff = 0.01\nmax_retries = 3\n"
+    )
+}
+
+fn archive(base: &str, changes: Changes) -> Archive {
+    Archive::new(&format!("{BASE_CONFIG}{}", section("cdse", base, changes)))
+}
+
+fn server(products: impl Into<Products>) -> Arc<Mutex<Server>> {
+    Arc::new(Mutex::new(Server {
+        products: products.into(),
+        ..Server::default()
+    }))
+}
+
+/// Asserts the run succeeded with these counts in its summary line
+/// (`5 created, 0 updated, 0 removed, 0 failed, 0 unchanged`).
+fn assert_done(run: &Run, counts: &str) {
+    run.assert_ok();
+    assert!(
+        run.stderr.contains(&format!("done: {counts} in")),
+        "expected {counts}:\n{}",
+        run.stderr
+    );
+}
+
+/// The catalogue's uuid of a product: its `Id` without dashes.
+fn uuid(product: &Json) -> String {
+    product["Id"].as_str().unwrap().replace('-', "")
+}
+
+fn id(product: &Json) -> &str {
+    product["Id"].as_str().unwrap()
+}
+
+/// Sets the value of a product's attribute.
+fn set_attribute(product: &mut Json, name: &str, value: Json) {
+    for attribute in product["Attributes"].as_array_mut().unwrap() {
+        if attribute["Name"] == name {
+            attribute["Value"] = value.clone();
+        }
+    }
+}
+
+/// A CDSE time as the catalogue stores it: `2024-01-01 10:00:00.500000`,
+/// without the fraction when it is zero.
+fn stored(time: &str) -> String {
+    let time = time.trim_end_matches('Z').replace('T', " ");
+    match time.split_once('.') {
+        Some((whole, fraction)) if fraction.bytes().any(|b| b != b'0') => {
+            format!("{whole}.{fraction:0<6}")
+        }
+        Some((whole, _)) => whole.to_string(),
+        None => time,
+    }
+}
+
+/// The time a filter compares `field` with (`ge`), if it does.
+fn lower_bound(target: &str, field: &str) -> Option<String> {
+    let filter = option(target, "$filter")?;
+    let (_, rest) = filter.split_once(&format!("{field} ge "))?;
+    Some(rest.split([' ', ')']).next().unwrap().to_string())
+}
+
+/// The kind of a product's footprint (`Polygon`, `MultiPolygon`, `NULL`)
+/// and its bounding box, read from the SpatiaLite blob (or WKT text) with
+/// no extension loaded.
+fn footprint(archive: &Archive, product: &Json) -> (String, Vec<f64>) {
+    use rusqlite::types::Value;
+    let value: Value = archive
+        .db()
+        .query_row(
+            "SELECT footprint FROM core WHERE uuid = ?1",
+            [uuid(product)],
+            |row| row.get(0),
+        )
+        .expect("the product is in the catalogue");
+    match value {
+        Value::Null => ("NULL".into(), vec![]),
+        Value::Blob(blob) => {
+            // SpatiaLite: the MBR as four little-endian doubles from byte 6,
+            // the class from byte 39.
+            let number = |at: usize| f64::from_le_bytes(blob[at..at + 8].try_into().unwrap());
+            let kind = match blob[39] {
+                3 => "Polygon",
+                6 => "MultiPolygon",
+                other => panic!("geometry class {other}"),
+            };
+            (kind.into(), (0..4).map(|i| number(6 + 8 * i)).collect())
+        }
+        Value::Text(wkt) => {
+            let numbers: Vec<f64> = wkt
+                .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            let xs = numbers.iter().step_by(2);
+            let ys = numbers.iter().skip(1).step_by(2);
+            let kind = if wkt.starts_with("MULTIPOLYGON") {
+                "MultiPolygon"
+            } else {
+                "Polygon"
+            };
+            (
+                kind.into(),
+                vec![
+                    xs.clone().cloned().fold(f64::MAX, f64::min),
+                    ys.clone().cloned().fold(f64::MAX, f64::min),
+                    xs.cloned().fold(f64::MIN, f64::max),
+                    ys.cloned().fold(f64::MIN, f64::max),
+                ],
+            )
+        }
+        other => panic!("footprint {other:?}"),
+    }
+}
+
+#[test]
+fn a_user_syncs_re_syncs_forces_and_updates_sentinel_2_products() {
+    let mut all = product_list(0..5, "S2MSI1C", |n| {
+        format!("2024-01-0{}T10:00:00.000Z", n + 1)
+    });
+    all.extend(product_list(0..3, "S2MSI2A", |n| {
+        format!("2024-01-0{}T11:00:00.000000Z", n + 1)
+    }));
+    // Neither the collection nor a product type of the section.
+    all.extend(product_list(0..2, "GRD", |_| "2024-01-02T00:00:00Z".into()));
+    all.extend(product_list(0..2, "S2MSI2AP", |_| {
+        "2024-01-02T00:00:00Z".into()
+    }));
+    let state = server(all.clone());
+    let base = serve(state.clone());
+    let archive = archive(&base, &[]);
+
+    let first = archive.sync(&["cdse"]);
+    assert_done(
+        &first,
+        "8 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
+    );
+    assert_eq!(
+        archive.strings(
+            "SELECT product_type || ' ' || count(*) FROM core GROUP BY product_type ORDER BY 1"
+        ),
+        ["S2MSI1C 5", "S2MSI2A 3"]
+    );
+    // One product, as a user finds it.
+    let p = &all[1];
+    let name = p["Name"].as_str().unwrap();
+    assert_eq!(
+        archive.row(&format!(
+            "SELECT uuid, active, product_type, product_name, physical_name, size, hash, validity_start, \
+             validity_stop, creation_date, remote_url, archive_path, archive_date FROM core WHERE uuid = '{}'",
+            uuid(p)
+        )),
+        [
+            uuid(p),
+            "1".into(),
+            "S2MSI1C".into(),
+            name.trim_end_matches(".SAFE").into(),
+            name.into(),
+            p["ContentLength"].to_string(),
+            format!("md5:{}", p["Checksum"][0]["Value"].as_str().unwrap()),
+            stored(p["ContentDate"]["Start"].as_str().unwrap()),
+            stored(p["ContentDate"]["End"].as_str().unwrap()),
+            stored(p["OriginDate"].as_str().unwrap()),
+            // Without a download_url, remote_url starts with url (the
+            // catalogue host is only replaced when it is CDSE's).
+            format!("{base}/odata/v1/Products({})/$value", id(p)),
+            "NULL".into(),
+            "NULL".into(),
+        ]
+    );
+    let attribute = |name: &str| {
+        p["Attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["Name"] == name)
+            .unwrap()["Value"]
+            .clone()
+    };
+    assert_eq!(
+        archive.row(&format!(
+            "SELECT ContentType, ContentLength, ModificationDate, PublicationDate, EvictionDate, Online, S3Path, \
+             productType, cloudCover, orbitNumber, processingDate, tileId FROM cdse WHERE uuid = '{}'",
+            uuid(p)
+        )),
+        [
+            "application/octet-stream".to_string(),
+            p["ContentLength"].to_string(),
+            "2024-01-02 10:00:00".into(),
+            "2024-01-02 09:20:00".into(),
+            "9999-12-31 23:59:59.999999".into(),
+            "1".into(),
+            p["S3Path"].as_str().unwrap().into(),
+            "S2MSI1C".into(),
+            attribute("cloudCover").as_f64().unwrap().to_string(),
+            attribute("orbitNumber").to_string(),
+            stored(attribute("processingDate").as_str().unwrap()),
+            attribute("tileId").as_str().unwrap().into(),
+        ]
+    );
+    {
+        let server = state.lock().unwrap();
+        let requests = server.requests_to("Products");
+        assert!(!requests.is_empty());
+        for target in &requests {
+            let filter = option(target, "$filter").unwrap_or_default();
+            assert!(
+                filter.contains("Collection/Name eq 'SENTINEL-2'"),
+                "{target}"
+            );
+            assert_eq!(
+                option(target, "$expand").as_deref(),
+                Some("Attributes"),
+                "{target}"
+            );
+            assert!(
+                option(target, "$orderby").is_some_and(|o| o.starts_with("ModificationDate")),
+                "{target}"
+            );
+        }
+        assert!(server.max_option("$top") <= 1000);
+    }
+
+    let before = archive.metadata_dates();
+    let again = archive.sync(&["cdse"]);
+    assert_done(
+        &again,
+        "0 created, 0 updated, 0 removed, 0 failed, 8 unchanged",
+    );
+    assert_eq!(
+        archive.metadata_dates(),
+        before,
+        "an unchanged product is not written"
+    );
+
+    let forced = archive.sync(&["cdse", "--force"]);
+    assert_done(
+        &forced,
+        "0 created, 8 updated, 0 removed, 0 failed, 0 unchanged",
+    );
+
+    // Upstream, a product is reprocessed (its ModificationDate moves) and
+    // two products arrive, one exactly at the start of the window below and
+    // one exactly at its end.
+    {
+        let mut server = state.lock().unwrap();
+        server.products.update(id(p), |reprocessed| {
+            reprocessed["ModificationDate"] = json!("2024-01-06T09:00:00.123456Z");
+            // What the service no longer gives goes from the catalogue too.
+            reprocessed["Checksum"] = json!([]);
+            reprocessed["Footprint"] = Json::Null;
+            reprocessed["GeoFootprint"] = Json::Null;
+            set_attribute(reprocessed, "cloudCover", json!(1.5));
+        });
+        server.products.extend([
+            product(10, "S2MSI2A", "2024-01-02T00:00:00.000000Z"),
+            product(11, "S2MSI2A", "2024-01-04T00:00:00.000Z"),
+        ]);
+    }
+    let changed = archive.sync(&["cdse", "-p", "S2MSI1C"]);
+    assert_done(
+        &changed,
+        "0 created, 1 updated, 0 removed, 0 failed, 4 unchanged",
+    );
+    assert_eq!(
+        archive.row(&format!(
+            "SELECT cloudCover, ModificationDate FROM cdse WHERE uuid = '{}'",
+            uuid(p)
+        )),
+        ["1.5", "2024-01-06 09:00:00.123456"]
+    );
+    assert_eq!(
+        archive.row(&format!(
+            "SELECT hash, footprint, d.Checksum FROM core JOIN cdse d USING (uuid) WHERE uuid = '{}'",
+            uuid(p)
+        )),
+        ["NULL", "NULL", "NULL"]
+    );
+
+    // A window, [start, end), of one type.
+    let seen = state.lock().unwrap().seen.len();
+    let window = archive.sync(&[
+        "cdse",
+        "-p",
+        "S2MSI2A",
+        "--start",
+        "2024-01-02",
+        "--end",
+        "2024-01-04",
+    ]);
+    assert_done(
+        &window,
+        "1 created, 0 updated, 0 removed, 0 failed, 2 unchanged",
+    );
+    assert_eq!(
+        archive.count("SELECT count(*) FROM core WHERE product_type = 'S2MSI2A'"),
+        4
+    );
+    let server = state.lock().unwrap();
+    for target in &server.seen[seen..] {
+        let filter = option(target, "$filter").unwrap_or_default();
+        assert!(filter.contains("'S2MSI2A'"), "{target}");
+        assert!(!filter.contains("'S2MSI1C'"), "{target}");
+    }
+}
+
+#[test]
+fn deletions_remove_what_cdse_deleted_in_the_window_and_say_why() {
+    let mut all = product_list(0..4, "S2MSI1C", |n| {
+        format!("2024-01-0{}T10:00:00.000Z", n + 1)
+    });
+    all.extend(product_list(0..2, "S2MSI2A", |n| {
+        format!("2024-01-0{}T10:00:00.000Z", n + 1)
+    }));
+    let state = server(all.clone());
+    let base = serve(state.clone());
+    let archive = archive(&base, &[]);
+    assert_done(
+        &archive.sync(&["cdse"]),
+        "6 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
+    );
+
+    let never_synced = product(9, "S2MSI1C", "2024-01-01T00:00:00Z");
+    {
+        let mut server = state.lock().unwrap();
+        for gone in [&all[0], &all[1], &all[4]] {
+            server.products.remove(id(gone));
+        }
+        server.deleted = Products::from(vec![
+            deleted(&all[0], "2024-02-01T08:00:00.000Z", "Duplicated product"),
+            deleted(&all[1], "2024-02-02T08:00:00.123456Z", "Corrupted product"),
+            deleted(
+                &all[4],
+                "2024-02-10T00:00:00.000000Z",
+                "Obsolete product or Other",
+            ),
+            deleted(
+                &never_synced,
+                "2024-02-01T09:00:00.000Z",
+                "Missing checksum",
+            ),
+        ]);
+    }
+    let seen = state.lock().unwrap().seen.len();
+    let window = archive.sync(&["cdse", "--start", "2024-02-01", "--end", "2024-02-05"]);
+    assert_done(
+        &window,
+        "0 created, 0 updated, 2 removed, 0 failed, 0 unchanged",
+    );
+    for cause in ["Duplicated product", "Corrupted product"] {
+        assert!(window.stderr.contains(cause), "{cause}:\n{}", window.stderr);
+    }
+    assert!(
+        !window.stderr.contains("Obsolete product"),
+        "outside the window:\n{}",
+        window.stderr
+    );
+    let mut left = vec![uuid(&all[2]), uuid(&all[3]), uuid(&all[4]), uuid(&all[5])];
+    left.sort();
+    assert_eq!(archive.strings("SELECT uuid FROM core ORDER BY uuid"), left);
+    assert_eq!(
+        archive.count(&format!(
+            "SELECT count(*) FROM cdse WHERE uuid IN ('{}', '{}')",
+            uuid(&all[0]),
+            uuid(&all[1])
+        )),
+        0,
+        "the namespace rows go with the product"
+    );
+    let deletion_requests: Vec<String> = state.lock().unwrap().seen[seen..]
+        .iter()
+        .filter(|t| t.starts_with("/odata/v1/DeletedProducts?"))
+        .cloned()
+        .collect();
+    assert!(!deletion_requests.is_empty());
+    for target in deletion_requests {
+        // The window is on DeletionDate: [start, end).
+        let filter = option(&target, "$filter").unwrap();
+        assert!(
+            lower_bound(&target, "DeletionDate")
+                .is_some_and(|t| t.starts_with("2024-02-01T00:00:00"))
+                && filter.contains("DeletionDate lt 2024-02-05T00:00:00"),
+            "deletions are read by DeletionDate in the window: {target}"
+        );
+    }
+
+    let full = archive.sync(&["cdse"]);
+    assert_done(
+        &full,
+        "0 created, 0 updated, 1 removed, 0 failed, 3 unchanged",
+    );
+    assert!(
+        full.stderr.contains("Obsolete product or Other"),
+        "{}",
+        full.stderr
+    );
+    assert_eq!(archive.count("SELECT count(*) FROM core"), 3);
+
+    // Without deletions = true, DeletedProducts is not read at all.
+    let before = state.lock().unwrap().requests_to("DeletedProducts").len();
+    let keep = self::archive(&base, &[("deletions", None)]);
+    assert_done(
+        &keep.sync(&["cdse"]),
+        "3 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
+    );
+    assert_eq!(
+        state.lock().unwrap().requests_to("DeletedProducts").len(),
+        before
+    );
+}
+
+#[test]
+fn a_window_of_25000_products_is_synced_whole_past_the_skip_cap() {
+    // Four products share each time, two written with 3 fractional digits
+    // and two with 6; 25,000 in about three hours of one day.
+    let mut all = products(0..25_000, "S2MSI1C", |n| {
+        after(
+            "2024-03-01T00:00:00Z",
+            (n / 4) as i64 * 1_700_000,
+            if n % 2 == 0 { 3 } else { 6 },
+        )
+    });
+    // Outside the window, or another type.
+    all.push(product(30_000, "S2MSI1C", "2024-02-29T23:59:59.999999Z"));
+    all.push(product(30_001, "S2MSI1C", "2024-03-02T00:00:00.000Z"));
+    all.extend(product_list(0..5, "S2MSI2A", |_| {
+        "2024-03-01T01:00:00.000Z".into()
+    }));
+    let state = server(all);
+    let base = serve(state.clone());
+    let archive = archive(&base, &[]);
+    let run = archive.sync(&[
+        "cdse",
+        "-p",
+        "S2MSI1C",
+        "--start",
+        "2024-03-01",
+        "--end",
+        "2024-03-02",
+    ]);
+    assert_done(
+        &run,
+        "25000 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
+    );
+    assert_eq!(archive.count("SELECT count(*) FROM core"), 25_000);
+    assert_eq!(
+        archive.count("SELECT count(*) FROM core WHERE product_type = 'S2MSI1C' AND validity_start < '2024-03-01'"),
+        25_000
+    );
+    // Real data's gaps survive the mapping at scale.
+    let every = |modulus: u64| (0..25_000).filter(|n| n % modulus == modulus - 1).count() as i64;
+    assert_eq!(
+        archive.count("SELECT count(*) FROM core WHERE hash IS NULL"),
+        every(97)
+    );
+    assert_eq!(
+        archive.count("SELECT count(*) FROM core WHERE footprint IS NULL"),
+        every(89)
+    );
+    let server = state.lock().unwrap();
+    assert!(
+        server.max_option("$skip") <= 10_000,
+        "a request had $skip {}",
+        server.max_option("$skip")
+    );
+    assert!(server.max_option("$top") <= 1000);
+    // The pages were full ones: no more requests than needed, give or take.
+    let requests = server.requests_to("Products").len();
+    assert!((25..=60).contains(&requests), "{requests} requests");
+}
+
+#[test]
+fn thousands_of_products_sharing_one_time_are_all_read_in_small_pages() {
+    let mut all = product_list(0..10, "S2MSI1C", |n| {
+        format!("2024-01-0{}T00:00:00.000Z", n % 4 + 1)
+    });
+    // 2,500 with one ModificationDate (and one PublicationDate), written
+    // both ways CDSE writes it.
+    all.extend(product_list(10..2510, "S2MSI1C", |n| {
+        if n % 2 == 0 {
+            "2024-01-05T12:00:00.000Z".into()
+        } else {
+            "2024-01-05T12:00:00.000000Z".into()
+        }
+    }));
+    all.extend(product_list(2510..2520, "S2MSI1C", |n| {
+        format!("2024-01-0{}T00:00:00.000Z", n % 3 + 6)
+    }));
+    let state = server(all.clone());
+    let base = serve(state.clone());
+    for time_field in ["ModificationDate", "PublicationDate"] {
+        let seen = state.lock().unwrap().seen.len();
+        let archive = archive(
+            &base,
+            &[
+                ("page_size", Some("100")),
+                ("time_field", Some(&format!("\"{time_field}\""))),
+            ],
+        );
+        let run = archive.sync(&["cdse"]);
+        assert_done(
+            &run,
+            "2520 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
+        );
+        let mut expected: Vec<String> = all.iter().map(uuid).collect();
+        expected.sort();
+        assert_eq!(
+            archive.strings("SELECT uuid FROM core ORDER BY uuid"),
+            expected
+        );
+        let server = state.lock().unwrap();
+        for target in server.seen[seen..]
+            .iter()
+            .filter(|t| t.starts_with("/odata/v1/Products?"))
+        {
+            assert!(
+                option(target, "$top").is_some_and(|t| t.parse::<u64>().unwrap() <= 100),
+                "page_size is the largest $top: {target}"
+            );
+            assert!(
+                option(target, "$orderby").is_some_and(|o| o.starts_with(time_field)),
+                "{target}"
+            );
+        }
+        assert!(server.max_option("$skip") <= 10_000);
+    }
+}
+
+#[test]
+fn busy_answers_are_retried_and_running_out_of_retries_fails_loudly() {
+    let all = product_list(0..6, "S2MSI1C", |n| {
+        format!("2024-01-0{}T10:00:00.000Z", n + 1)
+    });
+    let state = server(all.clone());
+    state.lock().unwrap().failures =
+        vec![(429, "Retry-After: 1\r\n"), (503, ""), (503, ""), (503, "")];
+    let base = serve(state.clone());
+    let archive = Archive::new(&format!(
+        "{BASE_CONFIG}{}",
+        section("cdse", &base, &[("page_size", Some("2"))])
+            .replace("max_retries = 3", "max_retries = 4")
+    ));
+    let began = std::time::Instant::now();
+    let run = archive.sync(&["cdse", "-p", "S2MSI1C"]);
+    assert_done(
+        &run,
+        "6 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
+    );
+    assert!(
+        began.elapsed() >= std::time::Duration::from_secs(1),
+        "the 429's Retry-After: 1 was not waited for"
+    );
+    assert!(
+        run.stderr.contains("429") && run.stderr.contains("503"),
+        "the retries are logged:\n{}",
+        run.stderr
+    );
+
+    // The service goes down after two answers: the run fails naming the
+    // request and the status, and keeps what it read before.
+    let archive = self::archive(
+        &base,
+        &[("page_size", Some("2")), ("deletions", Some("false"))],
+    );
+    {
+        let mut server = state.lock().unwrap();
+        let down_from = server.seen.len() + 2;
+        server.outage = Some((down_from, 503));
+    }
+    let failed = archive.sync(&["cdse", "-p", "S2MSI1C"]);
+    failed.assert_error(1, &["503", "/odata/v1/Products"]);
+    // The first page, at least, was read and written before the outage.
+    let kept = archive.count("SELECT count(*) FROM core");
+    assert!(
+        (2..6).contains(&kept),
+        "what was read before the outage is kept: {kept}\n{}",
+        failed.stderr
+    );
+    {
+        let mut server = state.lock().unwrap();
+        let (down_from, _) = server.outage.unwrap();
+        assert_eq!(
+            server.seen.len() - down_from,
+            4,
+            "max_retries = 3: four attempts, then the run gives up: {:?}",
+            &server.seen[down_from..]
+        );
+        server.outage = None;
+    }
+    let resumed = archive.sync(&["cdse", "-p", "S2MSI1C"]);
+    assert_done(
+        &resumed,
+        &format!(
+            "{} created, 0 updated, 0 removed, 0 failed, {kept} unchanged",
+            6 - kept
+        ),
+    );
+}
+
+#[test]
+fn products_map_to_core_and_the_cdse_namespace_as_they_come() {
+    let modified = |n: u64| format!("2024-01-{:02}T00:00:00.000Z", n + 1);
+    let mut all = product_list(0..12, "S2MSI1C", modified);
+    // Times with 3 and with 6 fractional digits.
+    all[0]["ContentDate"] =
+        json!({"Start": "2024-01-01T10:10:31.024Z", "End": "2024-01-01T10:10:31.024Z"});
+    all[0]["OriginDate"] = json!("2024-01-01T11:30:00.500Z");
+    all[1]["ContentDate"] =
+        json!({"Start": "2024-01-01T10:11:08.024123Z", "End": "2024-01-01T10:11:09.000000Z"});
+    all[1]["OriginDate"] = json!("2024-01-01T11:30:00.000001Z");
+    // Footprints: none, a MultiPolygon, WKT only.
+    all[2]["Footprint"] = Json::Null;
+    all[2]["GeoFootprint"] = Json::Null;
+    antimeridian(&mut all[3]);
+    all[4]["GeoFootprint"] = Json::Null;
+    all[4]["Footprint"] = json!("geography'SRID=4326;POLYGON ((5 52, 6 52, 6 53, 5 53, 5 52))'");
+    // Checksums: none, no MD5.
+    all[5]["Checksum"] = json!([]);
+    all[6]["Checksum"] = json!([all[6]["Checksum"][1].clone()]);
+    // Names.
+    let stem = "S2A_MSIL1C_20240101T101031_N0510_R022_T32UQD_20240101T121104";
+    all[7]["Name"] = json!(format!("{stem}.SAFE.zip"));
+    all[8]["Name"] = json!("S2A_OPER_MSI_L1C_DS_2APS_20240101T121104_S20240101T101031_N05.10");
+    all[9]["Name"] = json!("S2A_MSIL1C_20240101T101031_N0510_R022_T32UQE_20240101T121104.tar");
+    // Size unknown, offline.
+    all[10]["ContentLength"] = json!(0);
+    all[10]["Online"] = json!(false);
+    // Typed attributes: the first cloudCover an integer in JSON, a Double
+    // all the same; a Boolean.
+    set_attribute(&mut all[0], "cloudCover", json!(12));
+    all[11]["Attributes"].as_array_mut().unwrap().push(json!({
+        "@odata.type": "#OData.CSC.BooleanAttribute", "Name": "qualityCheckPassed", "Value": true, "ValueType": "Boolean"
+    }));
+    // Other missions, in their own sections.
+    let s5p = product(0, "L2__NO2___", "2024-01-03T00:00:00.000000Z");
+    let aux = product(0, "AUX_POEORB", "2024-01-03T00:00:00.000000Z");
+    let mut served = all.clone();
+    served.extend([s5p.clone(), aux.clone()]);
+    let state = server(served);
+    let base = serve(state.clone());
+    let download = "https://download.example.org/odata/v1";
+    let archive = Archive::new(&format!(
+        "{BASE_CONFIG}{}{}{}",
+        section(
+            "cdse",
+            &base,
+            &[("download_url", Some(&format!("\"{download}\"")))]
+        ),
+        section(
+            "s5p",
+            &base,
+            &[
+                ("collection", Some("\"SENTINEL-5P\"")),
+                ("product_types", Some("[\"L2__NO2___\"]"))
+            ]
+        ),
+        section(
+            "aux",
+            &base,
+            &[
+                ("collection", Some("\"SENTINEL-1\"")),
+                ("product_types", Some("[\"AUX_POEORB\"]"))
+            ]
+        ),
+    ));
+    assert_done(
+        &archive.sync(&["cdse"]),
+        "12 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
+    );
+    assert_done(
+        &archive.sync(&["s5p"]),
+        "1 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
+    );
+    assert_done(
+        &archive.sync(&["aux"]),
+        "1 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
+    );
+    // Read back, every one of them is what the service says: nothing to write.
+    assert_done(
+        &archive.sync(&["cdse"]),
+        "0 created, 0 updated, 0 removed, 0 failed, 12 unchanged",
+    );
+    let core = |p: &Json, columns: &str| {
+        archive.row(&format!(
+            "SELECT {columns} FROM core WHERE uuid = '{}'",
+            uuid(p)
+        ))
+    };
+    let times = "validity_start, validity_stop, creation_date";
+    assert_eq!(
+        core(&all[0], times),
+        [
+            "2024-01-01 10:10:31.024000",
+            "2024-01-01 10:10:31.024000",
+            "2024-01-01 11:30:00.500000"
+        ]
+    );
+    assert_eq!(
+        core(&all[1], times),
+        [
+            "2024-01-01 10:11:08.024123",
+            "2024-01-01 10:11:09",
+            "2024-01-01 11:30:00.000001"
+        ]
+    );
+
+    assert_eq!(footprint(&archive, &all[2]).0, "NULL");
+    let (kind, bounds) = footprint(&archive, &all[3]);
+    assert_eq!(kind, "MultiPolygon");
+    assert_eq!(bounds, [-180.0, 10.0, 180.0, 11.0]);
+    assert_eq!(
+        footprint(&archive, &all[4]),
+        ("Polygon".to_string(), vec![5.0, 52.0, 6.0, 53.0])
+    );
+    let square = &all[0]["GeoFootprint"]["coordinates"][0];
+    assert_eq!(
+        footprint(&archive, &all[0]),
+        (
+            "Polygon".to_string(),
+            vec![
+                square[0][0].as_f64().unwrap(),
+                square[0][1].as_f64().unwrap(),
+                square[2][0].as_f64().unwrap(),
+                square[2][1].as_f64().unwrap()
+            ]
+        )
+    );
+
+    assert_eq!(core(&all[5], "hash"), ["NULL"]);
+    assert_eq!(core(&all[6], "hash"), ["NULL"]);
+    assert_eq!(
+        core(&all[0], "hash"),
+        [format!(
+            "md5:{}",
+            all[0]["Checksum"][0]["Value"].as_str().unwrap()
+        )]
+    );
+    let checksum: Json = serde_json::from_str(
+        &archive.row(&format!(
+            "SELECT Checksum FROM cdse WHERE uuid = '{}'",
+            uuid(&all[0])
+        ))[0],
+    )
+    .expect("Checksum is JSON text");
+    assert_eq!(checksum, all[0]["Checksum"]);
+
+    let names = "product_name, physical_name";
+    assert_eq!(
+        core(&all[7], names),
+        [stem.to_string(), format!("{stem}.SAFE.zip")]
+    );
+    for kept in [&all[8], &all[9]] {
+        let name = kept["Name"].as_str().unwrap();
+        assert_eq!(core(kept, names), [name, name]);
+    }
+    let s5p_name = s5p["Name"].as_str().unwrap();
+    assert_eq!(
+        core(&s5p, &format!("{names}, product_type")),
+        [s5p_name.trim_end_matches(".nc"), s5p_name, "L2__NO2___"]
+    );
+    let aux_name = aux["Name"].as_str().unwrap();
+    assert_eq!(
+        core(&aux, names),
+        [aux_name.trim_end_matches(".EOF"), aux_name]
+    );
+
+    assert_eq!(
+        core(&all[10], "size, remote_url"),
+        [
+            "0".to_string(),
+            format!("{download}/Products({})/$value", id(&all[10]))
+        ]
+    );
+    assert_eq!(
+        archive.row(&format!(
+            "SELECT Online, ContentLength FROM cdse WHERE uuid = '{}'",
+            uuid(&all[10])
+        )),
+        ["0", "0"]
+    );
+
+    assert_eq!(
+        archive.row(&format!(
+            "SELECT typeof(cloudCover), cloudCover, typeof(orbitNumber), processingDate, productType, typeof(Online) \
+             FROM cdse WHERE uuid = '{}'",
+            uuid(&all[0])
+        )),
+        [
+            "real",
+            "12",
+            "integer",
+            stored(
+                all[0]["Attributes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|a| a["Name"] == "processingDate")
+                    .unwrap()["Value"]
+                    .as_str()
+                    .unwrap()
+            )
+            .as_str(),
+            "S2MSI1C",
+            "integer"
+        ]
+    );
+    // With name_suffixes = [".zip"], only that ending goes.
+    let zip_only = Archive::new(&format!(
+        "{BASE_CONFIG}{}",
+        section("cdse", &base, &[("name_suffixes", Some("[\".zip\"]"))])
+    ));
+    assert_done(
+        &zip_only.sync(&["cdse"]),
+        "12 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
+    );
+    for (p, name) in [
+        (&all[7], format!("{stem}.SAFE")),
+        (&all[0], all[0]["Name"].as_str().unwrap().to_string()),
+    ] {
+        assert_eq!(
+            zip_only.strings(&format!(
+                "SELECT product_name FROM core WHERE uuid = '{}'",
+                uuid(p)
+            )),
+            [name]
+        );
+    }
+
+    assert_eq!(
+        archive.row(&format!(
+            "SELECT qualityCheckPassed FROM cdse WHERE uuid = '{}'",
+            uuid(&all[11])
+        )),
+        ["1"]
+    );
+    assert_eq!(
+        archive.strings(
+            "SELECT property || ' ' || type FROM muninn_sync_columns WHERE namespace = 'cdse' AND property IN \
+             ('ContentType', 'ContentLength', 'OriginDate', 'PublicationDate', 'ModificationDate', 'EvictionDate', \
+              'Online', 'S3Path', 'Checksum', 'cloudCover', 'orbitNumber', 'processingDate', 'productType', \
+              'qualityCheckPassed') ORDER BY property"
+        ),
+        [
+            "Checksum json",
+            "ContentLength integer",
+            "ContentType text",
+            "EvictionDate timestamp",
+            "ModificationDate timestamp",
+            "Online boolean",
+            "OriginDate timestamp",
+            "PublicationDate timestamp",
+            "S3Path text",
+            "cloudCover real",
+            "orbitNumber integer",
+            "processingDate timestamp",
+            "productType text",
+            "qualityCheckPassed boolean",
+        ]
+    );
+}
+
+#[test]
+fn a_duplicate_waits_for_cdse_to_delete_the_other_and_a_bad_product_is_skipped() {
+    let mut all = product_list(0..4, "S2MSI1C", |n| {
+        format!("2024-01-0{}T10:00:00.000Z", n + 1)
+    });
+    // CDSE lists two products with one name (and later deletes one as a
+    // "Duplicated product"), and one whose attribute is not of its type.
+    all[2]["Name"] = all[0]["Name"].clone();
+    set_attribute(&mut all[3], "orbitNumber", json!("many"));
+    let state = server(all.clone());
+    let base = serve(state.clone());
+    let archive = archive(&base, &[]);
+    let run = archive.sync(&["cdse"]);
+    run.assert_error(1, &["2 product(s) could not be synced"]);
+    let first_error = run.errors()[0].to_string();
+    assert!(
+        run.stderr.contains("orbitNumber"),
+        "the bad attribute is named:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("2 created, 0 updated, 0 removed, 2 failed"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        archive.strings("SELECT uuid FROM core ORDER BY validity_start"),
+        [uuid(&all[0]), uuid(&all[1])]
+    );
+
+    // CDSE deletes the first of the two and corrects the other product.
+    {
+        let mut server = state.lock().unwrap();
+        server.products.remove(id(&all[0]));
+        server.deleted = Products::from(vec![deleted(
+            &all[0],
+            "2024-01-05T00:00:00.000Z",
+            "Duplicated product",
+        )]);
+        server.products.update(id(&all[3]), |bad| {
+            bad["ModificationDate"] = json!("2024-01-05T10:00:00.000Z");
+            set_attribute(bad, "orbitNumber", json!(35_000));
+        });
+    }
+    let run = archive.sync(&["cdse"]);
+    assert_done(
+        &run,
+        "2 created, 0 updated, 1 removed, 0 failed, 1 unchanged",
+    );
+    assert_eq!(
+        archive.strings("SELECT uuid FROM core ORDER BY validity_start"),
+        [uuid(&all[1]), uuid(&all[2]), uuid(&all[3])]
+    );
+    // Both products have one name: only the Id says which one waits (the
+    // two came in one page here).
+    assert!(
+        first_error.contains(id(&all[2])),
+        "the skipped duplicate's Id is not named: {first_error}"
+    );
+}
+
+#[test]
+fn remote_urls_point_at_cdses_download_host_by_default() {
+    let all = product_list(0..2, "S2MSI1C", |_| "2024-01-01T10:00:00.000Z".into());
+    let state = server(all.clone());
+    let base = serve(state.clone());
+    let archive = Archive::new(&format!(
+        "{BASE_CONFIG}{}",
+        section("cdse", "http://catalogue.dataspace.copernicus.eu", &[])
+    ));
+    // CDSE's catalogue host is reached through a proxy: this server.
+    let run = muninn_sync(
+        archive.dir.path(),
+        &["archive.toml", "cdse"],
+        &[("http_proxy", &base), ("HTTP_PROXY", &base)],
+    );
+    assert_done(
+        &run,
+        "2 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
+    );
+    let mut expected: Vec<String> = all
+        .iter()
+        .map(|p| {
+            format!(
+                "http://download.dataspace.copernicus.eu/odata/v1/Products({})/$value",
+                id(p)
+            )
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(
+        archive.strings("SELECT remote_url FROM core ORDER BY 1"),
+        expected
+    );
+    assert!(!state.lock().unwrap().requests_to("Products").is_empty());
+}
+
+#[test]
+fn the_request_rate_stays_under_max_requests_per_minute() {
+    let state = server(product_list(0..6, "S2MSI1C", |n| {
+        format!("2024-01-0{}T10:00:00.000Z", n + 1)
+    }));
+    let base = serve(state.clone());
+    let archive = archive(
+        &base,
+        &[
+            ("page_size", Some("1")),
+            ("deletions", None),
+            ("max_requests_per_minute", Some("300")),
+        ],
+    );
+    let began = std::time::Instant::now();
+    assert_done(
+        &archive.sync(&["cdse", "-p", "S2MSI1C"]),
+        "6 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
+    );
+    let elapsed = began.elapsed();
+    let requests = state.lock().unwrap().seen.len() as u32;
+    assert!(requests >= 6, "{requests}");
+    // 300 a minute: a request every 0.2 s at most.
+    assert!(
+        elapsed >= std::time::Duration::from_millis(200) * (requests - 1),
+        "{requests} requests in {elapsed:?}"
+    );
+}
+
+#[test]
+fn configuration_errors_name_the_key_and_ask_nothing_of_the_service() {
+    let state = server(product_list(0..2, "S2MSI1C", |_| {
+        "2024-01-01T00:00:00Z".into()
+    }));
+    let base = serve(state.clone());
+    let cases: [(Changes, &[&str]); 6] = [
+        (&[("page_size", Some("5000"))], &["page_size", "5000"]),
+        (&[("page_size", Some("0"))], &["page_size"]),
+        (&[("time_field", Some("\"Foo\""))], &["time_field", "Foo"]),
+        (&[("collection", None)], &["collection"]),
+        (&[("url", None)], &["url"]),
+        (&[("colour", Some("\"blue\""))], &["colour"]),
+    ];
+    for (changes, parts) in cases {
+        let archive = archive(&base, changes);
+        let run = archive.sync(&["cdse"]);
+        let mut parts = parts.to_vec();
+        parts.push("synchronizer:cdse");
+        run.assert_error(1, &parts);
+    }
+    // No product types at all: neither in the section nor on the command line.
+    let archive = archive(&base, &[("product_types", None)]);
+    let run = archive.sync(&["cdse"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.errors().len(), 1, "{}", run.stderr);
+    assert!(
+        run.errors()[0].contains("product_types") || run.errors()[0].contains("-p"),
+        "the error should say how to name product types: {}",
+        run.stderr
+    );
+    assert!(
+        state.lock().unwrap().seen.is_empty(),
+        "{:?}",
+        state.lock().unwrap().seen
+    );
+    // With -p, product_types is not needed.
+    assert_done(
+        &archive.sync(&["cdse", "-p", "S2MSI1C"]),
+        "2 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
+    );
+}
+
+#[test]
+fn an_incremental_run_starts_at_the_watermark() {
+    let mut all = product_list(0..3, "S2MSI1C", |n| {
+        format!("2024-01-0{}T10:00:00.000000Z", n + 1)
+    });
+    all.extend(product_list(0..2, "S2MSI2A", |n| {
+        format!("2024-01-0{}T10:00:00.000Z", n + 1)
+    }));
+    let state = server(all.clone());
+    let base = serve(state.clone());
+    let archive = archive(&base, &[]);
+    assert_done(
+        &archive.sync(&["cdse", "--incremental"]),
+        "5 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
+    );
+    assert_eq!(
+        archive.strings(
+            "SELECT product_type || ' ' || watermark FROM muninn_sync_watermarks ORDER BY 1"
+        ),
+        ["S2MSI1C 2024-01-03 10:00:00", "S2MSI2A 2024-01-02 10:00:00"]
+    );
+
+    // Upstream: a new product, a changed one, and a deletion.
+    {
+        let mut server = state.lock().unwrap();
+        server
+            .products
+            .push(product(3, "S2MSI1C", "2024-01-04T10:00:00.000Z"));
+        server.products.update(id(&all[3]), |changed| {
+            changed["ModificationDate"] = json!("2024-01-05T10:00:00.000Z");
+            changed["Online"] = json!(false);
+        });
+        server.products.remove(id(&all[0]));
+        server.deleted = Products::from(vec![deleted(
+            &all[0],
+            "2024-01-04T12:00:00.000Z",
+            "Duplicated product",
+        )]);
+    }
+    let seen = state.lock().unwrap().seen.len();
+    let run = archive.sync(&["cdse", "--incremental"]);
+    // The window starts at the older watermark (S2MSI2A's) minus the
+    // 10-minute lookback: what is since then is read again, and found
+    // unchanged.
+    assert_done(
+        &run,
+        "1 created, 1 updated, 1 removed, 0 failed, 3 unchanged",
+    );
+    let server = state.lock().unwrap();
+    let requests = &server.seen[seen..];
+    assert!(!requests.is_empty());
+    for target in requests {
+        let field = if target.contains("DeletedProducts") {
+            "DeletionDate"
+        } else {
+            "ModificationDate"
+        };
+        let start =
+            lower_bound(target, field).unwrap_or_else(|| panic!("no {field} ge in {target}"));
+        assert!(
+            start.starts_with("2024-01-02T09:50:00"),
+            "the window starts at the watermark minus the lookback: {target}"
+        );
+    }
+    assert_eq!(archive.count("SELECT count(*) FROM core"), 5);
+    assert_eq!(
+        archive.count(&format!(
+            "SELECT Online FROM cdse WHERE uuid = '{}'",
+            uuid(&all[3])
+        )),
+        0
+    );
+}
+
+#[test]
+fn an_extra_filter_is_and_ed_and_one_the_service_refuses_fails_with_its_answer() {
+    let mut all = product_list(0..4, "S2MSI1C", |n| {
+        format!("2024-01-0{}T10:00:00.000Z", n + 1)
+    });
+    all[1]["Online"] = json!(false);
+    let state = server(all.clone());
+    let base = serve(state.clone());
+    let archive = archive(
+        &base,
+        &[("filter", Some("\"Online eq true\"")), ("deletions", None)],
+    );
+    assert_done(
+        &archive.sync(&["cdse", "-p", "S2MSI1C"]),
+        "3 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
+    );
+    assert_eq!(
+        archive.count(&format!(
+            "SELECT count(*) FROM core WHERE uuid = '{}'",
+            uuid(&all[1])
+        )),
+        0
+    );
+    for target in state.lock().unwrap().requests_to("Products") {
+        assert!(
+            option(&target, "$filter").is_some_and(|f| f.contains("Online eq true")),
+            "{target}"
+        );
+    }
+
+    let seen = state.lock().unwrap().seen.len();
+    archive.write_config(&format!(
+        "{BASE_CONFIG}{}",
+        section(
+            "cdse",
+            &base,
+            &[("filter", Some("\"Nonsense eq 1\"")), ("deletions", None)]
+        )
+    ));
+    let refused = archive.sync(&["cdse", "-p", "S2MSI1C"]);
+    refused.assert_error(1, &["400", "/odata/v1/Products", "Nonsense"]);
+    assert_eq!(
+        state.lock().unwrap().seen.len() - seen,
+        1,
+        "a 400 is not retried"
+    );
+}
