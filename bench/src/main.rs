@@ -4,7 +4,9 @@
 
 mod feed;
 mod measure;
+mod odata;
 mod raw;
+mod server_process;
 mod stac;
 
 use anyhow::{bail, Result};
@@ -31,6 +33,14 @@ struct Args {
     /// (The STAC benchmark's server process.)
     #[arg(long, value_name = "ITEMS", hide = true)]
     serve_stac: Option<u64>,
+    /// Instead: harvest this many products of one type in one window from a
+    /// local server that answers as CDSE's OData catalogue, with the
+    /// `odata` plugin.
+    #[arg(long, value_name = "PRODUCTS")]
+    odata: Option<u64>,
+    /// (The OData benchmark's server process.)
+    #[arg(long, value_name = "PRODUCTS", hide = true)]
+    serve_odata: Option<u64>,
 }
 
 fn main() -> Result<()> {
@@ -41,6 +51,9 @@ fn main() -> Result<()> {
     if let Some(items) = args.serve_stac {
         return stac::serve_items(items);
     }
+    if let Some(n) = args.serve_odata {
+        return odata::serve_products(n);
+    }
     let binaries = measure::Binaries::beside_this_executable()?;
     let temporary = tempfile::tempdir()?;
     let work = args
@@ -49,6 +62,9 @@ fn main() -> Result<()> {
         .unwrap_or_else(|| temporary.path().to_path_buf());
     if let Some(items) = args.stac {
         return stac::harvest(&binaries, &work, items);
+    }
+    if let Some(n) = args.odata {
+        return odata::harvest(&binaries, &work, n);
     }
     let mut sizes: Vec<u64> = [10_000, 100_000, args.products]
         .into_iter()

@@ -3,6 +3,7 @@
 //! slice and as concurrent time slices.
 
 use crate::measure::{run, Binaries, Sync};
+use crate::server_process::ServerProcess;
 use anyhow::Result;
 use muninn_sync_e2e::stac_server::{serve, StacServer};
 use serde_json::json;
@@ -55,30 +56,10 @@ pub fn serve_items(n: u64) -> Result<()> {
     }
 }
 
-/// The server process; killed when dropped.
-struct ServerProcess(std::process::Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Harvests `n` items each way and prints a table.
 pub fn harvest(binaries: &Binaries, dir: &Path, n: u64) -> Result<()> {
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .args(["--serve-stac", &n.to_string()])
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no server output"))?;
-    let _server = ServerProcess(child);
-    let mut base = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut base)?;
-    let base = base.trim().to_string();
+    let server = ServerProcess::start("--serve-stac", n)?;
+    let base = &server.base;
     let days = n.div_ceil(1000) + 1;
     let end = (chrono::NaiveDate::parse_from_str(FIRST_DAY, "%Y-%m-%d")? + chrono::Days::new(days))
         .to_string();

@@ -1,0 +1,47 @@
+//! A local server run as a process of its own for a benchmark: the bench
+//! binary again, with a hidden `--serve-*` flag. Its memory then does not
+//! count in the measured process's peak (a forked child starts with its
+//! parent's pages), and it does not share the measured process's cores'
+//! scheduling with the benchmark's own threads.
+
+use anyhow::{anyhow, Result};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// The server process; killed when dropped.
+pub struct ServerProcess {
+    child: Child,
+    /// `http://127.0.0.1:<port>`, as the server printed it.
+    pub base: String,
+}
+
+impl ServerProcess {
+    /// Starts `muninn-sync-bench <flag> <n>` and reads the address it prints.
+    pub fn start(flag: &str, n: u64) -> Result<ServerProcess> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args([flag, &n.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("no server output"))?;
+        let mut server = ServerProcess {
+            child,
+            base: String::new(),
+        };
+        BufReader::new(stdout).read_line(&mut server.base)?;
+        server.base = server.base.trim().to_string();
+        if server.base.is_empty() {
+            return Err(anyhow!("the {flag} server printed no address"));
+        }
+        Ok(server)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
