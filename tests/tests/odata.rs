@@ -1189,3 +1189,53 @@ fn an_extra_filter_is_and_ed_and_one_the_service_refuses_fails_with_its_answer()
         "a 400 is not retried"
     );
 }
+
+#[test]
+fn more_products_with_one_time_than_skip_can_pass_are_read_by_their_sensing_time() {
+    // A bulk change stamps every product it touches with one
+    // ModificationDate: 12,000 of them here, more than $skip's 10,000.
+    let mut all = product_list(0..5, "S2MSI1C", |n| format!("2024-01-01T0{n}:00:00.000Z"));
+    all.extend(product_list(5..12_005, "S2MSI1C", |_| {
+        "2024-01-05T12:00:00.123456Z".into()
+    }));
+    all.extend(product_list(12_005..12_010, "S2MSI1C", |n| {
+        format!("2024-01-06T0{}:00:00.000Z", n - 12_005)
+    }));
+    let state = server(all.clone());
+    let base = serve(state.clone());
+    let archive = archive(&base, &[("deletions", Some("false"))]);
+
+    let first = archive.sync(&["cdse", "-p", "S2MSI1C", "--incremental"]);
+    assert_done(
+        &first,
+        "12010 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
+    );
+    assert!(
+        first
+            .stderr
+            .contains("reading them in order of ContentDate/Start"),
+        "{}",
+        first.stderr
+    );
+    assert_eq!(archive.count("SELECT count(*) FROM core"), 12_010);
+    {
+        let server = state.lock().unwrap();
+        assert!(server.max_option("$skip") <= 10_000);
+        assert!(server
+            .requests_to("Products")
+            .iter()
+            .any(|t| option(t, "$orderby").is_some_and(|o| o.starts_with("ContentDate/Start"))));
+    }
+    // The watermark is the last product's, past the crowd.
+    assert_eq!(
+        archive
+            .strings("SELECT watermark FROM muninn_sync_watermarks WHERE product_type = 'S2MSI1C'"),
+        ["2024-01-06 04:00:00"]
+    );
+
+    let again = archive.sync(&["cdse", "-p", "S2MSI1C", "--start", "2024-01-01"]);
+    assert_done(
+        &again,
+        "0 created, 0 updated, 0 removed, 0 failed, 12010 unchanged",
+    );
+}

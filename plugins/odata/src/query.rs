@@ -133,9 +133,17 @@ pub struct Pager<'c> {
     done: bool,
     /// How many products the last page listed (the server may cap `$top`).
     page_length: usize,
+    /// Reads the products sharing the cursor's time when they are too many
+    /// to step over with `$skip`.
+    within: Option<Box<Pager<'c>>>,
     /// Requests sent.
     pub requests: usize,
 }
+
+/// The field that orders the products sharing one time of the window's
+/// field, when there are more of them than `$skip` can step over: CDSE can
+/// filter and order by it, and it differs between products of one type.
+const TIE_BREAKER: &str = "ContentDate/Start";
 
 impl<'c> Pager<'c> {
     pub fn new(client: &'c HttpClient, query: Query) -> Pager<'c> {
@@ -146,12 +154,56 @@ impl<'c> Pager<'c> {
             at_cursor: HashSet::new(),
             done: false,
             page_length: usize::MAX,
+            within: None,
             requests: 0,
         }
     }
 
     /// The next products in order of time (then Id); `None` at the end.
     pub fn next_page(&mut self) -> Result<Option<Vec<Entry>>> {
+        loop {
+            if self.within.is_none() {
+                return self.next_by_time();
+            }
+            if let Some(fresh) = self.next_within()? {
+                return Ok(Some(fresh));
+            }
+        }
+    }
+
+    /// The next products of the cursor's time from the reader of those
+    /// (with that time, whatever their order within it); `None` when it
+    /// has nothing new now (then reading goes on after that time).
+    fn next_within(&mut self) -> Result<Option<Vec<Entry>>> {
+        let Some(within) = self.within.as_mut() else {
+            return Ok(None);
+        };
+        let cursor = self.cursor;
+        match within.next_page()? {
+            Some(entries) => Ok(Some(
+                entries
+                    .into_iter()
+                    .filter(|entry| !self.at_cursor.contains(&entry.id))
+                    .map(|mut entry| {
+                        entry.time = cursor.unwrap_or(entry.time);
+                        entry
+                    })
+                    .collect(),
+            )
+            .filter(|fresh: &Vec<Entry>| !fresh.is_empty())),
+            None => {
+                self.requests += within.requests;
+                self.within = None;
+                // Everything of that time has been read.
+                self.cursor = cursor.map(|c| c + chrono::TimeDelta::microseconds(1));
+                self.at_cursor.clear();
+                Ok(None)
+            }
+        }
+    }
+
+    /// The next page of products from the cursor on.
+    fn next_by_time(&mut self) -> Result<Option<Vec<Entry>>> {
         if self.done {
             return Ok(None);
         }
@@ -162,12 +214,7 @@ impl<'c> Pager<'c> {
         let half_page = self.page_length.min(self.query.page_size as usize) / 2;
         let skip = self.at_cursor.len().saturating_sub(half_page);
         if skip > MAX_SKIP {
-            return Err(anyhow!(
-                "{}: more than {MAX_SKIP} products have {} {}; the service cannot page past them",
-                self.query.entity_set,
-                self.query.time_field,
-                self.cursor.map(|c| literal_time(&c)).unwrap_or_default()
-            ));
+            return self.read_within();
         }
         let url = self.query.url(self.cursor, skip);
         let mut page = self.fetch(&url)?;
@@ -197,6 +244,46 @@ impl<'c> Pager<'c> {
         }
         self.done = !more;
         Ok(Some(fresh))
+    }
+
+    /// Starts reading the products of the cursor's time in the order of
+    /// [`TIE_BREAKER`]: more of them than `$skip` can step over share that
+    /// time (a bulk change stamps thousands of products with one time).
+    fn read_within(&mut self) -> Result<Option<Vec<Entry>>> {
+        let (Some(cursor), None) = (self.cursor, &self.within) else {
+            return Err(anyhow!(
+                "{}: more than {MAX_SKIP} products share one {} and {TIE_BREAKER}; the service cannot page past them",
+                self.query.entity_set,
+                self.query.time_field,
+            ));
+        };
+        if self.query.time_field == TIE_BREAKER {
+            return Err(anyhow!(
+                "{}: more than {MAX_SKIP} products have {TIE_BREAKER} {}; the service cannot page past them",
+                self.query.entity_set,
+                literal_time(&cursor)
+            ));
+        }
+        tracing::info!(
+            entity_set = self.query.entity_set,
+            "more than {MAX_SKIP} products have {} {}: reading them in order of {TIE_BREAKER}",
+            self.query.time_field,
+            literal_time(&cursor)
+        );
+        let field = &self.query.time_field;
+        let next = cursor + chrono::TimeDelta::microseconds(1);
+        let mut clauses = self.query.clauses.clone();
+        clauses.push(format!("{field} ge {}", literal_time(&cursor)));
+        clauses.push(format!("{field} lt {}", literal_time(&next)));
+        let query = Query {
+            clauses,
+            time_field: TIE_BREAKER.into(),
+            start: None,
+            end: None,
+            ..self.query.clone()
+        };
+        self.within = Some(Box::new(Pager::new(self.client, query)));
+        self.next_page()
     }
 
     /// The page's products not handed out before, checked for order and
