@@ -8,7 +8,7 @@ mod sqlite;
 
 pub use error::{CatalogueError, Result};
 pub use runs::{RunCounts, RunLog, RunOutcome, RunRecord, RunStart, Watermarks};
-pub use sqlite::{FootprintFormat, SqliteCatalogue, SqliteOptions};
+pub use sqlite::{FootprintFormat, RunHistory, SqliteCatalogue, SqliteOptions};
 
 use muninn_sync_model::{Product, Timestamp, Update, Uuid, Value};
 

@@ -32,15 +32,62 @@ Exit codes:
 // Repeating an option keeps the last value, as argparse does for muninn.
 #[command(name = "muninn-sync", version, about, after_help = EXIT_CODES, args_override_self = true)]
 pub struct Args {
-    /// Archive identifier (<id>.toml is looked up in MUNINN_CONFIG_PATH) or
-    /// the path of an archive configuration file ending in .toml
-    #[arg(value_name = "ARCHIVE")]
-    pub archive: String,
+    /// Archive identifier (<id>.toml, then <id>.cfg, is looked up in
+    /// MUNINN_CONFIG_PATH) or the path of an archive configuration file
+    #[arg(
+        value_name = "ARCHIVE",
+        required_unless_present_any = ["check_plugin", "completions", "man"]
+    )]
+    pub archive: Option<String>,
 
     /// Name of the synchronizer: a ["synchronizer:<name>"] section of the
-    /// archive configuration
-    #[arg(value_name = "SYNCHRONIZER")]
-    pub synchronizer: String,
+    /// archive configuration (with --history: show only its runs)
+    #[arg(
+        value_name = "SYNCHRONIZER",
+        required_unless_present_any = ["list", "history", "check_plugin", "completions", "man"]
+    )]
+    pub synchronizer: Option<String>,
+
+    /// List the archive's synchronizers: plugin file, name, version and ABI
+    /// version, and per product type the watermark and the last run
+    #[arg(long, help_heading = "Operator commands (no sync)", group = "operator")]
+    pub list: bool,
+
+    /// Show the archive's last N runs (default 20) as a table; with
+    /// --report json as JSON
+    #[arg(
+        long,
+        value_name = "N",
+        num_args = 0..=1,
+        default_missing_value = "20",
+        help_heading = "Operator commands (no sync)",
+        group = "operator"
+    )]
+    pub history: Option<usize>,
+
+    /// Load a plugin file (or a plugin name, searched as `module` is) and
+    /// report its name, version and ABI version, or why it cannot be loaded
+    #[arg(
+        long,
+        value_name = "PATH",
+        help_heading = "Operator commands (no sync)",
+        group = "operator"
+    )]
+    pub check_plugin: Option<String>,
+
+    /// Print a shell completion script for SHELL (bash, zsh, fish, elvish,
+    /// powershell) on stdout
+    #[arg(
+        long,
+        value_name = "SHELL",
+        help_heading = "Operator commands (no sync)",
+        group = "operator"
+    )]
+    pub completions: Option<clap_complete::Shell>,
+
+    /// Print the manual page (roff) on stdout: muninn-sync --man > muninn-sync.1
+    #[arg(long, help_heading = "Operator commands (no sync)", group = "operator")]
+    pub man: bool,
 
     /// Product types to synchronize (default: every type the synchronizer
     /// knows; given without values: none)
@@ -149,7 +196,67 @@ fn parse_time(text: &str) -> Result<Timestamp, String> {
     parse_timestamp(text).map_err(|e| e.to_string())
 }
 
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode<'a> {
+    /// Sync `synchronizer` of `archive` (muninn's contract).
+    Sync {
+        archive: &'a str,
+        synchronizer: &'a str,
+    },
+    List {
+        archive: &'a str,
+    },
+    History {
+        archive: &'a str,
+        synchronizer: Option<&'a str>,
+        runs: usize,
+    },
+    CheckPlugin {
+        plugin: &'a str,
+    },
+    Completions {
+        shell: clap_complete::Shell,
+    },
+    Man,
+}
+
 impl Args {
+    /// What to do; clap has checked that what it needs is there.
+    pub fn mode(&self) -> Mode<'_> {
+        let archive = self.archive.as_deref().unwrap_or_default();
+        if let Some(plugin) = &self.check_plugin {
+            Mode::CheckPlugin { plugin }
+        } else if let Some(shell) = self.completions {
+            Mode::Completions { shell }
+        } else if self.man {
+            Mode::Man
+        } else if self.list {
+            Mode::List { archive }
+        } else if let Some(runs) = self.history {
+            Mode::History {
+                archive,
+                synchronizer: self.synchronizer.as_deref(),
+                runs,
+            }
+        } else {
+            Mode::Sync {
+                archive,
+                synchronizer: self.synchronizer.as_deref().unwrap_or_default(),
+            }
+        }
+    }
+
+    /// The archive argument of a sync (clap requires it).
+    pub fn archive(&self) -> &str {
+        self.archive.as_deref().unwrap_or_default()
+    }
+
+    /// The synchronizer argument of a sync (clap requires it).
+    pub fn synchronizer(&self) -> &str {
+        self.synchronizer.as_deref().unwrap_or_default()
+    }
+
     /// Parses the command line; exits with code 2 on a usage error, as
     /// argparse does for muninn.
     pub fn parse_or_exit() -> Args {
@@ -267,6 +374,55 @@ mod tests {
                 .exit_code(),
             2
         );
+    }
+
+    #[test]
+    fn operator_commands_need_no_synchronizer() {
+        assert_eq!(
+            parse(&["a", "--list"]).unwrap().mode(),
+            Mode::List { archive: "a" }
+        );
+        assert_eq!(
+            parse(&["a", "--history"]).unwrap().mode(),
+            Mode::History {
+                archive: "a",
+                synchronizer: None,
+                runs: 20
+            }
+        );
+        assert_eq!(
+            parse(&["a", "feed", "--history", "5"]).unwrap().mode(),
+            Mode::History {
+                archive: "a",
+                synchronizer: Some("feed"),
+                runs: 5
+            }
+        );
+        assert_eq!(
+            parse(&["--check-plugin", "x.so"]).unwrap().mode(),
+            Mode::CheckPlugin { plugin: "x.so" }
+        );
+        assert!(matches!(
+            parse(&["--completions", "bash"]).unwrap().mode(),
+            Mode::Completions { .. }
+        ));
+        assert_eq!(
+            parse(&["a", "s"]).unwrap().mode(),
+            Mode::Sync {
+                archive: "a",
+                synchronizer: "s"
+            }
+        );
+        // A sync still needs both, and one operator command at a time.
+        assert_eq!(parse(&["a"]).unwrap_err().exit_code(), 2);
+        assert_eq!(parse(&[]).unwrap_err().exit_code(), 2);
+        assert_eq!(
+            parse(&["a", "--list", "--history"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        assert_eq!(parse(&["--list"]).unwrap_err().exit_code(), 2);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod duration;
 pub mod loader;
 pub mod lock;
 pub mod logging;
+pub mod ops;
 pub mod progress;
 pub mod report;
 pub mod run;

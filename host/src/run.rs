@@ -87,9 +87,9 @@ pub(crate) struct RunContext<'a> {
 /// [`exit_code_of`].
 pub fn run(args: &Args) -> Result<()> {
     let search_path = std::env::var(CONFIG_PATH_VARIABLE).ok();
-    let config_path = config::locate(&args.archive, search_path.as_deref())?;
+    let config_path = config::locate(args.archive(), search_path.as_deref())?;
     let config = ArchiveConfig::read(&config_path)?;
-    let section = config.synchronizer(&args.synchronizer)?;
+    let section = config.synchronizer(args.synchronizer())?;
     let where_configured = || {
         format!(
             "synchronizer \"{}\" (configuration file \"{}\")",
@@ -386,7 +386,7 @@ pub(crate) fn conclude(
         .watermarks(&context.section.name)
         .unwrap_or_default();
     let summary = Summary {
-        archive: context.args.archive.clone(),
+        archive: context.args.archive().to_string(),
         synchronizer: context.section.name.clone(),
         plugin: context.plugin.clone(),
         run_id: context.run_id,
@@ -465,7 +465,7 @@ fn write_metrics(
         );
     }
     let archive = context.config.path.file_stem().map_or_else(
-        || context.args.archive.clone(),
+        || context.args.archive().to_string(),
         |s| s.to_string_lossy().into_owned(),
     );
     report::write_metrics(path, &report::metrics_text(&archive, &synchronizers))?;
@@ -474,7 +474,7 @@ fn write_metrics(
 }
 
 /// This machine's name, for the lock file and the run history.
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())

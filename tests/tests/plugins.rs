@@ -2,7 +2,8 @@
 //! one built against another ABI version, and plugins that misbehave.
 
 use muninn_sync_e2e::{
-    build_outside_plugin, copy_tree, outside_plugin, product, workspace, Archive, BASE_CONFIG,
+    build_outside_plugin, copy_tree, muninn_sync, outside_plugin, product, workspace, Archive,
+    BASE_CONFIG,
 };
 
 fn outside_section(name: &str, action: &str, names: &[&str]) -> String {
@@ -159,4 +160,19 @@ fn a_plugin_built_against_another_abi_version_is_refused_naming_both() {
         ],
     );
     assert!(!archive.path("catalogue.sqlite").exists());
+    // An operator checks the file before configuring it.
+    muninn_sync(
+        work.path(),
+        &["--check-plugin", plugin.to_str().unwrap()],
+        &[],
+    )
+    .assert_error(
+        1,
+        &[
+            "--check-plugin",
+            "liboutside_plugin.so",
+            "plugin ABI version 2",
+            "supports ABI version 1",
+        ],
+    );
 }

@@ -1,6 +1,7 @@
 //! The SQLite catalogue, in muninn 7.5's layout.
 
 mod runs;
+pub use runs::RunHistory;
 mod schema;
 mod values;
 

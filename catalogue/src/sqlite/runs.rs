@@ -2,7 +2,7 @@
 //! `muninn_sync_watermarks` (under the archive's table prefix).
 
 use super::schema::{table_exists, Tables};
-use super::SqliteCatalogue;
+use super::{SqliteCatalogue, SqliteOptions};
 use crate::runs::{RunCounts, RunLog, RunOutcome, RunRecord, RunStart, Watermarks};
 use crate::{CatalogueError, Result};
 use muninn_sync_model::{format_timestamp, parse_timestamp, Timestamp};
@@ -61,10 +61,6 @@ fn count(value: u64) -> i64 {
 }
 
 impl SqliteCatalogue {
-    fn run_tables_exist(&self) -> Result<bool> {
-        Ok(table_exists(&self.conn, &self.tables.runs)?)
-    }
-
     /// Runs `work` in a transaction of its own that takes the write lock at
     /// once, so that it waits its turn behind another synchronizer's batch.
     fn in_own_transaction<T>(&mut self, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
@@ -214,93 +210,168 @@ impl RunLog for SqliteCatalogue {
     }
 
     fn all_watermarks(&self) -> Result<BTreeMap<String, Watermarks>> {
-        let mut all: BTreeMap<String, Watermarks> = BTreeMap::new();
-        if !self.run_tables_exist()? {
-            return Ok(all);
-        }
-        let mut statement = self.conn.prepare(&format!(
-            "SELECT synchronizer, product_type, watermark FROM {}",
-            self.tables.watermarks
-        ))?;
-        let rows = statement.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                timestamp_column(row, 2)?,
-            ))
-        })?;
-        for row in rows {
-            let (synchronizer, product_type, time) = row?;
-            if let Some(time) = time {
-                all.entry(synchronizer)
-                    .or_default()
-                    .insert(product_type, time);
-            }
-        }
-        Ok(all)
+        read_watermarks(&self.conn, &self.tables)
     }
 
     fn runs(&self, synchronizer: Option<&str>, limit: usize) -> Result<Vec<RunRecord>> {
-        if !self.run_tables_exist()? {
-            return Ok(Vec::new());
-        }
-        let mut statement = self.conn.prepare(&format!(
-            "SELECT id, synchronizer, plugin, product_types, window_start, window_end, incremental, \
-             force, started, finished, pid, hostname, created, updated, unchanged, removed, failed, \
-             outcome, error FROM {} WHERE ?1 IS NULL OR synchronizer = ?1 ORDER BY id DESC LIMIT ?2",
-            self.tables.runs
-        ))?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = statement.query_map(params![synchronizer, limit], |row| {
-            let product_types: Option<String> = row.get(3)?;
-            let outcome: String = row.get(17)?;
-            let number = |i: usize| row.get::<_, i64>(i).map(|n| n.max(0) as u64);
-            Ok(RunRecord {
-                id: row.get(0)?,
-                start: RunStart {
-                    synchronizer: row.get(1)?,
-                    plugin: row.get(2)?,
-                    product_types: product_types.and_then(|t| serde_json::from_str(&t).ok()),
-                    window_start: timestamp_column(row, 4)?,
-                    window_end: timestamp_column(row, 5)?,
-                    incremental: row.get(6)?,
-                    force: row.get(7)?,
-                    started: timestamp_column(row, 8)?.unwrap_or_default(),
-                    pid: row.get(10)?,
-                    hostname: row.get(11)?,
-                },
-                finished: timestamp_column(row, 9)?,
-                counts: RunCounts {
-                    created: number(12)?,
-                    updated: number(13)?,
-                    unchanged: number(14)?,
-                    removed: number(15)?,
-                    failed: number(16)?,
-                },
-                outcome: RunOutcome::from_name(&outcome).unwrap_or(RunOutcome::Failed),
-                error: row.get(18)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        read_runs(&self.conn, &self.tables, synchronizer, limit)
     }
 
     fn last_successes(&self) -> Result<BTreeMap<String, Timestamp>> {
-        let mut last = BTreeMap::new();
-        if !self.run_tables_exist()? {
-            return Ok(last);
-        }
-        let mut statement = self.conn.prepare(&format!(
-            "SELECT synchronizer, max(finished) FROM {} WHERE outcome = ?1 GROUP BY synchronizer",
-            self.tables.runs
-        ))?;
-        let rows = statement.query_map([RunOutcome::Succeeded.name()], |row| {
-            Ok((row.get::<_, String>(0)?, timestamp_column(row, 1)?))
-        })?;
-        for row in rows {
-            if let (synchronizer, Some(time)) = row? {
-                last.insert(synchronizer, time);
-            }
-        }
-        Ok(last)
+        read_last_successes(&self.conn, &self.tables)
     }
+}
+
+/// The run history and watermarks of a catalogue, read without writing
+/// anything: what `muninn-sync ARCHIVE --list` and `--history` show. It
+/// opens the database read-only, creates no table, and takes no lock a
+/// running sync would wait for.
+pub struct RunHistory {
+    conn: Connection,
+    tables: Tables,
+}
+
+impl RunHistory {
+    /// Opens the catalogue's history; `None` when the database file does
+    /// not exist yet (no run has created it).
+    pub fn open(options: &SqliteOptions) -> anyhow::Result<Option<RunHistory>> {
+        use anyhow::Context as _;
+        super::schema::validate_table_prefix(&options.table_prefix)?;
+        if !options.path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(
+            &options.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| {
+            format!(
+                "cannot open the catalogue database \"{}\"",
+                options.path.display()
+            )
+        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch("SELECT count(*) FROM sqlite_master")
+            .with_context(|| {
+                format!(
+                    "\"{}\" is not a usable SQLite database",
+                    options.path.display()
+                )
+            })?;
+        Ok(Some(RunHistory {
+            conn,
+            tables: Tables::new(&options.table_prefix),
+        }))
+    }
+
+    /// Every synchronizer's watermarks.
+    pub fn all_watermarks(&self) -> Result<BTreeMap<String, Watermarks>> {
+        read_watermarks(&self.conn, &self.tables)
+    }
+
+    /// The latest `limit` runs, newest first, of one synchronizer or all.
+    pub fn runs(&self, synchronizer: Option<&str>, limit: usize) -> Result<Vec<RunRecord>> {
+        read_runs(&self.conn, &self.tables, synchronizer, limit)
+    }
+
+    /// When each synchronizer last succeeded.
+    pub fn last_successes(&self) -> Result<BTreeMap<String, Timestamp>> {
+        read_last_successes(&self.conn, &self.tables)
+    }
+}
+
+fn read_watermarks(conn: &Connection, tables: &Tables) -> Result<BTreeMap<String, Watermarks>> {
+    let mut all: BTreeMap<String, Watermarks> = BTreeMap::new();
+    if !table_exists(conn, &tables.watermarks)? {
+        return Ok(all);
+    }
+    let mut statement = conn.prepare(&format!(
+        "SELECT synchronizer, product_type, watermark FROM {}",
+        tables.watermarks
+    ))?;
+    let rows = statement.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            timestamp_column(row, 2)?,
+        ))
+    })?;
+    for row in rows {
+        let (synchronizer, product_type, time) = row?;
+        if let Some(time) = time {
+            all.entry(synchronizer)
+                .or_default()
+                .insert(product_type, time);
+        }
+    }
+    Ok(all)
+}
+
+fn read_runs(
+    conn: &Connection,
+    tables: &Tables,
+    synchronizer: Option<&str>,
+    limit: usize,
+) -> Result<Vec<RunRecord>> {
+    if !table_exists(conn, &tables.runs)? {
+        return Ok(Vec::new());
+    }
+    let mut statement = conn.prepare(&format!(
+        "SELECT id, synchronizer, plugin, product_types, window_start, window_end, incremental, \
+         force, started, finished, pid, hostname, created, updated, unchanged, removed, failed, \
+         outcome, error FROM {} WHERE ?1 IS NULL OR synchronizer = ?1 ORDER BY id DESC LIMIT ?2",
+        tables.runs
+    ))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = statement.query_map(params![synchronizer, limit], |row| {
+        let product_types: Option<String> = row.get(3)?;
+        let outcome: String = row.get(17)?;
+        let number = |i: usize| row.get::<_, i64>(i).map(|n| n.max(0) as u64);
+        Ok(RunRecord {
+            id: row.get(0)?,
+            start: RunStart {
+                synchronizer: row.get(1)?,
+                plugin: row.get(2)?,
+                product_types: product_types.and_then(|t| serde_json::from_str(&t).ok()),
+                window_start: timestamp_column(row, 4)?,
+                window_end: timestamp_column(row, 5)?,
+                incremental: row.get(6)?,
+                force: row.get(7)?,
+                started: timestamp_column(row, 8)?.unwrap_or_default(),
+                pid: row.get(10)?,
+                hostname: row.get(11)?,
+            },
+            finished: timestamp_column(row, 9)?,
+            counts: RunCounts {
+                created: number(12)?,
+                updated: number(13)?,
+                unchanged: number(14)?,
+                removed: number(15)?,
+                failed: number(16)?,
+            },
+            outcome: RunOutcome::from_name(&outcome).unwrap_or(RunOutcome::Failed),
+            error: row.get(18)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+fn read_last_successes(conn: &Connection, tables: &Tables) -> Result<BTreeMap<String, Timestamp>> {
+    let mut last = BTreeMap::new();
+    if !table_exists(conn, &tables.runs)? {
+        return Ok(last);
+    }
+    let mut statement = conn.prepare(&format!(
+        "SELECT synchronizer, max(finished) FROM {} WHERE outcome = ?1 GROUP BY synchronizer",
+        tables.runs
+    ))?;
+    let rows = statement.query_map([RunOutcome::Succeeded.name()], |row| {
+        Ok((row.get::<_, String>(0)?, timestamp_column(row, 1)?))
+    })?;
+    for row in rows {
+        if let (synchronizer, Some(time)) = row? {
+            last.insert(synchronizer, time);
+        }
+    }
+    Ok(last)
 }
