@@ -42,15 +42,16 @@ impl Synchronizer for Odata {
     }
 
     fn sync(&mut self, archive: &mut Archive<'_>, request: &SyncRequest) -> Result<()> {
+        // `-p` without values asks for no type at all, as in muninn.
         let product_types = match &request.product_types {
             Some(types) => types.clone(),
+            None if self.config.product_types.is_empty() => {
+                return Err(anyhow!(
+                    "no product types: name them with -p, or list them with the key \"product_types\""
+                ))
+            }
             None => self.config.product_types.clone(),
         };
-        if product_types.is_empty() {
-            return Err(anyhow!(
-                "no product types: name them with -p, or list them with the key \"product_types\""
-            ));
-        }
         for product_type in &product_types {
             if self.config.deletions {
                 self.remove_deleted(archive, request, product_type)?;
