@@ -1,7 +1,12 @@
 //! The archive's configuration: finding the file from an archive id, as
-//! muninn does, and reading the sections muninn-sync uses.
+//! muninn does, and reading the sections muninn-sync uses, from a TOML file
+//! or from muninn's own INI `.cfg` file.
+
+mod cfg;
+pub mod ini;
 
 use crate::duration::parse_duration;
+use crate::loader;
 use anyhow::{anyhow, bail, Context, Result};
 use muninn_sync_catalogue::SqliteOptions;
 use std::collections::BTreeMap;
@@ -30,6 +35,23 @@ const ARCHIVE_KEYS: [&str; 12] = [
 
 const SQLITE_KEYS: [&str; 3] = ["connection_string", "mod_spatialite_path", "table_prefix"];
 
+/// The keys of a synchronizer's section that the host reads and takes out
+/// before the plugin sees the section.
+const HOST_KEYS: [&str; 5] = [
+    "module",
+    "plugin",
+    "incremental",
+    "lookback",
+    "inactivity_timeout",
+];
+
+/// The start of a synchronizer section's name.
+const SYNCHRONIZER_PREFIX: &str = "synchronizer:";
+
+/// The file names an archive id stands for, in the order they are tried
+/// in each entry of the search path.
+const EXTENSIONS: [&str; 2] = ["toml", "cfg"];
+
 /// An archive's configuration file, read.
 #[derive(Debug, Clone)]
 pub struct ArchiveConfig {
@@ -41,13 +63,60 @@ pub struct ArchiveConfig {
     pub registered: Option<Vec<String>>,
     /// Every `["synchronizer:<name>"]` section by name.
     pub synchronizers: BTreeMap<String, toml::Table>,
+    source: Source,
+}
+
+/// The file's form and where its keys are, for messages.
+#[derive(Debug, Clone)]
+struct Source {
+    file: String,
+    /// muninn's INI form (`.cfg`), not TOML.
+    ini: bool,
+    /// In an INI file, the line of each key by section and key.
+    lines: cfg::KeyLines,
+}
+
+impl Source {
+    /// A section's header as the file writes it: `[synchronizer:x]` in an
+    /// INI file, `["synchronizer:x"]` in TOML.
+    fn header(&self, section: &str) -> String {
+        let bare = section
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if self.ini || bare {
+            format!("[{section}]")
+        } else {
+            format!("[\"{section}\"]")
+        }
+    }
+
+    /// `configuration file "f", section [s]`, with the key's line in an INI
+    /// file.
+    fn at(&self, section: &str, key: Option<&str>) -> String {
+        let line = key
+            .and_then(|key| self.lines.get(&(section.to_string(), key.to_string())))
+            .map(|line| format!(", line {line}"))
+            .unwrap_or_default();
+        format!(
+            "configuration file \"{}\"{line}, section {}",
+            self.file,
+            self.header(section)
+        )
+    }
+
+    /// The same with `, key "k"`.
+    fn at_key(&self, section: &str, key: &str) -> String {
+        format!("{}, key \"{key}\"", self.at(section, Some(key)))
+    }
 }
 
 /// One synchronizer's section.
 #[derive(Debug, Clone)]
 pub struct SynchronizerConfig {
     pub name: String,
-    /// The `module` key: a plugin name or the path of a plugin file.
+    /// The plugin to load, a plugin name or the path of a plugin file: the
+    /// `plugin` key when there is one (muninn-sync's own, so that a file
+    /// shared with Python muninn keeps its Python `module`), else `module`.
     pub module: String,
     /// The host's own keys of the section.
     pub run: RunSettings,
@@ -69,13 +138,8 @@ pub struct RunSettings {
 }
 
 impl RunSettings {
-    /// Takes the host's keys out of a section.
-    fn take(options: &mut toml::Table, file: &str, name: &str) -> Result<RunSettings> {
-        let at = |key: &str| {
-            format!(
-                "configuration file \"{file}\", section [\"synchronizer:{name}\"], key \"{key}\""
-            )
-        };
+    /// Takes the host's keys out of a section; `at` names a key's place.
+    fn take(options: &mut toml::Table, at: &dyn Fn(&str) -> String) -> Result<RunSettings> {
         let incremental = match options.remove("incremental") {
             None => false,
             Some(toml::Value::Boolean(b)) => b,
@@ -104,36 +168,45 @@ impl RunSettings {
     }
 }
 
-/// Finds an archive's configuration file: a path ending in `.toml` is taken
-/// as it is; an archive id is looked up as `<id>.toml` in the entries of
+/// Finds an archive's configuration file: a path ending in `.toml` or
+/// `.cfg` is taken as it is; an archive id is looked up in the entries of
 /// `search_path` (colon-separated; an entry is a directory, or a file whose
-/// name matches).
+/// name matches), entry by entry, as `<id>.toml` and then `<id>.cfg`: the
+/// first entry that has either wins, and within an entry the TOML file.
 pub fn locate(archive: &str, search_path: Option<&str>) -> Result<PathBuf> {
-    if archive.ends_with(".toml") {
+    if EXTENSIONS
+        .iter()
+        .any(|extension| archive.ends_with(&format!(".{extension}")))
+    {
         return Ok(PathBuf::from(archive));
     }
     if archive.is_empty() || archive.contains('/') || archive.contains(std::path::MAIN_SEPARATOR) {
         bail!("invalid archive identifier: \"{archive}\"");
     }
-    let file_name = format!("{archive}.toml");
+    let file_names = EXTENSIONS.map(|extension| format!("{archive}.{extension}"));
     let search_path = search_path.unwrap_or("");
     for entry in search_path.split(':').filter(|e| !e.is_empty()) {
         let entry = Path::new(entry);
-        if entry.is_dir() {
-            let candidate = entry.join(&file_name);
-            if candidate.is_file() {
-                return Ok(candidate);
+        for file_name in &file_names {
+            if entry.is_dir() {
+                let candidate = entry.join(file_name);
+                if candidate.is_file() {
+                    return Ok(candidate);
+                }
+            } else if entry.file_name().is_some_and(|n| n == file_name.as_str()) && entry.is_file()
+            {
+                return Ok(entry.to_path_buf());
             }
-        } else if entry.file_name().is_some_and(|n| n == file_name.as_str()) && entry.is_file() {
-            return Ok(entry.to_path_buf());
         }
     }
-    bail!("configuration file: \"{file_name}\" not found on search path ({CONFIG_PATH_VARIABLE}): \"{search_path}\"")
+    let [toml, cfg] = &file_names;
+    bail!("configuration file: \"{toml}\" or \"{cfg}\" not found on search path ({CONFIG_PATH_VARIABLE}): \"{search_path}\"")
 }
 
 impl ArchiveConfig {
-    /// Reads and checks a configuration file; errors name the file, the
-    /// section and the key.
+    /// Reads and checks a configuration file, muninn's INI form when its
+    /// name ends in `.cfg` and TOML otherwise; errors name the file, the
+    /// section and the key (and in an INI file the line).
     pub fn read(path: &Path) -> Result<ArchiveConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read configuration file \"{}\"", path.display()))?;
@@ -141,13 +214,33 @@ impl ArchiveConfig {
     }
 
     fn parse(path: &Path, text: &str) -> Result<ArchiveConfig> {
-        let file = path.display();
+        let file = path.display().to_string();
+        if path.extension().is_some_and(|e| e == "cfg") {
+            let (document, lines) = cfg::document(&file, text)?;
+            let source = Source {
+                file,
+                ini: true,
+                lines,
+            };
+            return Self::check(path, document, source);
+        }
         let document: toml::Table = toml::from_str(text).map_err(|e| {
             anyhow!(
                 "invalid TOML in configuration file \"{file}\": {}",
                 describe_toml_error(text, &e)
             )
         })?;
+        let source = Source {
+            file,
+            ini: false,
+            lines: Default::default(),
+        };
+        Self::check(path, document, source)
+    }
+
+    /// Checks the sections muninn-sync reads, from either form.
+    fn check(path: &Path, document: toml::Table, source: Source) -> Result<ArchiveConfig> {
+        let file = &source.file;
         let section = |name: &str| -> Result<Option<&toml::Table>> {
             match document.get(name) {
                 None => Ok(None),
@@ -159,45 +252,60 @@ impl ArchiveConfig {
             .ok_or_else(|| anyhow!("configuration file \"{file}\": missing [archive] section"))?;
         for key in archive.keys() {
             if !ARCHIVE_KEYS.contains(&key.as_str()) {
-                bail!("configuration file \"{file}\", section [archive]: unknown key \"{key}\" (known keys: {})", ARCHIVE_KEYS.join(", "));
+                bail!(
+                    "{}: unknown key \"{key}\" (known keys: {})",
+                    source.at("archive", Some(key)),
+                    ARCHIVE_KEYS.join(", ")
+                );
             }
         }
+        let at_database = source.at("archive", Some("database"));
         match archive.get("database") {
             Some(toml::Value::String(db)) if db == "sqlite" => {}
             Some(toml::Value::String(db)) if db == "postgresql" => bail!(
-                "configuration file \"{file}\", section [archive]: database \"postgresql\" is not supported yet; muninn-sync supports \"sqlite\""
+                "{at_database}: database \"postgresql\" is not supported yet; muninn-sync supports \"sqlite\""
             ),
-            Some(other) => bail!(
-                "configuration file \"{file}\", section [archive]: database must be \"sqlite\", not {other}"
+            Some(other) => bail!("{at_database}: database must be \"sqlite\", not {other}"),
+            None => bail!(
+                "configuration file \"{file}\", section [archive]: missing key \"database\" ({})",
+                if source.ini { "database = sqlite" } else { "database = \"sqlite\"" }
             ),
-            None => bail!("configuration file \"{file}\", section [archive]: missing key \"database\" (database = \"sqlite\")"),
         }
         let registered = match archive.get("synchronizers") {
             None => None,
-            Some(value) => Some(synchronizer_names(value).with_context(|| {
-                format!("configuration file \"{file}\", section [archive], key \"synchronizers\"")
-            })?),
+            Some(value) => Some(
+                synchronizer_names(value)
+                    .with_context(|| source.at_key("archive", "synchronizers"))?,
+            ),
         };
 
         let sqlite = section("sqlite")?
             .ok_or_else(|| anyhow!("configuration file \"{file}\": missing [sqlite] section (database = \"sqlite\" needs one)"))?;
         for key in sqlite.keys() {
             if !SQLITE_KEYS.contains(&key.as_str()) {
-                bail!("configuration file \"{file}\", section [sqlite]: unknown key \"{key}\" (known keys: {})", SQLITE_KEYS.join(", "));
+                bail!(
+                    "{}: unknown key \"{key}\" (known keys: {})",
+                    source.at("sqlite", Some(key)),
+                    SQLITE_KEYS.join(", ")
+                );
             }
         }
         let text_key = |key: &str| -> Result<Option<String>> {
             match sqlite.get(key) {
                 None => Ok(None),
                 Some(toml::Value::String(s)) => Ok(Some(s.clone())),
-                Some(other) => bail!("configuration file \"{file}\", section [sqlite]: {key} must be a string, not {other}"),
+                Some(other) => bail!(
+                    "{}: {key} must be a string, not {other}",
+                    source.at("sqlite", Some(key))
+                ),
             }
         };
         let connection_string = text_key("connection_string")?
             .ok_or_else(|| anyhow!("configuration file \"{file}\", section [sqlite]: missing key \"connection_string\" (the database file)"))?;
         if connection_string.trim().is_empty() || connection_string.trim() == ":memory:" {
             bail!(
-                "configuration file \"{file}\", section [sqlite]: connection_string must name a database file, not {connection_string:?} (a temporary database would keep nothing)"
+                "{}: connection_string must name a database file, not {connection_string:?} (a temporary database would keep nothing)",
+                source.at("sqlite", Some("connection_string"))
             );
         }
         let base = path.parent().unwrap_or(Path::new("."));
@@ -211,13 +319,15 @@ impl ArchiveConfig {
 
         let mut synchronizers = BTreeMap::new();
         for (key, value) in &document {
-            let Some(name) = key.strip_prefix("synchronizer:") else {
+            let Some(name) = key.strip_prefix(SYNCHRONIZER_PREFIX) else {
                 continue;
             };
-            check_synchronizer_name(name)
-                .with_context(|| format!("configuration file \"{file}\", section [\"{key}\"]"))?;
+            check_synchronizer_name(name).with_context(|| source.at(key, None))?;
             let toml::Value::Table(table) = value else {
-                bail!("configuration file \"{file}\": [\"{key}\"] must be a section");
+                bail!(
+                    "configuration file \"{file}\": {} must be a section",
+                    source.header(key)
+                );
             };
             synchronizers.insert(name.to_string(), table.clone());
         }
@@ -226,7 +336,15 @@ impl ArchiveConfig {
             sqlite: options,
             registered,
             synchronizers,
+            source,
         })
+    }
+
+    /// A synchronizer section's header as the file writes it, for messages:
+    /// `[synchronizer:x]` in a `.cfg` file, `["synchronizer:x"]` in TOML.
+    pub fn section_header(&self, synchronizer: &str) -> String {
+        self.source
+            .header(&format!("{SYNCHRONIZER_PREFIX}{synchronizer}"))
     }
 
     /// The names a user may pass as SYNCHRONIZER.
@@ -239,7 +357,9 @@ impl ArchiveConfig {
 
     /// The section of one synchronizer, checked as muninn checks it.
     pub fn synchronizer(&self, name: &str) -> Result<SynchronizerConfig> {
-        let file = self.path.display();
+        let file = &self.source.file;
+        let section = format!("{SYNCHRONIZER_PREFIX}{name}");
+        let header = self.source.header(&section);
         let known = self.known_synchronizers();
         if !known.iter().any(|k| k == name) {
             let listed = known
@@ -253,17 +373,41 @@ impl ArchiveConfig {
             .synchronizers
             .get(name)
             .cloned()
-            .ok_or_else(|| anyhow!("missing synchronizer \"{name}\" configuration: configuration file \"{file}\" has no [\"synchronizer:{name}\"] section"))?;
-        let module = match options.remove("module") {
-            Some(toml::Value::String(module)) if !module.trim().is_empty() => module,
-            Some(other) => bail!(
-                "configuration file \"{file}\", section [\"synchronizer:{name}\"]: module must be a plugin name or path, not {other}"
+            .ok_or_else(|| anyhow!("missing synchronizer \"{name}\" configuration: configuration file \"{file}\" has no {header} section"))?;
+        let mut text_key = |key: &str| -> Result<Option<String>> {
+            match options.remove(key) {
+                None => Ok(None),
+                Some(toml::Value::String(value)) if !value.trim().is_empty() => Ok(Some(value)),
+                Some(other) => bail!(
+                    "{}: {key} must be a plugin name or path, not {other}",
+                    self.source.at(&section, Some(key))
+                ),
+            }
+        };
+        let module_key = text_key("module")?;
+        let plugin = text_key("plugin")?;
+        let quote = |text: &str| {
+            if self.source.ini {
+                text.to_string()
+            } else {
+                format!("\"{text}\"")
+            }
+        };
+        let module = match (plugin, module_key) {
+            (Some(plugin), _) => plugin,
+            (None, Some(module)) if loader::is_python_module_path(&module) => bail!(
+                "{}: module \"{module}\" is a Python module (Python muninn's synchronizer); {}",
+                self.source.at(&section, Some("module")),
+                loader::rust_plugin_hint(&module, &quote)
             ),
-            None => bail!(
-                "missing module option for synchronizer \"{name}\": configuration file \"{file}\", section [\"synchronizer:{name}\"] needs module = \"<plugin>\""
+            (None, Some(module)) => module,
+            (None, None) => bail!(
+                "missing module option for synchronizer \"{name}\": configuration file \"{file}\", section {header} needs module = {} (or plugin = {}, which only muninn-sync reads)",
+                quote("<plugin>"),
+                quote("<plugin>")
             ),
         };
-        let run = RunSettings::take(&mut options, &file.to_string(), name)?;
+        let run = RunSettings::take(&mut options, &|key| self.source.at_key(&section, key))?;
         Ok(SynchronizerConfig {
             name: name.to_string(),
             module,
@@ -481,7 +625,7 @@ path = "feed.jsonl"
         assert_eq!(locate("demo", Some(file.to_str().unwrap())).unwrap(), file);
         let missing = message(locate("other", Some(dir_entry)));
         assert!(
-            missing.contains("\"other.toml\" not found on search path")
+            missing.contains("\"other.toml\" or \"other.cfg\" not found on search path")
                 && missing.contains(dir_entry),
             "{missing}"
         );
@@ -491,6 +635,260 @@ path = "feed.jsonl"
         assert_eq!(
             locate("x/archive.toml", None).unwrap(),
             Path::new("x/archive.toml")
+        );
+        assert_eq!(
+            locate("x/archive.cfg", None).unwrap(),
+            Path::new("x/archive.cfg")
+        );
+    }
+
+    #[test]
+    fn cfg_files_are_found_too_entry_by_entry_toml_first_within_one() {
+        let first = tempfile::tempdir().unwrap();
+        let second = tempfile::tempdir().unwrap();
+        let search = format!("{}:{}", first.path().display(), second.path().display());
+        let write = |dir: &tempfile::TempDir, name: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "").unwrap();
+            path
+        };
+        let later_toml = write(&second, "demo.toml");
+        assert_eq!(locate("demo", Some(&search)).unwrap(), later_toml);
+        // An earlier entry wins, whichever form it has.
+        let cfg = write(&first, "demo.cfg");
+        assert_eq!(locate("demo", Some(&search)).unwrap(), cfg);
+        // Within one entry, TOML first.
+        let toml = write(&first, "demo.toml");
+        assert_eq!(locate("demo", Some(&search)).unwrap(), toml);
+        // A file entry matches either name.
+        assert_eq!(locate("demo", Some(cfg.to_str().unwrap())).unwrap(), cfg);
+    }
+
+    fn parse_cfg(text: &str) -> Result<ArchiveConfig> {
+        ArchiveConfig::parse(Path::new("/etc/muninn/demo.cfg"), text)
+    }
+
+    const GOOD_CFG: &str = "\
+# muninn's own form
+[DEFAULT]
+root = /srv/muninn
+incremental = yes
+
+[archive]
+database = sqlite
+storage = none
+synchronizers = feed
+  other
+
+[sqlite]
+connection_string = %(root)s/demo.sqlite
+
+[synchronizer:feed]
+module = jsonl
+path = %(root)s/feed.jsonl
+product_types = [\"S2MSI1C\", \"S2MSI2A\"]
+page_size = 100
+ratio = 0.5
+strict = off
+numbered = 1
+label = \"quoted\"
+plain = some text
+since = 2024-01-01 10:00:00
+headers = { Authorization = \"Bearer x\" }
+discount = 10%%
+
+[synchronizer:feed.http]
+timeout = 30
+
+[synchronizer:feed.http.retry]
+attempts = 3
+
+[synchronizer:other]
+module = muninn_other.sync
+plugin = stac
+
+[other tool]
+anything = goes
+";
+
+    #[test]
+    fn a_muninn_cfg_file_reads_as_the_same_configuration() {
+        let config = parse_cfg(GOOD_CFG).unwrap();
+        assert_eq!(config.sqlite.path, Path::new("/srv/muninn/demo.sqlite"));
+        assert_eq!(
+            config.registered,
+            Some(vec!["feed".to_string(), "other".to_string()])
+        );
+        let feed = config.synchronizer("feed").unwrap();
+        assert_eq!(feed.module, "jsonl");
+        // incremental comes from [DEFAULT]: a key the host knows.
+        assert!(feed.run.incremental);
+        assert_eq!(
+            options_to_json(&feed.options),
+            serde_json::json!({
+                "path": "/srv/muninn/feed.jsonl",
+                "product_types": ["S2MSI1C", "S2MSI2A"],
+                "page_size": 100,
+                "ratio": 0.5,
+                "strict": false,
+                "numbered": 1,
+                "label": "quoted",
+                "plain": "some text",
+                "since": "2024-01-01 10:00:00",
+                "headers": {"Authorization": "Bearer x"},
+                "discount": "10%",
+                "http": {"timeout": 30, "retry": {"attempts": 3}},
+            })
+        );
+        // plugin wins over a Python module, and neither reaches the plugin.
+        let other = config.synchronizer("other").unwrap();
+        assert_eq!(other.module, "stac");
+        assert!(other.options.is_empty(), "{:?}", other.options);
+        assert_eq!(config.section_header("feed"), "[synchronizer:feed]");
+    }
+
+    #[test]
+    fn default_keys_count_only_where_muninn_sync_knows_them() {
+        // `root` in [DEFAULT] is no unknown key of [archive] or [sqlite],
+        // and the plugin does not get it; [sqlite] takes table_prefix from it.
+        let text = "[DEFAULT]\nroot = /srv\ntable_prefix = t_\n[archive]\ndatabase = sqlite\n[sqlite]\nconnection_string = %(root)s/x.sqlite\n[synchronizer:feed]\nmodule = jsonl\npath = %(root)s/f\n";
+        let config = parse_cfg(text).unwrap();
+        assert_eq!(config.sqlite.table_prefix, "t_");
+        let feed = config.synchronizer("feed").unwrap();
+        assert_eq!(
+            options_to_json(&feed.options),
+            serde_json::json!({"path": "/srv/f"})
+        );
+        // A key written in the section itself is checked as in TOML, with its line.
+        let unknown = message(parse_cfg(
+            &text.replace("database = sqlite", "database = sqlite\nstorge = none"),
+        ));
+        assert!(
+            unknown.contains("configuration file \"/etc/muninn/demo.cfg\", line 6, section [archive]: unknown key \"storge\""),
+            "{unknown}"
+        );
+    }
+
+    #[test]
+    fn typed_values_feed_the_host_keys_too() {
+        let text = "[archive]\ndatabase = sqlite\n[sqlite]\nconnection_string = x.sqlite\n[synchronizer:feed]\nmodule = \"jsonl\"\nincremental = True\nlookback = 1h\ninactivity_timeout = 600\n";
+        let feed = parse_cfg(text).unwrap().synchronizer("feed").unwrap();
+        assert_eq!(feed.module, "jsonl");
+        assert_eq!(
+            feed.run,
+            RunSettings {
+                incremental: true,
+                lookback: Some(Duration::from_secs(3600)),
+                timeout: Some(Duration::from_secs(600)),
+            }
+        );
+        let bad = message(
+            parse_cfg(&text.replace("lookback = 1h", "lookback = soon"))
+                .unwrap()
+                .synchronizer("feed"),
+        );
+        assert!(
+            bad.contains("\"/etc/muninn/demo.cfg\", line 8, section [synchronizer:feed], key \"lookback\": invalid duration \"soon\""),
+            "{bad}"
+        );
+    }
+
+    #[test]
+    fn a_python_module_is_refused_with_how_to_map_it() {
+        let text = "[archive]\ndatabase = sqlite\n[sqlite]\nconnection_string = x.sqlite\n[synchronizer:cdse]\nmodule = muninn_cdse.sync\n";
+        let python = message(parse_cfg(text).unwrap().synchronizer("cdse"));
+        assert_eq!(
+            python,
+            "configuration file \"/etc/muninn/demo.cfg\", line 6, section [synchronizer:cdse]: module \"muninn_cdse.sync\" is a Python module (Python muninn's synchronizer); muninn-sync loads Rust plugins (cdylib .so files). Map it: add plugin = odata (a built-in: jsonl, stac, odata) or plugin = /path/to/libyours.so to the section; Python muninn does not read that key. See docs/migrating-from-muninn.md, and docs/plugin-abi.md to write a plugin"
+        );
+        // In TOML the hint is written as TOML.
+        let toml = message(
+            parse("[archive]\ndatabase = \"sqlite\"\n[sqlite]\nconnection_string = \"x\"\n[\"synchronizer:m\"]\nmodule = \"pkg.sync\"\n")
+                .unwrap()
+                .synchronizer("m"),
+        );
+        assert!(
+            toml.contains("section [\"synchronizer:m\"]: module \"pkg.sync\" is a Python module")
+                && toml.contains("add plugin = \"<name>\" (one of the built-ins jsonl, stac, odata) or plugin = \"/path/to/libyours.so\""),
+            "{toml}"
+        );
+        let mapped = parse_cfg(&format!("{text}plugin = /opt/libcdse.so\n"))
+            .unwrap()
+            .synchronizer("cdse")
+            .unwrap();
+        assert_eq!(mapped.module, "/opt/libcdse.so");
+        let neither = message(
+            parse_cfg(&text.replace("module = muninn_cdse.sync", "url = x"))
+                .unwrap()
+                .synchronizer("cdse"),
+        );
+        assert!(
+            neither.contains("missing module option for synchronizer \"cdse\"")
+                && neither.contains(
+                    "section [synchronizer:cdse] needs module = <plugin> (or plugin = <plugin>"
+                ),
+            "{neither}"
+        );
+    }
+
+    #[test]
+    fn table_sections_need_their_synchronizer_and_no_clashing_key() {
+        let base = "[archive]\ndatabase = sqlite\n[sqlite]\nconnection_string = x.sqlite\n";
+        let orphan = message(parse_cfg(&format!(
+            "{base}[synchronizer:cdse.http]\ntimeout = 5\n"
+        )));
+        assert_eq!(
+            orphan,
+            "configuration file \"/etc/muninn/demo.cfg\", line 5, section [synchronizer:cdse.http]: this would be table \"http\" of synchronizer \"cdse\", but there is no [synchronizer:cdse] section (synchronizer names cannot contain '.')"
+        );
+        let clash = message(parse_cfg(&format!(
+            "{base}[synchronizer:cdse.http]\ntimeout = 5\n[synchronizer:cdse]\nmodule = odata\nhttp = {{ timeout = 1 }}\n"
+        )));
+        assert!(
+            clash.contains(
+                "section [synchronizer:cdse.http]: [synchronizer:cdse] already has a key \"http\""
+            ),
+            "{clash}"
+        );
+        let empty = message(parse_cfg(&format!(
+            "{base}[synchronizer:cdse]\nmodule = odata\n[synchronizer:cdse..x]\n"
+        )));
+        assert!(
+            empty.contains("a table name between dots is empty"),
+            "{empty}"
+        );
+        // A deeper table may come first in the file.
+        let config = parse_cfg(&format!(
+            "{base}[synchronizer:cdse.http.retry]\nattempts = 2\n[synchronizer:cdse]\nmodule = odata\n[synchronizer:cdse.http]\ntimeout = 5\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            options_to_json(&config.synchronizer("cdse").unwrap().options),
+            serde_json::json!({"http": {"timeout": 5, "retry": {"attempts": 2}}})
+        );
+    }
+
+    #[test]
+    fn cfg_syntax_and_interpolation_errors_name_file_and_line() {
+        let syntax = message(parse_cfg("[archive]\ndatabase = sqlite\njunk\n"));
+        assert!(
+            syntax.starts_with("configuration file \"/etc/muninn/demo.cfg\", line 3, section [archive]: \"junk\" is neither"),
+            "{syntax}"
+        );
+        let missing = message(parse_cfg(
+            "[archive]\ndatabase = sqlite\n[sqlite]\nconnection_string = %(root)s/x\n",
+        ));
+        assert!(
+            missing.starts_with("configuration file \"/etc/muninn/demo.cfg\", line 4, section [sqlite], key \"connection_string\": %(root)s refers to a key \"root\""),
+            "{missing}"
+        );
+        let names = message(parse_cfg(
+            "[archive]\ndatabase = sqlite\nsynchronizers = a, b\n[sqlite]\nconnection_string = x\n",
+        ));
+        assert!(
+            names.contains("line 3, section [archive], key \"synchronizers\"")
+                && names.contains("invalid synchronizer name \"a,\""),
+            "{names}"
         );
     }
 }

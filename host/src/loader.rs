@@ -10,6 +10,48 @@ use std::sync::Mutex;
 /// Where plugins named by name (`module = "jsonl"`) are searched first.
 pub const PLUGIN_PATH_VARIABLE: &str = "MUNINN_SYNC_PLUGIN_PATH";
 
+/// The plugins that come with muninn-sync.
+pub const BUILT_IN_PLUGINS: [&str; 3] = ["jsonl", "stac", "odata"];
+
+/// Whether a `module` value is a dotted Python module path, such as
+/// `muninn_cdse.sync`, which no plugin name or file can be.
+pub fn is_python_module_path(module: &str) -> bool {
+    let identifier = |part: &str| {
+        let mut chars = part.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    module.contains('.')
+        && !module.ends_with(std::env::consts::DLL_SUFFIX)
+        && module.split('.').all(identifier)
+}
+
+/// What to do about a Python muninn synchronizer module: the end of every
+/// message that finds one. `quote` writes a value as the configuration
+/// file's form needs it.
+pub fn rust_plugin_hint(module: &str, quote: &dyn Fn(&str) -> String) -> String {
+    let lower = module.to_ascii_lowercase();
+    // A built-in that plainly does the module's job; CDSE is an OData catalogue.
+    let suggestion = BUILT_IN_PLUGINS
+        .into_iter()
+        .find(|name| lower.contains(name))
+        .or_else(|| lower.contains("cdse").then_some("odata"));
+    let built_ins = BUILT_IN_PLUGINS.join(", ");
+    let named = match suggestion {
+        Some(name) => format!("plugin = {} (a built-in: {built_ins})", quote(name)),
+        None => format!(
+            "plugin = {} (one of the built-ins {built_ins})",
+            quote("<name>")
+        ),
+    };
+    format!(
+        "muninn-sync loads Rust plugins (cdylib .so files). Map it: add {named} or plugin = {} to the section; Python muninn does not read that key. See docs/migrating-from-muninn.md, and docs/plugin-abi.md to write a plugin",
+        quote("/path/to/libyours.so")
+    )
+}
+
 /// A loaded plugin. Plugins are never unloaded: the root module and the code
 /// behind it live as long as the process.
 #[derive(Clone, Copy)]
@@ -77,6 +119,14 @@ pub fn resolve(module: &str, config_dir: &Path) -> Result<PathBuf> {
         }
         return Ok(path);
     }
+    // Written in either form of the configuration.
+    let quote = |text: &str| format!("\"{text}\"");
+    if is_python_module_path(module) {
+        bail!(
+            "\"{module}\" is a Python module (Python muninn's synchronizer), not a plugin name or file; {}",
+            rust_plugin_hint(module, &quote)
+        );
+    }
     let valid_name = module
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
@@ -98,7 +148,15 @@ pub fn resolve(module: &str, config_dir: &Path) -> Result<PathBuf> {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    bail!("plugin \"{module}\" not found; looked for {looked} (set {PLUGIN_PATH_VARIABLE} to add directories)")
+    let mut message = format!("plugin \"{module}\" not found; looked for {looked} (set {PLUGIN_PATH_VARIABLE} to add directories)");
+    // A name with '-' cannot be imported by Python.
+    if !module.contains('-') && !module.starts_with(|c: char| c.is_ascii_digit()) {
+        message.push_str(&format!(
+            ". If \"{module}\" is Python muninn's synchronizer module: {}",
+            rust_plugin_hint(module, &quote)
+        ));
+    }
+    bail!(message)
 }
 
 /// Loads a plugin file once per process: a second synchronizer with the
@@ -244,5 +302,51 @@ mod tests {
             message.contains("plugin file not found: \"/etc/./libnosuch.so\""),
             "{message}"
         );
+    }
+
+    #[test]
+    fn python_module_paths_are_told_apart_from_plugin_names_and_files() {
+        for python in ["muninn_cdse.sync", "mypackage.sync", "_private.mod.x"] {
+            assert!(is_python_module_path(python), "{python}");
+        }
+        for not in [
+            "jsonl",
+            "libjsonl.so",
+            "./libx.so",
+            "a/b.c",
+            "1a.b",
+            "a..b",
+            "a.",
+            "a-b.c",
+        ] {
+            assert!(!is_python_module_path(not), "{not}");
+        }
+    }
+
+    #[test]
+    fn a_python_module_says_how_to_map_it_to_a_rust_plugin() {
+        let dotted = resolve("mypackage.sync", Path::new("/etc"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            dotted,
+            "\"mypackage.sync\" is a Python module (Python muninn's synchronizer), not a plugin name or file; muninn-sync loads Rust plugins (cdylib .so files). Map it: add plugin = \"<name>\" (one of the built-ins jsonl, stac, odata) or plugin = \"/path/to/libyours.so\" to the section; Python muninn does not read that key. See docs/migrating-from-muninn.md, and docs/plugin-abi.md to write a plugin"
+        );
+        // A plain name may be either; when no plugin has it, the message
+        // says what to do if it was Python's.
+        let plain = resolve("muninn_stac_sync", Path::new("/etc"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            plain.contains("plugin \"muninn_stac_sync\" not found; looked for")
+                && plain.contains(". If \"muninn_stac_sync\" is Python muninn's synchronizer module: muninn-sync loads Rust plugins")
+                && plain.contains("add plugin = \"stac\" (a built-in: jsonl, stac, odata)"),
+            "{plain}"
+        );
+        // Python cannot import a name with '-'.
+        let hyphen = resolve("my-plugin", Path::new("/etc"))
+            .unwrap_err()
+            .to_string();
+        assert!(!hyphen.contains("Python"), "{hyphen}");
     }
 }

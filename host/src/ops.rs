@@ -393,8 +393,9 @@ fn history(
         if !opened.config.synchronizers.contains_key(name) {
             // Still shown: the history may hold runs of a removed section.
             tracing::warn!(
-                "configuration file \"{}\" has no [\"synchronizer:{name}\"] section",
-                opened.config.path.display()
+                "configuration file \"{}\" has no {} section",
+                opened.config.path.display(),
+                opened.config.section_header(name)
             );
         }
     }

@@ -121,9 +121,9 @@ pub fn run(args: &Args) -> Result<()> {
         .into_result()
         .map_err(|e| {
             anyhow!(
-                "configuration file \"{}\", section [\"synchronizer:{}\"]: {e} ({})",
+                "configuration file \"{}\", section {}: {e} ({})",
                 config.path.display(),
-                section.name,
+                config.section_header(&section.name),
                 plugin.describe()
             )
         })?;

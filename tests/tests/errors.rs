@@ -62,8 +62,13 @@ fn archive_ids_are_resolved_on_the_search_path() {
     let dir = archive.dir.path();
     let search = format!("/nonexistent:{}", dir.display());
     muninn_sync(dir, &["mine", "feed"], &[("MUNINN_CONFIG_PATH", &search)]).assert_ok();
-    muninn_sync(dir, &["other", "feed"], &[("MUNINN_CONFIG_PATH", &search)])
-        .assert_error(1, &["\"other.toml\" not found on search path", &search]);
+    muninn_sync(dir, &["other", "feed"], &[("MUNINN_CONFIG_PATH", &search)]).assert_error(
+        1,
+        &[
+            "\"other.toml\" or \"other.cfg\" not found on search path",
+            &search,
+        ],
+    );
     muninn_sync(dir, &["t/x", "feed"], &[("MUNINN_CONFIG_PATH", &search)])
         .assert_error(1, &["invalid archive identifier: \"t/x\""]);
     muninn_sync(dir, &["missing.toml", "feed"], &[]).assert_error(1, &["missing.toml"]);

@@ -47,8 +47,8 @@ impl Synchronizer for Odata {
             Some(types) => types.clone(),
             None if self.config.product_types.is_empty() => {
                 return Err(anyhow!(
-                    "no product types: name them with -p, or list them with the key \"product_types\""
-                ))
+                "no product types: name them with -p, or list them with the key \"product_types\""
+            ))
             }
             None => self.config.product_types.clone(),
         };
