@@ -4,10 +4,14 @@ use reqwest::StatusCode;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-/// Statuses that say "not now" rather than "not this request": throttling,
-/// and the server or a gateway in front of it failing.
+/// Statuses that say "not now" rather than "not this request": a request
+/// timeout, throttling, and the server or a gateway in front of it failing
+/// (every 5xx, and the 52x of CDN proxies, but the three that are about the
+/// request itself: 501 Not Implemented, 505 HTTP Version Not Supported and
+/// 511 Network Authentication Required).
 pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504)
+    let code = status.as_u16();
+    code == 408 || code == 429 || ((500..600).contains(&code) && !matches!(code, 501 | 505 | 511))
 }
 
 /// Statuses whose `Retry-After` the client honours.
@@ -135,13 +139,13 @@ mod tests {
 
     #[test]
     fn retryable_statuses() {
-        for code in [429, 500, 502, 503, 504] {
+        for code in [408, 429, 500, 502, 503, 504, 507, 520, 522, 524] {
             assert!(
                 is_retryable_status(StatusCode::from_u16(code).unwrap()),
                 "{code}"
             );
         }
-        for code in [200, 301, 400, 401, 403, 404, 409, 501, 505] {
+        for code in [200, 301, 400, 401, 403, 404, 409, 422, 501, 505, 511] {
             assert!(
                 !is_retryable_status(StatusCode::from_u16(code).unwrap()),
                 "{code}"
