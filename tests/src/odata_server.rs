@@ -53,6 +53,11 @@ pub struct OdataServer {
     /// Requests in any 60 s before a 429 (CDSE: 2,000 a minute per user);
     /// `None`: no limit.
     pub requests_per_minute: Option<usize>,
+    /// Called before each answer with the request's number (0-based), its
+    /// target, the products and the deleted products: a service whose data
+    /// changes while a client reads it.
+    #[allow(clippy::type_complexity)]
+    pub before_answer: Option<Box<dyn FnMut(usize, &str, &mut Products, &mut Products) + Send>>,
 }
 
 impl Default for OdataServer {
@@ -64,6 +69,7 @@ impl Default for OdataServer {
             outage: None,
             seen: Vec::new(),
             requests_per_minute: Some(2000),
+            before_answer: None,
         }
     }
 }
@@ -438,6 +444,11 @@ fn answer(
     let mut server = state.lock().unwrap();
     server.seen.push(target.to_string());
     let number = server.seen.len() - 1;
+    if let Some(mut change) = server.before_answer.take() {
+        let server = &mut *server;
+        change(number, target, &mut server.products, &mut server.deleted);
+        server.before_answer = Some(change);
+    }
     if let Some((from, status)) = server.outage {
         if number >= from {
             return Answer::error(status, "the service is unavailable (scripted)".into());

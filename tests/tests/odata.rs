@@ -1239,3 +1239,143 @@ fn more_products_with_one_time_than_skip_can_pass_are_read_by_their_sensing_time
         "0 created, 0 updated, 0 removed, 0 failed, 12010 unchanged",
     );
 }
+
+/// A CDSE time `minutes` from now, as CDSE writes it.
+fn minutes_from_now(minutes: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::minutes(minutes))
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+#[test]
+fn products_that_move_away_while_a_crowd_of_one_time_is_read_cost_nothing() {
+    // 3,000 products share one ModificationDate; after the first page, a
+    // second bulk change moves the 600 with the lowest Ids to a later time.
+    // A $skip counted from what was read would now step over unread ones.
+    let crowd = "2024-01-05T12:00:00.000000Z";
+    let mut all = product_list(0..3000, "S2MSI1C", |_| crowd.into());
+    all.extend(product_list(3000..3005, "S2MSI1C", |n| {
+        format!("2024-01-06T0{}:00:00.000Z", n - 3000)
+    }));
+    let mut lowest: Vec<String> = all[..3000].iter().map(|p| id(p).to_string()).collect();
+    lowest.sort();
+    lowest.truncate(600);
+    let state = server(all);
+    state.lock().unwrap().before_answer = Some(Box::new(move |number, target, products, _| {
+        if number == 1 && target.starts_with("/odata/v1/Products") {
+            for id in &lowest {
+                products.update(id, |p| {
+                    p["ModificationDate"] = json!("2024-01-05T13:00:00.000000Z")
+                });
+            }
+        }
+    }));
+    let base = serve(state.clone());
+    let archive = archive(&base, &[("deletions", Some("false"))]);
+    let run = archive.sync(&["cdse", "-p", "S2MSI1C"]);
+    run.assert_ok();
+    assert!(
+        run.stderr.contains("changed while they were being read"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(archive.count("SELECT count(*) FROM core"), 3005);
+    // The moved ones carry their new time.
+    assert_eq!(
+        archive.count("SELECT count(*) FROM cdse WHERE ModificationDate = '2024-01-05 13:00:00'"),
+        600
+    );
+}
+
+#[test]
+fn a_deletion_made_while_the_products_are_read_is_applied_by_the_next_run() {
+    let all = product_list(0..5, "S2MSI1C", |n| minutes_from_now(-120 + n as i64));
+    let victim = all[0].clone();
+    let state = server(all);
+    let base = serve(state.clone());
+    let archive = archive(&base, &[("incremental", Some("true"))]);
+    assert_done(
+        &archive.sync(&["cdse", "-p", "S2MSI1C"]),
+        "5 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
+    );
+    // During the next run's product read (its deletions were read first),
+    // CDSE deletes the victim and changes another product: a long read
+    // would see that change, minutes later than the deletion.
+    let once = std::sync::atomic::AtomicBool::new(false);
+    let later = product(99, "S2MSI1C", &minutes_from_now(20));
+    state.lock().unwrap().before_answer =
+        Some(Box::new(move |_, target, products, deleted_now| {
+            if target.starts_with("/odata/v1/Products")
+                && !once.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                products.remove(id(&victim));
+                deleted_now.push(deleted(&victim, &minutes_from_now(0), "Corrupted product"));
+                products.push(later.clone());
+            }
+        }));
+    archive.sync(&["cdse", "-p", "S2MSI1C"]).assert_ok();
+    // The change dated in the future is not read before its time: the
+    // window of a run with deletions ends when the run starts.
+    assert_eq!(archive.count("SELECT count(*) FROM core"), 5);
+    let third = archive.sync(&["cdse", "-p", "S2MSI1C"]);
+    assert_done(
+        &third,
+        "0 created, 0 updated, 1 removed, 0 failed, 4 unchanged",
+    );
+    assert!(
+        third.stderr.contains("Corrupted product"),
+        "{}",
+        third.stderr
+    );
+}
+
+#[test]
+fn a_product_muninn_holds_under_the_same_name_is_left_alone() {
+    let all = product_list(0..3, "S2MSI1C", |n| {
+        format!("2024-01-0{}T10:00:00.000Z", n + 1)
+    });
+    let first_name = all[0]["Name"].as_str().unwrap().to_string();
+    let state = server(all);
+    let base = serve(state.clone());
+    let archive = archive(&base, &[("deletions", Some("false"))]);
+    archive.sync(&["cdse", "-p", "S2MSI1C"]).assert_ok();
+    {
+        // As if muninn had ingested the first product itself: its own uuid,
+        // a local file, no cdse row.
+        let db = rusqlite::Connection::open(archive.path("catalogue.sqlite")).unwrap();
+        db.execute_batch(
+            "DELETE FROM cdse WHERE uuid = (SELECT uuid FROM core ORDER BY validity_start LIMIT 1);
+             UPDATE core SET uuid = '00000000000000000000000000000001', archive_path = 'S2/2024',
+                 size = 1, hash = 'md5:00000000000000000000000000000000'
+             WHERE uuid = (SELECT uuid FROM core ORDER BY validity_start LIMIT 1);",
+        )
+        .unwrap();
+    }
+    state
+        .lock()
+        .unwrap()
+        .products
+        .push(product(7, "S2MSI1C", "2024-01-09T10:00:00.000Z"));
+    let run = archive.sync(&["cdse", "-p", "S2MSI1C", "--force"]);
+    assert_done(
+        &run,
+        "1 created, 2 updated, 0 removed, 0 failed, 0 unchanged",
+    );
+    assert!(
+        run.stderr.contains("left alone")
+            && run.stderr.contains("00000000-0000-0000-0000-000000000001"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        archive.strings(&format!(
+            "SELECT archive_path || ' ' || size FROM core WHERE product_name = '{}'",
+            first_name.trim_end_matches(".SAFE")
+        )),
+        ["S2/2024 1"]
+    );
+    assert_eq!(
+        archive.strings("SELECT watermark FROM muninn_sync_watermarks"),
+        ["2024-01-09 10:00:00"]
+    );
+}

@@ -52,11 +52,20 @@ impl Synchronizer for Odata {
             }
             None => self.config.product_types.clone(),
         };
+        // With deletions, an open window ends now, for both reads: the
+        // products' watermark then never passes a deletion made while they
+        // were read, which the next run would no longer ask for.
+        let mut request = request.clone();
+        if self.config.deletions && request.end.is_none() {
+            request.end = Some(muninn_sync_plugin_api::model::truncate_to_micros(
+                chrono::Utc::now(),
+            ));
+        }
         for product_type in &product_types {
             if self.config.deletions {
-                self.remove_deleted(archive, request, product_type)?;
+                self.remove_deleted(archive, &request, product_type)?;
             }
-            self.sync_products(archive, request, product_type)?;
+            self.sync_products(archive, &request, product_type)?;
         }
         Ok(())
     }
@@ -215,7 +224,13 @@ impl Odata {
                         );
                         continue;
                     };
-                    if archive.remove(uuid)? {
+                    let existed = archive.remove(uuid).map_err(|e| {
+                        anyhow!(
+                            "removing {name} ({}), deleted from the service: {e:#}",
+                            entry.id
+                        )
+                    })?;
+                    if existed {
                         removed += 1;
                         let cause = entry
                             .json
@@ -254,6 +269,21 @@ fn apply_one(
     force: bool,
 ) -> Result<()> {
     let existing = match existing {
+        // muninn's product of that name, not one synced from the service
+        // (ingested, or another synchronizer's): left as it is, since
+        // rewriting its size, hash or physical name would describe a file
+        // the archive does not hold.
+        Some(existing)
+            if existing.uuid != product.uuid && !existing.namespaces.contains_key(NAMESPACE) =>
+        {
+            tracing::warn!(
+                product = %product.product_name,
+                id = %product.uuid.hyphenated(),
+                "left alone: the catalogue has a product of that type and name that was not synced from the service (uuid {})",
+                existing.uuid.hyphenated()
+            );
+            return Ok(());
+        }
         Some(existing) => existing,
         None => match archive.create_properties(product) {
             Ok(()) => return Ok(()),
@@ -347,9 +377,14 @@ fn read_ahead<T: Send>(
         }
         stopped.store(true, Ordering::Relaxed);
         drop(receiver);
-        let requests = reader
-            .join()
-            .map_err(|_| anyhow!("the thread reading the service panicked"))?;
+        let requests = reader.join().map_err(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            anyhow!("the thread reading the service panicked: {why}")
+        })?;
         outcome.map(|()| requests)
     })
 }

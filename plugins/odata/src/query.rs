@@ -211,8 +211,20 @@ impl<'c> Pager<'c> {
         // time: step over all but half a page of them, so that a page
         // always brings new ones, and a product that moved away while
         // we read cannot make us step over one we have not seen.
-        let half_page = self.page_length.min(self.query.page_size as usize) / 2;
-        let skip = self.at_cursor.len().saturating_sub(half_page);
+        // Half a page is read again, so that the page's first product shows
+        // whether the skip stepped over read products only (below); pages
+        // of one product cannot both overlap and advance.
+        let page = self.page_length.min(self.query.page_size as usize);
+        let overlap = if page >= 2 { page / 2 } else { 0 };
+        let skip = self.at_cursor.len().saturating_sub(overlap);
+        if skip > MAX_SKIP && self.query.time_field != TIE_BREAKER {
+            tracing::info!(
+                entity_set = self.query.entity_set,
+                "more than {MAX_SKIP} products have {} {}: reading them in order of {TIE_BREAKER}",
+                self.query.time_field,
+                self.cursor.map(|c| literal_time(&c)).unwrap_or_default()
+            );
+        }
         if skip > MAX_SKIP {
             return self.read_within();
         }
@@ -228,9 +240,17 @@ impl<'c> Pager<'c> {
                 ))
             }
         };
+        if skip > 0 && overlap > 0 && !self.skipped_only_read(&listed) {
+            // Products read at the cursor's time moved away (changed again,
+            // or deleted) since: the skip may have stepped over unread ones.
+            return self.reread_crowd(&url);
+        }
         let full = listed.len() >= self.query.page_size as usize;
         self.page_length = listed.len().max(1);
-        let more = full || page.get("@odata.nextLink").is_some_and(|l| !l.is_null());
+        // The service leaves the next link out where the next page would
+        // need a `$skip` past its cap, however many products follow.
+        let at_cap = !listed.is_empty() && skip + listed.len() > MAX_SKIP;
+        let more = full || at_cap || page.get("@odata.nextLink").is_some_and(|l| !l.is_null());
         let fresh = self.fresh(&url, listed)?;
         if fresh.is_empty() {
             if more {
@@ -246,6 +266,46 @@ impl<'c> Pager<'c> {
         Ok(Some(fresh))
     }
 
+    /// Whether a page asked for with a `$skip` starts with a product read
+    /// before at the cursor's time: then every product stepped over was
+    /// read before too (the service orders a time's products by Id, and
+    /// the read ones are the first of them).
+    fn skipped_only_read(&self, listed: &[Json]) -> bool {
+        let Some(first) = listed.first() else {
+            return false;
+        };
+        let id_read = first
+            .get("Id")
+            .and_then(Json::as_str)
+            .is_some_and(|id| self.at_cursor.contains(id));
+        let at_cursor_time = crate::product::time(first, &self.query.time_field)
+            .ok()
+            .flatten()
+            .is_some_and(|t| Some(t) == self.cursor);
+        id_read && at_cursor_time
+    }
+
+    /// After a `$skip` that may have stepped over unread products: reads
+    /// the cursor's time again whole (in the order of [`TIE_BREAKER`],
+    /// dropping what was read), or, when that is what is being read
+    /// already, stops rather than miss products.
+    fn reread_crowd(&mut self, url: &str) -> Result<Option<Vec<Entry>>> {
+        if self.query.time_field == TIE_BREAKER {
+            return Err(anyhow!(
+                "GET {}: products read at {TIE_BREAKER} {} changed while they were being read, and $skip cannot step over them safely; run the sync again",
+                self.client.redact(url),
+                self.cursor.map(|c| literal_time(&c)).unwrap_or_default()
+            ));
+        }
+        tracing::info!(
+            entity_set = self.query.entity_set,
+            "products read at {} {} changed while they were being read: reading that time again, in order of {TIE_BREAKER}",
+            self.query.time_field,
+            self.cursor.map(|c| literal_time(&c)).unwrap_or_default()
+        );
+        self.read_within()
+    }
+
     /// Starts reading the products of the cursor's time in the order of
     /// [`TIE_BREAKER`]: more of them than `$skip` can step over share that
     /// time (a bulk change stamps thousands of products with one time).
@@ -259,17 +319,12 @@ impl<'c> Pager<'c> {
         };
         if self.query.time_field == TIE_BREAKER {
             return Err(anyhow!(
-                "{}: more than {MAX_SKIP} products have {TIE_BREAKER} {}; the service cannot page past them",
+                "{} (filter {}): more than {MAX_SKIP} products have {TIE_BREAKER} {}; the service cannot page past them",
                 self.query.entity_set,
+                self.query.clauses.join(" and "),
                 literal_time(&cursor)
             ));
         }
-        tracing::info!(
-            entity_set = self.query.entity_set,
-            "more than {MAX_SKIP} products have {} {}: reading them in order of {TIE_BREAKER}",
-            self.query.time_field,
-            literal_time(&cursor)
-        );
         let field = &self.query.time_field;
         let next = cursor + chrono::TimeDelta::microseconds(1);
         let mut clauses = self.query.clauses.clone();
