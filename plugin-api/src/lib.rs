@@ -44,6 +44,17 @@
 //! export_plugin!("hello", Hello);
 //! ```
 //!
+//! `examples/plugin-template/` in muninn-sync's repository is a plugin to
+//! start from: a crate of its own that reads a CSV listing of products,
+//! with unit tests and a README on building, configuring and testing it.
+//!
+//! To unit-test a plugin's `sync` without a database, turn this crate's
+//! `memory` feature on in `[dev-dependencies]` and run it against
+//! `memory::MemoryArchive`: an archive in memory with the catalogue's rules,
+//! which reports what the run created, updated, removed, skipped and which
+//! watermarks it raised. The `memory` module's documentation has a complete
+//! test.
+//!
 //! The ABI itself (what crosses the boundary, its versioning rule) is in
 //! [`ffi`] and docs/plugin-abi.md.
 //!
@@ -62,6 +73,8 @@ pub mod ffi;
 #[cfg(feature = "http")]
 pub mod http;
 mod logging;
+#[cfg(feature = "memory")]
+pub mod memory;
 mod plugin;
 
 pub use archive::{Archive, Outcome, ProductWalk, ScanCursor, ScanRow, WatermarkTracker};

@@ -36,8 +36,10 @@ pub trait Synchronizer: Sized + 'static {
     fn sync(&mut self, archive: &mut Archive<'_>, request: &SyncRequest) -> Result<()>;
 }
 
-/// The arguments of muninn's `sync`.
-#[derive(Debug, Clone, PartialEq)]
+/// The arguments of muninn's `sync`. The default is what a plain
+/// `muninn-sync ARCHIVE SYNCHRONIZER` asks for: every product type, every
+/// change, no `--force`.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct SyncRequest {
     /// `None`: every product type the synchronizer knows. `Some(vec![])`:
     /// none (muninn-sync `-p` given without values).
@@ -63,7 +65,23 @@ impl SyncRequest {
             .is_none_or(|types| types.iter().any(|t| t == product_type))
     }
 
-    fn from_ffi(request: FfiSyncRequest) -> Result<SyncRequest> {
+    /// The request in its ABI form, as the host sends it.
+    #[cfg(feature = "memory")]
+    pub(crate) fn to_ffi(&self) -> FfiSyncRequest {
+        use muninn_sync_model::to_micros;
+        FfiSyncRequest {
+            product_types: self
+                .product_types
+                .as_ref()
+                .map(|types| types.iter().map(|t| RString::from(t.as_str())).collect())
+                .into(),
+            start: self.start.as_ref().map(to_micros).into(),
+            end: self.end.as_ref().map(to_micros).into(),
+            force: self.force,
+        }
+    }
+
+    pub(crate) fn from_ffi(request: FfiSyncRequest) -> Result<SyncRequest> {
         Ok(SyncRequest {
             product_types: request
                 .product_types

@@ -1,0 +1,994 @@
+//! An archive held in memory, for unit tests of a synchronizer: its `sync`
+//! runs against the same [`Archive`] muninn-sync hands it, with the
+//! catalogue's rules, and no database.
+//!
+//! Turn the `memory` feature on for tests only:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! muninn-sync-plugin-api = { version = "1", features = ["memory"] }
+//! ```
+//!
+//! A complete test: a synchronizer that keeps the products named in its
+//! configuration, configured from its section as the archive's
+//! configuration file would write it, synced twice.
+//!
+//! ```
+//! use muninn_sync_plugin_api::memory::MemoryArchive;
+//! use muninn_sync_plugin_api::{Archive, Context, Product, SyncRequest, Synchronizer};
+//!
+//! #[derive(serde::Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! struct Config {
+//!     product_type: String,
+//!     names: Vec<String>,
+//! }
+//!
+//! struct Named(Config);
+//!
+//! impl Synchronizer for Named {
+//!     type Config = Config;
+//!
+//!     fn new(config: Config, _context: &Context) -> anyhow::Result<Self> {
+//!         Ok(Named(config))
+//!     }
+//!
+//!     fn sync(&mut self, archive: &mut Archive<'_>, request: &SyncRequest) -> anyhow::Result<()> {
+//!         for name in &self.0.names {
+//!             let mut product = Product::new(&self.0.product_type, name);
+//!             product.remote_url = Some(format!("https://example.org/{name}"));
+//!             archive.apply(&product, request.force, &[])?;
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # fn main() -> anyhow::Result<()> {
+//! let section = r#"
+//!     module = "named"                # muninn-sync's own keys are taken out
+//!     product_type = "T"
+//!     names = ["a", "b"]
+//! "#;
+//! let mut archive = MemoryArchive::new();
+//! let first = archive.run::<Named>(section, &SyncRequest::default())?;
+//! assert_eq!((first.created, first.unchanged), (2, 0), "{first}");
+//! assert_eq!(archive.names("T"), ["a", "b"]);
+//! let stored = archive.product("T", "a").expect("a is held");
+//! assert_eq!(stored.remote_url.as_deref(), Some("https://example.org/a"));
+//! assert!(stored.metadata_date.is_some(), "set by the catalogue");
+//!
+//! // Nothing changed remotely: nothing is written.
+//! let again = archive.run::<Named>(section, &SyncRequest::default())?;
+//! assert_eq!(again.changes(), 0);
+//! assert_eq!(again.unchanged, 2);
+//!
+//! // A misspelt key is the error muninn-sync would report.
+//! let error = archive.run::<Named>("product_typ = \"T\"", &SyncRequest::default()).unwrap_err();
+//! assert!(error.to_string().contains("unknown field `product_typ`"), "{error}");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The pieces:
+//!
+//! - [`MemoryArchive::run`] configures a synchronizer from its section
+//!   ([`configure`]) and syncs it; [`MemoryArchive::sync`] syncs one you
+//!   made yourself. Both return a [`SyncReport`]: the counts muninn-sync's
+//!   summary shows, the skipped products with their messages, the
+//!   watermarks the run raised, and every notification.
+//! - [`MemoryArchive::archive`] is the [`Archive`] itself, for testing a
+//!   helper of your own that takes one; [`MemoryArchive::take_report`] then
+//!   says what it did.
+//! - [`MemoryArchive::insert`] and [`MemoryArchive::set_watermark`] set up
+//!   what earlier runs left; [`MemoryArchive::product`],
+//!   [`MemoryArchive::names`], [`MemoryArchive::products`] and
+//!   [`MemoryArchive::watermarks`] show what the archive holds now.
+//!
+//! What the archive does as the catalogue does:
+//!
+//! - `create` refuses an invalid product (the checks of
+//!   [`Product::validate`]), a duplicate (`product_type`, `product_name`),
+//!   (`archive_path`, `physical_name`) or uuid, and sets `metadata_date`.
+//! - `update` changes only what the [`Update`] names, refuses a product that
+//!   is not there, the uuid and `metadata_date`, and a change that makes a
+//!   duplicate; it sets `metadata_date`.
+//! - `remove` says whether there was a product to remove.
+//! - A namespace property's first value fixes its type for every product: a
+//!   value of another type is refused, except that a whole number in a real
+//!   property is widened, and a real in an integer property widens the
+//!   property. Names that differ only in case are one property.
+//! - Look-ups read core and the namespaces asked for (`"*"`: all); walks and
+//!   scans are ordered by their time and then uuid, over `[start, end)`, in
+//!   pages.
+//! - Every change of a product is all or nothing: a refused product leaves
+//!   nothing behind.
+//! - `notify` knows `product_failed`, `unchanged`, `watermark` and `idle`,
+//!   and refuses other kinds as muninn-sync does. Watermarks follow
+//!   muninn-sync's rules: never lowered, held once a product failed, and,
+//!   when the window has a start, raised only for the product types whose
+//!   stored watermark lies at or after it.
+//!
+//! Errors carry muninn-sync's messages (`create: product T/a: a product with
+//! this product_type and product_name already exists`), so a test can match
+//! on them. What it leaves out: transactions and batches (every change
+//! counts at once), `--dry-run`, `--fail-fast` and signals (calls never
+//! answer `the run has stopped:`), tags and links, and SpatiaLite (a
+//! footprint is held as the geometry it is).
+//!
+//! A panic in the synchronizer is not caught: the test fails with it, where
+//! muninn-sync would report `panicked: ...`.
+
+use crate::archive::Archive;
+use crate::convert::{product_from_ffi, product_to_ffi, update_from_ffi, value_to_ffi};
+use crate::ffi::{
+    FfiArchive, FfiArchive_TO, FfiProduct, FfiScan, FfiScanRow, FfiUpdate, FfiUuid, FfiValue,
+    FfiWalk, FfiWalkPosition,
+};
+use crate::plugin::{parse_config, Context, SyncRequest, Synchronizer};
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
+use anyhow::{anyhow, Result};
+use muninn_sync_model::{
+    from_micros, parse_timestamp, to_micros, truncate_to_micros, validate_namespace_name,
+    validate_property_name, CoreField, Product, Timestamp, Update, Uuid, Value, ValueType,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// The keys of a synchronizer's section that muninn-sync reads itself and
+/// takes out before the plugin sees the section.
+const HOST_KEYS: [&str; 5] = [
+    "module",
+    "plugin",
+    "incremental",
+    "lookback",
+    "inactivity_timeout",
+];
+
+/// A catalogue held in memory, with muninn-sync's rules; see the
+/// [module documentation](self).
+///
+/// Products, namespace property types and watermarks persist from one
+/// `sync` to the next, as in a catalogue file; each `sync` gets its own
+/// [`SyncReport`].
+#[derive(Debug, Default)]
+pub struct MemoryArchive {
+    products: BTreeMap<Uuid, Product>,
+    /// (product_type, product_name) -> uuid.
+    names: BTreeMap<(String, String), Uuid>,
+    /// Every namespace "table" and the types of its properties ("columns").
+    schema: BTreeMap<String, BTreeMap<String, ValueType>>,
+    watermarks: BTreeMap<String, Timestamp>,
+    run: RunState,
+}
+
+/// What the calls since the last report did.
+#[derive(Debug, Default)]
+struct RunState {
+    report: SyncReport,
+    /// Set at the first failed product: no later watermark may claim its
+    /// change was handed over.
+    watermarks_frozen: bool,
+    /// The product types whose watermarks may be raised; `None`: all.
+    watermark_types: Option<BTreeSet<String>>,
+}
+
+/// What one `sync` did, as muninn-sync counts it and more.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncReport {
+    pub created: u64,
+    pub updated: u64,
+    pub removed: u64,
+    /// Products the plugin found identical (reported with `unchanged`, which
+    /// [`Archive::apply`] sends for each).
+    pub unchanged: u64,
+    /// Products reported as skipped.
+    pub failed: u64,
+    /// Every skipped product with its message (muninn-sync shows the first
+    /// ten).
+    pub failures: Vec<Failure>,
+    /// The watermarks the run raised, per product type, as muninn-sync would
+    /// commit them.
+    pub watermarks: BTreeMap<String, Timestamp>,
+    /// Every notification the plugin sent, in order, `idle` included.
+    pub notices: Vec<Notice>,
+}
+
+impl SyncReport {
+    /// How many products were created, updated or removed.
+    pub fn changes(&self) -> u64 {
+        self.created + self.updated + self.removed
+    }
+
+    /// The notifications of one kind (`idle`, `watermark`, ...).
+    pub fn notices_of<'r>(&'r self, kind: &'r str) -> impl Iterator<Item = &'r Notice> + 'r {
+        self.notices.iter().filter(move |n| n.kind == kind)
+    }
+}
+
+impl fmt::Display for SyncReport {
+    /// The counts as muninn-sync's summary line writes them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} created, {} updated, {} removed, {} failed, {} unchanged",
+            self.created, self.updated, self.removed, self.failed, self.unchanged
+        )
+    }
+}
+
+/// A product the plugin skipped, and why (`Archive::report_failure`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub product: String,
+    pub message: String,
+}
+
+/// One notification: its kind and its JSON payload (`null` when the payload
+/// was not JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub kind: String,
+    pub payload: serde_json::Value,
+}
+
+/// Makes a synchronizer from its configuration section, as muninn-sync
+/// does: `section` is the section's body in TOML (without its header);
+/// the keys muninn-sync reads itself (`module`, `plugin`, `incremental`,
+/// `lookback`, `inactivity_timeout`) are taken out, the rest is converted
+/// to JSON (dates and times as text) and read into the plugin's `Config`,
+/// and [`Synchronizer::new`] gets it with `context`.
+///
+/// For a configuration already in JSON, call
+/// [`parse_config`] and `S::new` yourself.
+pub fn configure<S: Synchronizer>(section: &str, context: &Context) -> Result<S> {
+    let mut table: toml::Table = toml::from_str(section).map_err(|e| {
+        anyhow!(
+            "the section is not valid TOML: {}",
+            e.to_string().trim_end()
+        )
+    })?;
+    for key in HOST_KEYS {
+        table.remove(key);
+    }
+    let json = toml_to_json(&toml::Value::Table(table));
+    let config = parse_config::<S::Config>(&json.to_string())?;
+    S::new(config, context)
+}
+
+/// A TOML value as muninn-sync sends it to a plugin.
+fn toml_to_json(value: &toml::Value) -> serde_json::Value {
+    match value {
+        toml::Value::String(s) => serde_json::Value::String(s.clone()),
+        toml::Value::Integer(i) => serde_json::Value::from(*i),
+        toml::Value::Float(f) => serde_json::Value::from(*f),
+        toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
+        toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
+        toml::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(toml_to_json).collect())
+        }
+        toml::Value::Table(table) => serde_json::Value::Object(
+            table
+                .iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+impl MemoryArchive {
+    /// An empty archive.
+    pub fn new() -> MemoryArchive {
+        MemoryArchive::default()
+    }
+
+    /// Adds a product as an earlier run or muninn itself left it: with the
+    /// checks of `create`, but not counted in any report.
+    pub fn insert(&mut self, product: Product) -> Result<()> {
+        // As it would cross from a plugin: times to the microsecond.
+        let product = product_from_ffi(&product_to_ffi(&product)).map_err(|e| anyhow!("{e}"))?;
+        self.create_product(product).map_err(|e| anyhow!("{e}"))
+    }
+
+    /// Sets a product type's watermark, as an earlier run left it.
+    pub fn set_watermark(&mut self, product_type: &str, time: Timestamp) {
+        self.watermarks
+            .insert(product_type.to_string(), truncate_to_micros(time));
+    }
+
+    /// The archive handle over this archive, the very type a plugin's `sync`
+    /// receives. What is done through it goes into the report that
+    /// [`MemoryArchive::take_report`] returns.
+    pub fn archive(&mut self) -> Archive<'_> {
+        Archive::new(FfiArchive_TO::from_ptr(self, TD_Opaque))
+    }
+
+    /// Runs `synchronizer`'s `sync` with `request` against this archive, as
+    /// `muninn-sync ARCHIVE SYNCHRONIZER` does, and reports what it did. An
+    /// error from `sync` is returned as it is; what the plugin handed over
+    /// before it stays (muninn-sync commits it too), and
+    /// [`MemoryArchive::take_report`] gives that run's report.
+    pub fn sync<S: Synchronizer>(
+        &mut self,
+        synchronizer: &mut S,
+        request: &SyncRequest,
+    ) -> Result<SyncReport> {
+        // The request crosses as the host sends it (times in microseconds).
+        let request = SyncRequest::from_ffi(request.to_ffi())?;
+        self.run = RunState {
+            watermark_types: request.start.map(|start| {
+                self.watermarks
+                    .iter()
+                    .filter(|(_, watermark)| **watermark >= start)
+                    .map(|(product_type, _)| product_type.clone())
+                    .collect()
+            }),
+            ..RunState::default()
+        };
+        let synced = synchronizer.sync(&mut self.archive(), &request);
+        // The run's rules end with it; its report stays until taken.
+        self.run.watermarks_frozen = false;
+        self.run.watermark_types = None;
+        synced?;
+        Ok(self.take_report())
+    }
+
+    /// [`configure`]s a synchronizer from its section (TOML, see there) and
+    /// [`sync`](MemoryArchive::sync)s it. Relative paths in the section are
+    /// taken from the current directory (a crate's own directory under
+    /// `cargo test`); for another, use [`configure`] with a [`Context`]
+    /// whose `config_file` lies there.
+    pub fn run<S: Synchronizer>(
+        &mut self,
+        section: &str,
+        request: &SyncRequest,
+    ) -> Result<SyncReport> {
+        let context = Context {
+            synchronizer: "test".into(),
+            ..Context::default()
+        };
+        let mut synchronizer = configure::<S>(section, &context)?;
+        self.sync(&mut synchronizer, request)
+    }
+
+    /// What was done since the last `sync` began or the last report was
+    /// taken; what follows starts afresh, as a new run.
+    pub fn take_report(&mut self) -> SyncReport {
+        std::mem::take(&mut self.run).report
+    }
+
+    /// The product of this type and name, with every namespace it has.
+    pub fn product(&self, product_type: &str, product_name: &str) -> Option<&Product> {
+        let uuid = self
+            .names
+            .get(&(product_type.to_string(), product_name.to_string()))?;
+        self.products.get(uuid)
+    }
+
+    /// The product with this uuid, with every namespace it has.
+    pub fn product_by_uuid(&self, uuid: Uuid) -> Option<&Product> {
+        self.products.get(&uuid)
+    }
+
+    /// Every product, by product type and name.
+    pub fn products(&self) -> Vec<&Product> {
+        self.names
+            .values()
+            .map(|uuid| &self.products[uuid])
+            .collect()
+    }
+
+    /// The names of the products of one type, in order.
+    pub fn names(&self, product_type: &str) -> Vec<&str> {
+        self.names
+            .keys()
+            .filter(|(t, _)| t == product_type)
+            .map(|(_, name)| name.as_str())
+            .collect()
+    }
+
+    /// How many products there are.
+    pub fn len(&self) -> usize {
+        self.products.len()
+    }
+
+    /// Whether it holds no product.
+    pub fn is_empty(&self) -> bool {
+        self.products.is_empty()
+    }
+
+    /// The watermarks, per product type, as they stand after the runs so far.
+    pub fn watermarks(&self) -> &BTreeMap<String, Timestamp> {
+        &self.watermarks
+    }
+
+    /// The type a namespace property has taken, if any product set it.
+    pub fn property_type(&self, namespace: &str, property: &str) -> Option<ValueType> {
+        column(self.schema.get(namespace)?, property).map(|(_, t)| t)
+    }
+}
+
+/// A namespace's "column" that `name` refers to (SQLite column names ignore
+/// case), and its type.
+fn column<'t>(
+    table: &'t BTreeMap<String, ValueType>,
+    name: &str,
+) -> Option<(&'t String, ValueType)> {
+    table
+        .iter()
+        .find(|(column, _)| column.eq_ignore_ascii_case(name))
+        .map(|(column, value_type)| (column, *value_type))
+}
+
+/// One namespace's values of a product, checked against the namespace's
+/// property types, and the changes to those types they need.
+#[derive(Default)]
+struct Prepared {
+    namespace: String,
+    values: Vec<(String, Option<Value>)>,
+    new_columns: Vec<(String, ValueType)>,
+    /// Integer properties that become real.
+    widened: Vec<String>,
+}
+
+fn now() -> Timestamp {
+    truncate_to_micros(Timestamp::from(std::time::SystemTime::now()))
+}
+
+impl MemoryArchive {
+    /// The catalogue's checks of one namespace's values (its
+    /// `prepare_namespace`), changing nothing yet.
+    fn prepare(
+        &self,
+        namespace: &str,
+        properties: &BTreeMap<String, Option<Value>>,
+    ) -> Result<Prepared, String> {
+        validate_namespace_name(namespace)?;
+        let empty = BTreeMap::new();
+        let table = self.schema.get(namespace).unwrap_or(&empty);
+        let mut prepared = Prepared {
+            namespace: namespace.to_string(),
+            ..Prepared::default()
+        };
+        for (name, value) in properties {
+            validate_property_name(name).map_err(|e| format!("namespace {namespace}: {e}"))?;
+            let existing = column(table, name);
+            if let Some((column, _)) = existing {
+                if column != name {
+                    return Err(format!(
+                        "property {namespace}.{name} clashes with the existing column {namespace}.{column}: \
+                         SQLite column names ignore case, so one of the two spellings has to go"
+                    ));
+                }
+            }
+            if properties
+                .keys()
+                .any(|other| other != name && other.eq_ignore_ascii_case(name))
+            {
+                return Err(format!(
+                    "namespace {namespace} has properties whose names differ only in case ({name}): \
+                     SQLite column names ignore case"
+                ));
+            }
+            match (existing, value) {
+                (Some((column, ValueType::Integer)), Some(Value::Real(real))) => {
+                    prepared.widened.push(column.clone());
+                    prepared
+                        .values
+                        .push((column.clone(), Some(Value::Real(*real))));
+                }
+                (Some((column, value_type)), Some(value)) => {
+                    let stored = value.clone().coerce_to(value_type).ok_or_else(|| {
+                        format!(
+                            "property {namespace}.{name} is {value_type} in the catalogue, not {}",
+                            value.value_type()
+                        )
+                    })?;
+                    prepared.values.push((column.clone(), Some(stored)));
+                }
+                (Some((column, _)), None) => prepared.values.push((column.clone(), None)),
+                (None, None) => {}
+                (None, Some(value)) => {
+                    prepared
+                        .new_columns
+                        .push((name.clone(), value.value_type()));
+                    prepared.values.push((name.clone(), Some(value.clone())));
+                }
+            }
+        }
+        Ok(prepared)
+    }
+
+    /// Makes the namespace and property type changes `prepared` needs.
+    fn apply_schema(&mut self, prepared: &Prepared) {
+        let table = self.schema.entry(prepared.namespace.clone()).or_default();
+        for (column, value_type) in &prepared.new_columns {
+            table.insert(column.clone(), *value_type);
+        }
+        for column in &prepared.widened {
+            table.insert(column.clone(), ValueType::Real);
+            for product in self.products.values_mut() {
+                let value = product
+                    .namespaces
+                    .get_mut(&prepared.namespace)
+                    .and_then(|values| values.get_mut(column));
+                if let Some(value) = value {
+                    if let Value::Integer(i) = *value {
+                        *value = Value::Real(i as f64);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The product other than `uuid` that a product with these core values
+    /// would duplicate, as the catalogue's unique constraints see it.
+    fn duplicate(&self, product: &Product, except: Option<Uuid>) -> Option<&'static str> {
+        let others = || self.products.values().filter(|p| Some(p.uuid) != except);
+        let by_name = self
+            .names
+            .get(&(product.product_type.clone(), product.product_name.clone()));
+        if by_name.is_some_and(|uuid| Some(*uuid) != except) {
+            return Some("a product with this product_type and product_name already exists");
+        }
+        if product.archive_path.is_some()
+            && others().any(|p| {
+                p.archive_path == product.archive_path && p.physical_name == product.physical_name
+            })
+        {
+            return Some("a product with this archive_path and physical_name already exists");
+        }
+        if except.is_none() && self.products.contains_key(&product.uuid) {
+            return Some("a product with this uuid already exists");
+        }
+        None
+    }
+
+    /// The catalogue's `create`.
+    fn create_product(&mut self, mut product: Product) -> Result<(), String> {
+        let named = |message: String| {
+            format!(
+                "product {}/{}: {message}",
+                product.product_type, product.product_name
+            )
+        };
+        product.validate().map_err(named)?;
+        let mut prepared = Vec::with_capacity(product.namespaces.len());
+        for (namespace, properties) in &product.namespaces {
+            let properties = properties
+                .iter()
+                .map(|(k, v)| (k.clone(), Some(v.clone())))
+                .collect();
+            prepared.push(self.prepare(namespace, &properties).map_err(named)?);
+        }
+        if let Some(duplicate) = self.duplicate(&product, None) {
+            return Err(named(duplicate.to_string()));
+        }
+        product.namespaces.clear();
+        for namespace in &prepared {
+            self.apply_schema(namespace);
+            product.namespaces.insert(
+                namespace.namespace.clone(),
+                namespace
+                    .values
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+                    .collect(),
+            );
+        }
+        product.metadata_date = Some(now());
+        self.names.insert(
+            (product.product_type.clone(), product.product_name.clone()),
+            product.uuid,
+        );
+        self.products.insert(product.uuid, product);
+        Ok(())
+    }
+
+    /// The catalogue's `update`.
+    fn update_product(&mut self, update: &Update) -> Result<(), String> {
+        let key = update.uuid.simple().to_string();
+        let named = |message: String| format!("product uuid/{key}: {message}");
+        for (field, value) in &update.core {
+            if *field == CoreField::Uuid || *field == CoreField::MetadataDate {
+                return Err(named(format!(
+                    "core property {} cannot be updated",
+                    field.name()
+                )));
+            }
+            let mut check = Product::new("x", "x");
+            check.set_core_value(*field, value.clone()).map_err(named)?;
+            if *field == CoreField::PhysicalName || *field == CoreField::ArchivePath {
+                check.validate().map_err(named)?;
+            }
+        }
+        let mut prepared = Vec::new();
+        for (namespace, change) in &update.namespaces {
+            if let Some(properties) = change {
+                prepared.push(self.prepare(namespace, properties).map_err(named)?);
+            }
+        }
+        let Some(existing) = self.products.get(&update.uuid) else {
+            return Err(named(format!("no product with uuid {key}")));
+        };
+        let mut changed = existing.clone();
+        for (field, value) in &update.core {
+            changed
+                .set_core_value(*field, value.clone())
+                .map_err(named)?;
+        }
+        if let Some(duplicate) = self.duplicate(&changed, Some(update.uuid)) {
+            return Err(named(duplicate.to_string()));
+        }
+        let old_name = (existing.product_type.clone(), existing.product_name.clone());
+        for namespace in &prepared {
+            self.apply_schema(namespace);
+        }
+        // Read again: a widened property changed the stored values.
+        let mut product = self.products[&update.uuid].clone();
+        for (field, value) in &update.core {
+            product
+                .set_core_value(*field, value.clone())
+                .map_err(named)?;
+        }
+        for namespace in &prepared {
+            let values = product
+                .namespaces
+                .entry(namespace.namespace.clone())
+                .or_default();
+            for (name, value) in &namespace.values {
+                match value {
+                    Some(value) => values.insert(name.clone(), value.clone()),
+                    None => values.remove(name),
+                };
+            }
+        }
+        for (namespace, change) in &update.namespaces {
+            if change.is_none() {
+                product.namespaces.remove(namespace);
+            }
+        }
+        product.metadata_date = Some(now());
+        self.names.remove(&old_name);
+        self.names.insert(
+            (product.product_type.clone(), product.product_name.clone()),
+            product.uuid,
+        );
+        self.products.insert(product.uuid, product);
+        Ok(())
+    }
+
+    /// The namespaces a look-up reads: `*` anywhere means all.
+    fn selected(&self, names: &[RString]) -> Option<BTreeSet<String>> {
+        if names.iter().any(|n| n.as_str() == "*") {
+            None
+        } else {
+            Some(names.iter().map(|n| n.to_string()).collect())
+        }
+    }
+
+    /// A product as a look-up returns it: core and the selected namespaces.
+    fn read(&self, product: &Product, selected: &Option<BTreeSet<String>>) -> FfiProduct {
+        let mut read = product.clone();
+        if let Some(selected) = selected {
+            read.namespaces.retain(|name, _| selected.contains(name));
+        }
+        product_to_ffi(&read)
+    }
+
+    fn walk_page(&self, walk: &FfiWalk, names: &[RString]) -> Result<RVec<FfiProduct>, String> {
+        let after = position(walk.after, "walk position")?;
+        let start = micros(walk.start, "walk start")?;
+        let end = micros(walk.end, "walk end")?;
+        let property = walk.property.as_str();
+        // Where each product's time is: a core field or a namespace property.
+        let (field, in_namespace) = match property.split_once('.') {
+            Some((namespace, name)) => {
+                let Some(table) = self.schema.get(namespace) else {
+                    return Ok(RVec::new());
+                };
+                match column(table, name) {
+                    Some((column, ValueType::Timestamp)) => {
+                        (None, Some((namespace.to_string(), column.clone())))
+                    }
+                    Some((_, other)) => {
+                        return Err(format!(
+                            "cannot walk by {property}: it is {other}, not a timestamp"
+                        ))
+                    }
+                    None => return Ok(RVec::new()),
+                }
+            }
+            None => match CoreField::from_name(property) {
+                Some(field) if field.value_type() == ValueType::Timestamp => (Some(field), None),
+                _ => {
+                    return Err(format!(
+                        "cannot walk by \"{property}\": expected a core timestamp (validity_start, validity_stop, \
+                         creation_date, metadata_date, archive_date) or namespace.property"
+                    ))
+                }
+            },
+        };
+        let time_of = |product: &Product| -> Option<Timestamp> {
+            let value = match (&field, &in_namespace) {
+                (Some(field), _) => product.core_value(*field),
+                (None, Some((namespace, column))) => {
+                    product.namespaces.get(namespace)?.get(column).cloned()
+                }
+                (None, None) => None,
+            };
+            match value {
+                Some(Value::Timestamp(time)) => Some(time),
+                _ => None,
+            }
+        };
+        let mut found: Vec<(Timestamp, Uuid)> = self
+            .products
+            .values()
+            .filter(|p| p.product_type == walk.product_type.as_str())
+            .filter_map(|p| Some((time_of(p)?, p.uuid)))
+            .filter(|key| in_page(key, start, end, after))
+            .collect();
+        found.sort();
+        found.truncate(walk.limit.clamp(1, 10_000) as usize);
+        let mut selected = self.selected(names);
+        if let (Some(selected), Some((namespace, _))) = (selected.as_mut(), &in_namespace) {
+            selected.insert(namespace.clone());
+        }
+        Ok(found
+            .iter()
+            .map(|(_, uuid)| self.read(&self.products[uuid], &selected))
+            .collect())
+    }
+
+    fn scan_page(&self, scan: &FfiScan) -> Result<RVec<FfiScanRow>, String> {
+        let after = position(scan.after, "scan position")?;
+        let start = micros(scan.start, "scan start")?;
+        let end = micros(scan.end, "scan end")?;
+        let namespace = scan.namespace.as_str();
+        let Some(table) = self.schema.get(namespace) else {
+            return Ok(RVec::new());
+        };
+        let order_by = match column(table, scan.order_by.as_str()) {
+            Some((column, ValueType::Timestamp)) => column.clone(),
+            Some((_, other)) => {
+                return Err(format!(
+                    "cannot scan {namespace}.{} in order: it is {other}, not a timestamp",
+                    scan.order_by
+                ))
+            }
+            None => return Ok(RVec::new()),
+        };
+        let columns: Vec<Option<&String>> = scan
+            .properties
+            .iter()
+            .map(|p| column(table, p.as_str()).map(|(c, _)| c))
+            .collect();
+        let mut found: Vec<(Timestamp, Uuid)> = self
+            .products
+            .values()
+            .filter_map(|p| match p.namespaces.get(namespace)?.get(&order_by) {
+                Some(Value::Timestamp(time)) => Some((*time, p.uuid)),
+                _ => None,
+            })
+            .filter(|key| in_page(key, start, end, after))
+            .collect();
+        found.sort();
+        found.truncate(scan.limit.clamp(1, 100_000) as usize);
+        Ok(found
+            .iter()
+            .map(|(time, uuid)| {
+                let values = &self.products[uuid].namespaces[namespace];
+                FfiScanRow {
+                    uuid: (*uuid).into(),
+                    time: to_micros(time),
+                    values: columns
+                        .iter()
+                        .map(|c| {
+                            c.and_then(|c| values.get(c))
+                                .map_or(FfiValue::Null, value_to_ffi)
+                        })
+                        .collect(),
+                }
+            })
+            .collect())
+    }
+
+    fn raise_watermark(&mut self, product_type: &str, time: Timestamp) {
+        let run = &mut self.run;
+        if run.watermarks_frozen {
+            return;
+        }
+        if let Some(types) = &run.watermark_types {
+            if !types.contains(product_type) {
+                return;
+            }
+        }
+        for watermarks in [&mut run.report.watermarks, &mut self.watermarks] {
+            let entry = watermarks.entry(product_type.to_string()).or_insert(time);
+            if *entry < time {
+                *entry = time;
+            }
+        }
+    }
+}
+
+/// Whether (time, uuid) lies in `[start, end)` and strictly after `after`.
+fn in_page(
+    key: &(Timestamp, Uuid),
+    start: Option<Timestamp>,
+    end: Option<Timestamp>,
+    after: Option<(Timestamp, Uuid)>,
+) -> bool {
+    start.is_none_or(|start| key.0 >= start)
+        && end.is_none_or(|end| key.0 < end)
+        && after.is_none_or(|after| *key > after)
+}
+
+fn position(
+    after: ROption<FfiWalkPosition>,
+    what: &str,
+) -> Result<Option<(Timestamp, Uuid)>, String> {
+    after
+        .into_option()
+        .map(|p| {
+            let time = from_micros(p.time).ok_or_else(|| format!("{what} out of range"))?;
+            Ok((time, Uuid::from(p.uuid)))
+        })
+        .transpose()
+}
+
+fn micros(value: ROption<i64>, what: &str) -> Result<Option<Timestamp>, String> {
+    value
+        .into_option()
+        .map(|m| from_micros(m).ok_or_else(|| format!("{what} {m} µs is out of range")))
+        .transpose()
+}
+
+/// An answer across the ABI, a refusal prefixed with the operation as
+/// muninn-sync's are.
+fn answer<T>(what: &str, result: Result<T, String>) -> RResult<T, RString> {
+    match result {
+        Ok(value) => RResult::ROk(value),
+        Err(message) => RResult::RErr(format!("{what}: {message}").into()),
+    }
+}
+
+impl FfiArchive for MemoryArchive {
+    fn find_by_name(
+        &self,
+        product_type: RStr<'_>,
+        product_names: RSlice<'_, RString>,
+        namespaces: RSlice<'_, RString>,
+    ) -> RResult<RVec<ROption<FfiProduct>>, RString> {
+        let selected = self.selected(namespaces.as_slice());
+        RResult::ROk(
+            product_names
+                .iter()
+                .map(|name| {
+                    self.product(product_type.as_str(), name.as_str())
+                        .map(|p| self.read(p, &selected))
+                        .into()
+                })
+                .collect(),
+        )
+    }
+
+    fn find_by_uuid(
+        &self,
+        uuids: RSlice<'_, FfiUuid>,
+        namespaces: RSlice<'_, RString>,
+    ) -> RResult<RVec<ROption<FfiProduct>>, RString> {
+        let selected = self.selected(namespaces.as_slice());
+        RResult::ROk(
+            uuids
+                .iter()
+                .map(|uuid| {
+                    self.products
+                        .get(&Uuid::from(*uuid))
+                        .map(|p| self.read(p, &selected))
+                        .into()
+                })
+                .collect(),
+        )
+    }
+
+    fn walk(
+        &self,
+        walk: &FfiWalk,
+        namespaces: RSlice<'_, RString>,
+    ) -> RResult<RVec<FfiProduct>, RString> {
+        answer(
+            "walk over the catalogue",
+            self.walk_page(walk, namespaces.as_slice()),
+        )
+    }
+
+    fn scan(&mut self, scan: &FfiScan) -> RResult<RVec<FfiScanRow>, RString> {
+        answer("scan of a namespace", self.scan_page(scan))
+    }
+
+    fn create(&mut self, product: FfiProduct) -> RResult<(), RString> {
+        let created = product_from_ffi(&product)
+            .map_err(|e| format!("invalid product: {e}"))
+            .and_then(|product| self.create_product(product));
+        if created.is_ok() {
+            self.run.report.created += 1;
+        }
+        answer("create", created)
+    }
+
+    fn update(&mut self, update: FfiUpdate) -> RResult<(), RString> {
+        let updated = update_from_ffi(&update)
+            .map_err(|e| format!("invalid update: {e}"))
+            .and_then(|update| self.update_product(&update));
+        if updated.is_ok() {
+            self.run.report.updated += 1;
+        }
+        answer("update", updated)
+    }
+
+    fn remove(&mut self, uuid: FfiUuid) -> RResult<bool, RString> {
+        let uuid = Uuid::from(uuid);
+        let removed = match self.products.remove(&uuid) {
+            Some(product) => {
+                self.names
+                    .remove(&(product.product_type, product.product_name));
+                self.run.report.removed += 1;
+                true
+            }
+            None => false,
+        };
+        RResult::ROk(removed)
+    }
+
+    fn notify(&mut self, kind: RStr<'_>, payload: RStr<'_>) -> RResult<RString, RString> {
+        let payload: serde_json::Value = serde_json::from_str(payload.as_str()).unwrap_or_default();
+        let text = |key: &str| {
+            payload
+                .get(key)
+                .and_then(|v| v.as_str())
+                .unwrap_or("?")
+                .to_string()
+        };
+        let answer = match kind.as_str() {
+            "product_failed" => {
+                let report = &mut self.run.report;
+                report.failed += 1;
+                report.failures.push(Failure {
+                    product: text("product"),
+                    message: text("message"),
+                });
+                self.run.watermarks_frozen = true;
+                RResult::ROk(RString::new())
+            }
+            "unchanged" => {
+                let count = payload.get("count").and_then(|c| c.as_u64()).unwrap_or(1);
+                self.run.report.unchanged += count;
+                RResult::ROk(RString::new())
+            }
+            "watermark" => match parse_timestamp(&text("time")) {
+                Ok(time) => {
+                    self.raise_watermark(&text("product_type"), time);
+                    RResult::ROk(RString::new())
+                }
+                Err(e) => RResult::RErr(
+                    format!(
+                        "watermark: invalid watermark time \"{}\": {e}",
+                        text("time")
+                    )
+                    .into(),
+                ),
+            },
+            "idle" => RResult::ROk(RString::new()),
+            other => RResult::RErr(
+                format!("this muninn-sync does not know the notification \"{other}\"").into(),
+            ),
+        };
+        self.run.report.notices.push(Notice {
+            kind: kind.to_string(),
+            payload,
+        });
+        answer
+    }
+}
