@@ -18,7 +18,7 @@ use schema::{NamespaceTable, Tables};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
-use values::{from_sql, option_to_sql, uuid_text};
+use values::{from_sql, option_to_sql, UuidForm};
 
 /// How many keys one look-up query takes: large enough to amortise a
 /// query, small enough to stay in SQLite's limits and statement cache.
@@ -74,6 +74,7 @@ fn window_conditions(
     start: Option<&Timestamp>,
     end: Option<&Timestamp>,
     after: Option<&(Timestamp, Uuid)>,
+    uuids: UuidForm,
     params: &mut Vec<SqlValue>,
 ) -> Vec<String> {
     let mut conditions = vec![format!("{time} IS NOT NULL")];
@@ -91,7 +92,7 @@ fn window_conditions(
     }
     if let Some((at, last)) = after {
         let t = bind(params, SqlValue::Text(format_timestamp(at)));
-        let u = bind(params, SqlValue::Text(uuid_text(last)));
+        let u = bind(params, SqlValue::Text(uuids.text(last)));
         conditions.push(format!("({time} > {t} OR ({time} = {t} AND {uuid} > {u}))"));
     }
     conditions
@@ -158,6 +159,9 @@ pub struct SqliteCatalogue {
     conn: Connection,
     tables: Tables,
     format: FootprintFormat,
+    /// How uuids are written: muninn's hex, guarded in a catalogue whose
+    /// uuid columns muninn declared (see [`UuidForm`]).
+    uuids: UuidForm,
     namespaces: BTreeMap<String, NamespaceTable>,
     /// SQLite's schema version when `namespaces` was read: another
     /// synchronizer of the archive may add namespace tables and columns.
@@ -260,6 +264,7 @@ impl SqliteCatalogue {
         // Loading SpatiaLite replaces the busy handler with a 5 s timeout of
         // its own, which a busy archive outlasts: ours again.
         conn.busy_handler(Some(wait_for_turn))?;
+        let uuids = schema::uuid_form(&conn, &tables).with_context(describe)?;
         let namespaces = schema::load_namespaces(&conn, &tables).with_context(describe)?;
         let schema_version = schema::schema_version(&conn).with_context(describe)?;
         let core_select = format!(
@@ -282,6 +287,7 @@ impl SqliteCatalogue {
             conn,
             tables,
             format,
+            uuids,
             namespaces,
             schema_version,
             schema_checked: std::cell::Cell::new(false),
@@ -449,7 +455,7 @@ impl SqliteCatalogue {
         let positions: HashMap<String, usize> = products
             .iter()
             .enumerate()
-            .map(|(position, p)| (uuid_text(&p.uuid), position))
+            .map(|(position, p)| (self.uuids.text(&p.uuid), position))
             .collect();
         let keys: Vec<&String> = positions.keys().collect();
         for namespace in namespaces {
@@ -534,7 +540,7 @@ impl SqliteCatalogue {
             .into_iter()
             .map(|p| {
                 let key = match column {
-                    CoreField::Uuid => uuid_text(&p.uuid),
+                    CoreField::Uuid => self.uuids.text(&p.uuid),
                     _ => p.product_name.clone(),
                 };
                 (key, p)
@@ -578,8 +584,17 @@ impl SqliteCatalogue {
                 .get(namespace)
                 .and_then(|t| t.column(name))
                 .map(|(c, t)| (c.clone(), t));
+            // A column muninn made has the type muninn's namespace schema
+            // gives it, which muninn checks again when it reads the value.
+            let made_by_muninn = existing.as_ref().is_some_and(|(column, _)| {
+                self.namespaces
+                    .get(namespace)
+                    .is_some_and(|t| t.declared.contains(column))
+            });
             match (existing, value) {
-                (Some((column, ValueType::Integer)), Some(Value::Real(real))) => {
+                (Some((column, ValueType::Integer)), Some(Value::Real(real)))
+                    if !made_by_muninn =>
+                {
                     // JSON writes 12.0 as 12: a column that met whole numbers
                     // first becomes real when a fraction comes.
                     schema::record_column_type(
@@ -593,6 +608,30 @@ impl SqliteCatalogue {
                         table.columns.insert(column.clone(), ValueType::Real);
                     }
                     prepared.push((column, Some(Value::Real(*real))));
+                }
+                (Some((column, ValueType::Text)), Some(Value::Json(json))) if made_by_muninn => {
+                    // muninn declares its JSON properties TEXT, as its text
+                    // ones: a column muninn made whose values are all JSON
+                    // (none yet, or muninn's json.dumps) is taken as JSON
+                    // from the first JSON value on, and recorded so.
+                    if !schema::holds_only_json(&self.conn, &self.tables, namespace, &column)? {
+                        return Err(CatalogueError::product(format!(
+                            "property {namespace}.{name} is text in the catalogue, not json \
+                             (muninn made the column, and it holds text that is not JSON)"
+                        )));
+                    }
+                    schema::record_column_type(
+                        &self.conn,
+                        &self.tables,
+                        namespace,
+                        &column,
+                        ValueType::Json,
+                    )?;
+                    if let Some(table) = self.namespaces.get_mut(namespace) {
+                        table.columns.insert(column.clone(), ValueType::Json);
+                        table.declared.remove(&column);
+                    }
+                    prepared.push((column, Some(Value::Json(json.clone()))));
                 }
                 (Some((column, value_type)), Some(value)) => {
                     let stored = value.clone().coerce_to(value_type).ok_or_else(|| {
@@ -668,7 +707,7 @@ impl SqliteCatalogue {
         params.extend(
             values
                 .iter()
-                .map(|(_, v)| option_to_sql(v.as_ref(), self.format)),
+                .map(|(_, v)| option_to_sql(v.as_ref(), self.format, self.uuids)),
         );
         self.conn
             .prepare_cached(&sql)?
@@ -737,7 +776,7 @@ impl Catalogue for SqliteCatalogue {
         namespaces: &Namespaces,
     ) -> Result<Vec<Option<Product>>> {
         let namespaces = self.selected_namespaces(namespaces);
-        let keys: Vec<String> = uuids.iter().map(uuid_text).collect();
+        let keys: Vec<String> = uuids.iter().map(|u| self.uuids.text(u)).collect();
         let mut found = self.products_in(None, CoreField::Uuid, &keys, &namespaces)?;
         Ok(take_in_order(&mut found, &keys))
     }
@@ -756,6 +795,7 @@ impl Catalogue for SqliteCatalogue {
             query.start.as_ref(),
             query.end.as_ref(),
             query.after.as_ref(),
+            self.uuids,
             &mut params,
         ));
         let limit = bind(&mut params, SqlValue::Integer(query.limit as i64));
@@ -817,6 +857,7 @@ impl Catalogue for SqliteCatalogue {
             query.start.as_ref(),
             query.end.as_ref(),
             query.after.as_ref(),
+            self.uuids,
             &mut params,
         );
         let limit = bind(&mut params, SqlValue::Integer(query.limit as i64));
@@ -876,13 +917,13 @@ impl Catalogue for SqliteCatalogue {
         for field in CoreField::ALL {
             params.push(match field {
                 CoreField::MetadataDate => Self::now(),
-                field => option_to_sql(product.core_value(field).as_ref(), self.format),
+                field => option_to_sql(product.core_value(field).as_ref(), self.format, self.uuids),
             });
         }
         self.conn
             .prepare_cached(&self.core_insert)?
             .execute(params_from_iter(params))?;
-        let key = uuid_text(&product.uuid);
+        let key = self.uuids.text(&product.uuid);
         for (namespace, values) in &namespace_values {
             if let Err(error) = self.write_namespace(&key, namespace, values) {
                 if error.is_product_error() {
@@ -896,7 +937,7 @@ impl Catalogue for SqliteCatalogue {
     }
 
     fn update(&mut self, update: &Update) -> Result<()> {
-        let key = uuid_text(&update.uuid);
+        let key = self.uuids.text(&update.uuid);
         for (field, value) in &update.core {
             if *field == CoreField::Uuid || *field == CoreField::MetadataDate {
                 return Err(CatalogueError::product(format!(
@@ -926,7 +967,7 @@ impl Catalogue for SqliteCatalogue {
             let mut assignments = vec!["metadata_date = ?1".to_string()];
             let mut params = vec![Self::now()];
             for (field, value) in &update.core {
-                params.push(option_to_sql(value.as_ref(), this.format));
+                params.push(option_to_sql(value.as_ref(), this.format, this.uuids));
                 assignments.push(format!("{} = ?{}", field.name(), params.len()));
             }
             params.push(SqlValue::Text(key.clone()));
@@ -970,7 +1011,7 @@ impl Catalogue for SqliteCatalogue {
     }
 
     fn remove(&mut self, uuid: Uuid) -> Result<bool> {
-        let key = uuid_text(&uuid);
+        let key = self.uuids.text(&uuid);
         self.begin_write()?;
         // Neither statement can be refused for the product's sake: a failure
         // is the storage's, and ends the run with the batch rolled back.

@@ -1,12 +1,12 @@
 //! The tables: muninn 7.5's `core`, `link`, `tag` and namespace tables, and
 //! muninn-sync's own records beside them.
 
-use super::values::{declared_type, type_from_declaration};
+use super::values::{declared_type, type_from_declaration, UuidForm};
 use super::FootprintFormat;
 use anyhow::{bail, Context, Result};
 use muninn_sync_model::{CoreField, ValueType};
 use rusqlite::{Connection, OptionalExtension};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The version of muninn-sync's own tables in this database.
 const SCHEMA_VERSION: &str = "1";
@@ -248,6 +248,9 @@ pub(crate) fn record_footprint_format(
 pub(crate) struct NamespaceTable {
     /// Column name -> type, without `uuid`.
     pub columns: BTreeMap<String, ValueType>,
+    /// The columns whose type is read from their declaration because
+    /// muninn-sync did not make them (muninn did), so text may be JSON.
+    pub declared: BTreeSet<String>,
 }
 
 impl NamespaceTable {
@@ -324,10 +327,13 @@ pub(crate) fn load_namespaces(
             if column.eq_ignore_ascii_case("uuid") {
                 continue;
             }
-            let value_type = recorded
-                .get(&(namespace.to_string(), column.clone()))
-                .copied()
-                .unwrap_or_else(|| type_from_declaration(&declared));
+            let value_type = match recorded.get(&(namespace.to_string(), column.clone())) {
+                Some(value_type) => *value_type,
+                None => {
+                    namespace_table.declared.insert(column.clone());
+                    type_from_declaration(&declared)
+                }
+            };
             namespace_table.columns.insert(column, value_type);
         }
         namespaces.insert(namespace.to_string(), namespace_table);
@@ -398,4 +404,40 @@ pub(crate) fn add_namespace_column(
 /// table.
 pub(crate) fn schema_version(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("PRAGMA schema_version", [], |row| row.get(0))?)
+}
+
+/// How this catalogue writes uuids, from the declaration of core's `uuid`:
+/// muninn's `UUID` (NUMERIC affinity) or our `UUID TEXT`.
+pub(crate) fn uuid_form(conn: &Connection, tables: &Tables) -> Result<UuidForm> {
+    let declared: String = conn.query_row(
+        &format!(
+            "SELECT type FROM pragma_table_info('{}') WHERE name = 'uuid'",
+            tables.core
+        ),
+        [],
+        |row| row.get(0),
+    )?;
+    Ok(UuidForm::for_declaration(&declared))
+}
+
+/// Whether every value in a namespace column is JSON text (or NULL): what
+/// muninn stores for a property of its JSON type, which it declares `TEXT`
+/// like its text properties.
+pub(crate) fn holds_only_json(
+    conn: &Connection,
+    tables: &Tables,
+    namespace: &str,
+    column: &str,
+) -> Result<bool> {
+    let other: Option<i64> = conn
+        .query_row(
+            &format!(
+                "SELECT 1 FROM {} WHERE \"{column}\" IS NOT NULL AND (typeof(\"{column}\") != 'text' OR NOT json_valid(\"{column}\")) LIMIT 1",
+                tables.namespace(namespace)
+            ),
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(other.is_none())
 }

@@ -1,0 +1,836 @@
+//! Python muninn 7.5, the tool muninn-sync replaces, on the same archives: an
+//! archive `muninn-prepare` made is synced in place, and muninn's own
+//! `muninn-search`, `muninn-info`, `muninn-summary`, `muninn-tag` and API
+//! read what muninn-sync wrote, with muninn's types. One `<id>.cfg` file
+//! serves both tools, as it would for a muninn user. Last, a Python
+//! synchronizer and its port to a plugin (docs/migrating-from-muninn.md)
+//! sync alike, run by muninn's muninn-sync and by ours.
+//!
+//! muninn comes from PyPI, in the virtualenv that scripts/install-test-deps.sh
+//! makes under target/python-muninn/. Its namespace extension and helper
+//! scripts are in tests/python/.
+
+use muninn_sync_e2e::{deletion, muninn_sync, product, workspace, Run};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The muninn release on PyPI these tests run (scripts/install-python-muninn.sh pins it).
+const MUNINN_VERSION: &str = "7.5.0";
+
+/// The virtualenv with Python muninn; a clear failure when it is missing.
+fn venv() -> &'static Path {
+    static CHECKED: OnceLock<PathBuf> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let venv = workspace().join("target/python-muninn/venv");
+        let version = Command::new(venv.join("bin/python"))
+            .args(["-c", "import muninn; print(muninn.__version__)"])
+            .output();
+        let version = version
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        assert_eq!(
+            version.as_deref(),
+            Some(MUNINN_VERSION),
+            "Python muninn {MUNINN_VERSION} is not installed in {}: run scripts/install-test-deps.sh, \
+             which makes that virtualenv (pip install muninn=={MUNINN_VERSION}); these tests run muninn's \
+             own tools on muninn-sync's catalogues",
+            venv.display()
+        );
+        venv
+    })
+}
+
+/// Where Python finds the tests' muninn extensions and synchronizers.
+fn python_path() -> String {
+    let python = workspace().join("tests/python");
+    format!("{}:{}", python.display(), python.join("listing").display())
+}
+
+/// An archive in a temporary directory with one `s2.cfg` that both Python
+/// muninn and muninn-sync read: the catalogue `s2.sqlite`, the namespaces
+/// of tests/python/muninn_sync_testns.py, and a synchronizer `feed` whose
+/// `module` is a Python synchronizer and whose `plugin` is jsonl.
+struct Shared {
+    dir: tempfile::TempDir,
+    prefix: String,
+}
+
+impl Shared {
+    /// `extensions`: muninn namespace extensions beside muninn_sync_testns.
+    fn new(prefix: &str, extensions: &str) -> Shared {
+        let shared = Shared {
+            dir: tempfile::tempdir().expect("temporary directory"),
+            prefix: prefix.to_string(),
+        };
+        // An absolute connection_string: muninn takes a relative one from
+        // the current directory, muninn-sync from the file's directory.
+        let config = format!(
+            "[archive]
+database = sqlite
+storage = none
+namespace_extensions = muninn_sync_testns {extensions}
+synchronizers = feed
+
+[sqlite]
+connection_string = {db}
+table_prefix = {prefix}
+
+[synchronizer:feed]
+module = muninn_sync_testsync
+plugin = jsonl
+path = feed.jsonl
+",
+            db = shared.db_path().display()
+        );
+        std::fs::write(shared.dir.path().join("s2.cfg"), config).expect("write s2.cfg");
+        shared
+    }
+
+    fn db_path(&self) -> PathBuf {
+        self.dir.path().join("s2.sqlite")
+    }
+
+    fn table(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    fn search_path(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+
+    fn write_feed(&self, lines: &[Value]) {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(self.dir.path().join("feed.jsonl"), text).expect("write the feed");
+    }
+
+    /// `muninn-sync s2 feed <args>`, the archive found by id.
+    fn sync(&self, args: &[&str]) -> Run {
+        let mut all = vec!["s2", "feed"];
+        all.extend_from_slice(args);
+        self.muninn_sync(&all)
+    }
+
+    /// Our `muninn-sync <args>`, with the archive's search path.
+    fn muninn_sync(&self, args: &[&str]) -> Run {
+        muninn_sync(
+            self.dir.path(),
+            args,
+            &[("MUNINN_CONFIG_PATH", &self.search_path())],
+        )
+    }
+
+    /// A program of the virtualenv (`muninn-search`, `python`, ...), run
+    /// as a muninn user runs it.
+    fn muninn(&self, program: &str, args: &[&str]) -> Run {
+        let output = Command::new(venv().join("bin").join(program))
+            .current_dir(self.dir.path())
+            .args(args)
+            .env("MUNINN_CONFIG_PATH", self.search_path())
+            .env("PYTHONPATH", python_path())
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+            .unwrap_or_else(|e| panic!("run {program}: {e}"));
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// A muninn tool that must succeed; its standard output.
+    fn tool(&self, program: &str, args: &[&str]) -> String {
+        let run = self.muninn(program, args);
+        assert_eq!(
+            run.code, 0,
+            "{program} {args:?} failed:\n{}{}",
+            run.stdout, run.stderr
+        );
+        assert!(
+            !run.stderr.contains("ERROR"),
+            "{program} {args:?}:\n{}",
+            run.stderr
+        );
+        run.stdout
+    }
+
+    /// Python code run with the archive's environment, which must succeed.
+    fn python(&self, code: &str) -> String {
+        self.tool("python", &["-c", code])
+    }
+
+    /// Every product (matching `expression`) as muninn's API reads it, by
+    /// product_name: "namespace.property" -> {"type", "value"}.
+    fn products(&self, expression: &str) -> Vec<Value> {
+        let script = workspace().join("tests/python/dump_products.py");
+        let out = self.tool("python", &[script.to_str().unwrap(), "s2", expression]);
+        serde_json::from_str::<Vec<Value>>(&out).expect("dump_products.py prints JSON")
+    }
+
+    /// `muninn-search -c`: how many products muninn finds.
+    fn count(&self, expression: &str) -> i64 {
+        self.tool("muninn-search", &["-c", "s2", expression])
+            .trim()
+            .parse()
+            .expect("muninn-search -c prints a number")
+    }
+
+    fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.db_path(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the catalogue")
+    }
+
+    /// The rows of a query, each row's columns joined with '|'.
+    fn rows(&self, sql: &str) -> Vec<String> {
+        use rusqlite::types::Value as Sql;
+        let db = self.db();
+        let mut statement = db.prepare(sql).expect("prepare");
+        let columns = statement.column_count();
+        statement
+            .query_map([], |row| {
+                (0..columns)
+                    .map(|i| {
+                        Ok(match row.get::<_, Sql>(i)? {
+                            Sql::Null => "NULL".to_string(),
+                            Sql::Integer(n) => n.to_string(),
+                            Sql::Real(f) => f.to_string(),
+                            Sql::Text(t) => t,
+                            Sql::Blob(b) => format!("{b:?}"),
+                        })
+                    })
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map(|r| r.join("|"))
+            })
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect()
+    }
+}
+
+/// What a run's summary line says was done.
+fn summary(run: &Run) -> &str {
+    run.stderr
+        .lines()
+        .find(|l| l.contains(" created, "))
+        .unwrap_or_else(|| panic!("no summary line:\n{}", run.stderr))
+}
+
+/// The type and value muninn's API gives one property of one product.
+fn property<'a>(products: &'a [Value], name: &str, property: &str) -> &'a Value {
+    let product = products
+        .iter()
+        .find(|p| p["core.product_name"]["value"] == name)
+        .unwrap_or_else(|| panic!("muninn does not list {name}: {products:#?}"));
+    &product[property]
+}
+
+/// A property muninn must have: its Python type ("uuid.UUID") and value.
+fn typed(products: &[Value], name: &str, key: &str) -> (String, Value) {
+    let p = property(products, name, key);
+    assert!(!p.is_null(), "{name} has no {key} for muninn");
+    (p["type"].as_str().unwrap().to_string(), p["value"].clone())
+}
+
+/// Two products with every kind of value the jsonl feed carries: core
+/// times with microseconds and an offset, a polygon and a multipolygon
+/// footprint, a given uuid and a derived one, and namespace values of
+/// each type (integer beyond 2^53, real, boolean, text, timestamp, JSON).
+fn feed() -> Vec<Value> {
+    let mut a = product("S2MSI1C", "A", "2024-01-02T10:00:00.123456Z");
+    a["uuid"] = json!("0D5B8F1E-4C7A-4A61-A8A6-F3A7B0C2D9E1");
+    a["size"] = json!(812345678);
+    a["validity_stop"] = json!("2024-01-02T10:00:10Z");
+    a["creation_date"] = json!("2024-01-02T12:00:00.5+02:00");
+    a["namespaces"] = json!({
+        "eo": {"cloud_cover": 12.5, "platform": "sentinel-2a"},
+        "props": {"n": 9007199254740993_i64, "r": 0.25, "b": true, "t": "text",
+                  "ts": "2024-05-06T07:08:09.000001Z", "j": {"bands": [2, 3, 4], "gain": 1.5}},
+    });
+    let mut b = product("S2MSI2A", "B", "2024-01-03T00:00:00Z");
+    b["footprint"] = json!("MULTIPOLYGON(((5 52, 6 52, 6 53, 5 52)), ((7 52, 8 52, 8 53, 7 52)))");
+    b["namespaces"] = json!({
+        "eo": {"cloud_cover": 80.0},
+        "props": {"n": -1, "b": false},
+    });
+    vec![a, b]
+}
+
+/// What muninn reads of the products of [`feed`]: types and values.
+fn assert_muninn_reads_the_feed(shared: &Shared) {
+    let products = shared.products("");
+    let names: Vec<&Value> = products
+        .iter()
+        .map(|p| &p["core.product_name"]["value"])
+        .collect();
+    assert_eq!(names, [&json!("A"), &json!("B")]);
+    let expect = |name: &str, key: &str, kind: &str, value: Value| {
+        assert_eq!(
+            typed(&products, name, key),
+            (kind.to_string(), value),
+            "{name} {key}"
+        );
+    };
+    expect(
+        "A",
+        "core.uuid",
+        "uuid.UUID",
+        json!("0d5b8f1e-4c7a-4a61-a8a6-f3a7b0c2d9e1"),
+    );
+    expect("A", "core.active", "builtins.bool", json!(true));
+    expect("A", "core.size", "builtins.int", json!(812345678));
+    expect(
+        "A",
+        "core.hash",
+        "builtins.str",
+        json!("md5:9e107d9d372bb6826bd81d3542a419d6"),
+    );
+    expect(
+        "A",
+        "core.validity_start",
+        "datetime.datetime",
+        json!("2024-01-02T10:00:00.123456"),
+    );
+    expect(
+        "A",
+        "core.validity_stop",
+        "datetime.datetime",
+        json!("2024-01-02T10:00:10"),
+    );
+    expect(
+        "A",
+        "core.creation_date",
+        "datetime.datetime",
+        json!("2024-01-02T10:00:00.500000"),
+    );
+    expect(
+        "A",
+        "core.remote_url",
+        "builtins.str",
+        json!("https://example.org/p/A"),
+    );
+    expect(
+        "A",
+        "core.footprint",
+        "muninn.geometry.Polygon",
+        json!("POLYGON ((5.000000 52.000000, 6.000000 52.000000, 6.000000 53.000000, 5.000000 53.000000, 5.000000 52.000000))"),
+    );
+    expect("A", "eo.cloud_cover", "builtins.float", json!(12.5));
+    expect("A", "eo.platform", "builtins.str", json!("sentinel-2a"));
+    expect("A", "props.n", "builtins.int", json!(9007199254740993_i64));
+    expect("A", "props.r", "builtins.float", json!(0.25));
+    expect("A", "props.b", "builtins.bool", json!(true));
+    expect("A", "props.t", "builtins.str", json!("text"));
+    expect(
+        "A",
+        "props.ts",
+        "datetime.datetime",
+        json!("2024-05-06T07:08:09.000001"),
+    );
+    expect(
+        "A",
+        "props.j",
+        "builtins.dict",
+        json!({"bands": [2, 3, 4], "gain": 1.5}),
+    );
+    expect(
+        "B",
+        "core.footprint",
+        "muninn.geometry.MultiPolygon",
+        json!("MULTIPOLYGON (((5.000000 52.000000, 6.000000 52.000000, 6.000000 53.000000, 5.000000 52.000000)), ((7.000000 52.000000, 8.000000 52.000000, 8.000000 53.000000, 7.000000 52.000000)))"),
+    );
+    expect("B", "eo.cloud_cover", "builtins.float", json!(80.0));
+    expect("B", "props.b", "builtins.bool", json!(false));
+    expect("B", "props.n", "builtins.int", json!(-1));
+    assert!(property(&products, "B", "props.j").is_null());
+    // B's uuid is the one the jsonl synchronizer derives, as muninn-sync stored it.
+    let stored = shared.rows(&format!(
+        "SELECT uuid FROM {} WHERE product_name = 'B'",
+        shared.table("core")
+    ));
+    let (kind, uuid) = typed(&products, "B", "core.uuid");
+    assert_eq!(kind, "uuid.UUID");
+    assert_eq!(uuid.as_str().unwrap().replace('-', ""), stored[0]);
+    let (kind, metadata_date) = typed(&products, "B", "core.metadata_date");
+    assert_eq!(kind, "datetime.datetime");
+    assert!(metadata_date.as_str().unwrap() > "2025", "{metadata_date}");
+
+    // muninn's command line tools: search expressions on namespace
+    // properties, times (to the microsecond) and footprints.
+    assert_eq!(shared.count(""), 2);
+    assert_eq!(shared.count("eo.cloud_cover < 20"), 1);
+    assert_eq!(shared.count("props.b == true"), 1);
+    assert_eq!(shared.count("props.n > 9007199254740992"), 1);
+    assert_eq!(shared.count("props.ts > 2024-05-06T07:08:09"), 1);
+    assert_eq!(shared.count("is_defined(props.ts)"), 1);
+    assert_eq!(shared.count("product_type == \"S2MSI2A\""), 1);
+    assert_eq!(
+        shared
+            .count("validity_start >= 2024-01-02T10:00:00.123456 and validity_start < 2024-01-03"),
+        1
+    );
+    assert_eq!(
+        shared.count("validity_start > 2024-01-02T10:00:00.123456"),
+        1
+    );
+    assert_eq!(shared.count("intersects(footprint, POINT (5.2 52.8))"), 1);
+    assert_eq!(shared.count("intersects(footprint, POINT (7.8 52.2))"), 1);
+    assert_eq!(shared.count("covers(footprint, POINT (5.5 52.9))"), 1);
+    let uuids = shared.tool("muninn-search", &["-u", "s2", "product_name == \"A\""]);
+    assert_eq!(uuids.trim(), "0d5b8f1e-4c7a-4a61-a8a6-f3a7b0c2d9e1");
+    let table = shared.tool(
+        "muninn-search",
+        &[
+            "-f",
+            "psv",
+            "-o",
+            "+product_name",
+            "-p",
+            "product_name validity_start footprint eo.* props.*",
+            "s2",
+            "",
+        ],
+    );
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines[0],
+        "| core.product_name | core.validity_start | core.footprint | eo.cloud_cover | eo.platform \
+         | props.n | props.r | props.b | props.t | props.ts | props.j |"
+    );
+    assert_eq!(
+        lines[1],
+        "| A | 2024-01-02 10:00:00.123456 | POLYGON ((5.000000 52.000000, 6.000000 52.000000, 6.000000 53.000000, \
+         5.000000 53.000000, 5.000000 52.000000)) | 12.5 | sentinel-2a | 9007199254740993 | 0.25 | True | text \
+         | 2024-05-06 07:08:09.000001 | {'bands': [2, 3, 4], 'gain': 1.5} |"
+    );
+    assert_eq!(lines.len(), 3, "{table}");
+    let summary = shared.tool("muninn-summary", &["-f", "psv", "s2", ""]);
+    assert!(
+        summary.contains("| 2 | 812346678 | 2024-01-02 10:00:00.123456 | 2024-01-02 10:00:10 |"),
+        "{summary}"
+    );
+
+    let info = shared.tool("muninn-info", &["s2"]);
+    assert!(!info.contains("could not open archive"), "{info}");
+    for line in [
+        "      props",
+        "        j: json (optional)",
+        "        ts: timestamp (optional)",
+        "    SYNCHRONIZERS\n      feed",
+    ] {
+        assert!(info.contains(line), "{line:?} not in:\n{info}");
+    }
+}
+
+/// Python prepares the archive, muninn-sync syncs the feed into it in
+/// place, muninn reads it; a second sync writes nothing.
+fn python_prepared_then_synced(prefix: &str, extensions: &str) -> Shared {
+    let shared = Shared::new(prefix, extensions);
+    shared.tool("muninn-prepare", &["s2"]);
+    shared.write_feed(&feed());
+    let run = shared.sync(&[]);
+    run.assert_ok();
+    assert!(
+        summary(&run).contains("2 created, 0 updated, 0 removed, 0 failed"),
+        "{}",
+        run.stderr
+    );
+    assert_muninn_reads_the_feed(&shared);
+    shared
+}
+
+#[test]
+fn a_python_prepared_archive_is_synced_in_place_and_muninn_reads_it() {
+    // The jsonl synchronizer's own namespace declared for muninn too, so
+    // muninn-prepare made its table and muninn reads it.
+    let shared = python_prepared_then_synced("", "muninn_sync_jsonl_ns");
+    let products = shared.products("product_name == \"A\"");
+    assert_eq!(
+        typed(&products, "A", "jsonl.modified"),
+        (
+            "datetime.datetime".to_string(),
+            json!("2024-01-02T10:00:00.123456")
+        )
+    );
+    assert_eq!(typed(&products, "A", "jsonl.key").0, "builtins.int");
+    // muninn's declarations are as muninn-prepare left them.
+    assert_eq!(
+        shared.rows("SELECT sql FROM sqlite_master WHERE name = 'jsonl'"),
+        [
+            "CREATE TABLE jsonl (modified TIMESTAMP, fingerprint INTEGER, key INTEGER, \
+          uuid UUID PRIMARY KEY REFERENCES core(uuid) ON DELETE CASCADE)"
+        ]
+    );
+}
+
+#[test]
+fn a_python_prepared_archive_with_a_table_prefix_is_synced_in_place() {
+    // muninn does not know the jsonl namespace here: muninn-sync makes the
+    // table s2_jsonl beside muninn's, and muninn leaves it alone.
+    let shared = python_prepared_then_synced("s2_", "");
+    assert_eq!(
+        shared.rows(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN \
+             ('core', 'eo', 'jsonl', 's2_core', 's2_eo', 's2_props', 's2_jsonl', 's2_muninn_sync_meta') ORDER BY name"
+        ),
+        ["s2_core", "s2_eo", "s2_jsonl", "s2_muninn_sync_meta", "s2_props"]
+    );
+    assert_eq!(shared.rows("SELECT count(*) FROM s2_jsonl"), ["2"]);
+}
+
+#[test]
+fn a_second_sync_of_a_python_prepared_archive_writes_nothing() {
+    let shared = python_prepared_then_synced("p_", "");
+    let before = shared.rows("SELECT product_name, metadata_date FROM p_core ORDER BY 1");
+    let run = shared.sync(&[]);
+    run.assert_ok();
+    assert!(
+        summary(&run).contains("0 created, 0 updated, 0 removed, 0 failed, 2 unchanged"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        shared.rows("SELECT product_name, metadata_date FROM p_core ORDER BY 1"),
+        before
+    );
+}
+
+#[test]
+fn a_catalogue_muninn_sync_created_is_read_by_muninns_tools() {
+    let shared = Shared::new("", "muninn_sync_jsonl_ns");
+    shared.write_feed(&feed());
+    shared.sync(&[]).assert_ok();
+    assert_muninn_reads_the_feed(&shared);
+
+    // muninn writes into it as well: a tag, listed by muninn and removed
+    // with the product when muninn-sync follows a deletion.
+    shared.tool("muninn-tag", &["s2", "product_name == \"A\"", "checked"]);
+    let tags = shared.tool("muninn-list-tags", &["s2", ""]);
+    assert!(
+        tags.contains("A (0d5b8f1e-4c7a-4a61-a8a6-f3a7b0c2d9e1): checked"),
+        "{tags}"
+    );
+    let mut lines = feed();
+    lines.push(deletion("S2MSI1C", "A", "2024-01-04T00:00:00Z"));
+    shared.write_feed(&lines);
+    let run = shared.sync(&[]);
+    run.assert_ok();
+    assert!(summary(&run).contains("1 removed"), "{}", run.stderr);
+    assert_eq!(shared.rows("SELECT count(*) FROM tag"), ["0"]);
+    assert_eq!(shared.count(""), 1);
+}
+
+#[test]
+fn products_muninn_created_and_products_synced_share_the_archive() {
+    let shared = Shared::new("", "");
+    shared.tool("muninn-prepare", &["s2"]);
+    // Two products made with muninn's API: P, which the feed never
+    // mentions, and Q, which the feed also has (with another size).
+    shared.python(
+        r#"
+import datetime, uuid, muninn
+from muninn.geometry import LinearRing, Point, Polygon
+from muninn.struct import Struct
+
+def made(name, uuid_hex, size):
+    p = Struct()
+    p.core = Struct()
+    p.core.uuid = uuid.UUID(uuid_hex)
+    p.core.active = True
+    p.core.product_type = "S2MSI1C"
+    p.core.product_name = name
+    p.core.physical_name = name + ".SAFE"
+    p.core.size = size
+    p.core.hash = "md5:9e107d9d372bb6826bd81d3542a419d6"
+    p.core.validity_start = datetime.datetime(2024, 1, 1, 8, 0, 0, 250000)
+    p.core.remote_url = "https://example.org/p/" + name
+    p.core.footprint = Polygon([LinearRing([Point(5, 52), Point(6, 52), Point(6, 53), Point(5, 53)])])
+    p.eo = Struct()
+    p.eo.cloud_cover = 12.5
+    p.eo.platform = "sentinel-2a"
+    p.props = Struct()
+    p.props.n = 7
+    p.props.b = True
+    p.props.ts = datetime.datetime(2024, 5, 6, 7, 8, 9, 1)
+    p.props.j = {"bands": [2, 3, 4], "gain": 1.5}
+    return p
+
+with muninn.open("s2") as archive:
+    archive.create_properties(made("P", "a0000000000000000000000000000001", 1))
+    archive.create_properties(made("Q", "b0000000000000000000000000000002", 2))
+    archive.tag(uuid.UUID("a0000000000000000000000000000001"), ["mine"])
+"#,
+    );
+    let p_rows = |shared: &Shared| {
+        [
+            "SELECT * FROM core WHERE product_name = 'P'",
+            "SELECT e.* FROM eo e JOIN core c USING (uuid) WHERE c.product_name = 'P'",
+            "SELECT x.* FROM props x JOIN core c USING (uuid) WHERE c.product_name = 'P'",
+            "SELECT t.uuid, t.tag FROM tag t JOIN core c USING (uuid) WHERE c.product_name = 'P'",
+        ]
+        .iter()
+        .flat_map(|sql| shared.rows(sql))
+        .collect::<Vec<_>>()
+    };
+    let p_before = p_rows(&shared);
+    let q_before = shared.rows("SELECT uuid, metadata_date FROM core WHERE product_name = 'Q'");
+
+    let mut q = product("S2MSI1C", "Q", "2024-01-01T08:00:00.25Z");
+    q["physical_name"] = json!("Q.SAFE");
+    q["size"] = json!(2000);
+    q["footprint"] = json!("POLYGON((5 52, 6 52, 6 53, 5 53, 5 52))");
+    q["namespaces"] = json!({
+        "eo": {"cloud_cover": 12.5, "platform": "sentinel-2a"},
+        "props": {"n": 7, "b": true, "ts": "2024-05-06T07:08:09.000001Z",
+                  "j": {"bands": [2, 3, 4], "gain": 1.5}},
+    });
+    let new = product("S2MSI2A", "N", "2024-01-05T00:00:00Z");
+    shared.write_feed(&[q, new]);
+    let run = shared.sync(&[]);
+    run.assert_ok();
+    assert!(
+        summary(&run).contains("1 created, 1 updated, 0 removed, 0 failed"),
+        "{}",
+        run.stderr
+    );
+
+    // P is untouched, row for row; Q keeps muninn's uuid and takes the
+    // feed's size; muninn reads all three with its types.
+    assert_eq!(p_rows(&shared), p_before);
+    let q_after = shared.rows("SELECT uuid, metadata_date FROM core WHERE product_name = 'Q'");
+    assert_eq!(q_after[0].split('|').next(), q_before[0].split('|').next());
+    assert_ne!(q_after, q_before, "Q's metadata_date moves with the update");
+    let products = shared.products("");
+    assert_eq!(products.len(), 3);
+    for name in ["P", "Q"] {
+        assert_eq!(
+            typed(&products, name, "core.validity_start"),
+            (
+                "datetime.datetime".to_string(),
+                json!("2024-01-01T08:00:00.250000")
+            )
+        );
+        assert_eq!(
+            typed(&products, name, "props.j"),
+            (
+                "builtins.dict".to_string(),
+                json!({"bands": [2, 3, 4], "gain": 1.5})
+            )
+        );
+        assert_eq!(typed(&products, name, "props.b").0, "builtins.bool");
+        assert_eq!(
+            typed(&products, name, "core.footprint").0,
+            "muninn.geometry.Polygon"
+        );
+    }
+    assert_eq!(typed(&products, "P", "core.size").1, json!(1));
+    assert_eq!(typed(&products, "Q", "core.size").1, json!(2000));
+    assert_eq!(
+        typed(&products, "Q", "core.uuid").1,
+        json!("b0000000-0000-0000-0000-000000000002")
+    );
+    assert_eq!(typed(&products, "N", "core.uuid").0, "uuid.UUID");
+    assert_eq!(shared.count("has_tag(\"mine\")"), 1);
+
+    // A second run finds both feed products as they are.
+    let again = shared.sync(&[]);
+    again.assert_ok();
+    assert!(
+        summary(&again).contains("0 created, 0 updated, 0 removed, 0 failed, 2 unchanged"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(p_rows(&shared), p_before);
+}
+
+#[test]
+fn uuids_that_read_as_numbers_survive_a_python_prepared_archive() {
+    // muninn declares uuid columns UUID, which SQLite gives NUMERIC
+    // affinity: muninn's 32 hex digits of these uuids would be stored as
+    // the numbers 1.23e+31 and inf, lost, and both "e" ones the same.
+    let shared = Shared::new("", "");
+    shared.tool("muninn-prepare", &["s2"]);
+    let uuids = [
+        "12345678901234567890123456789012",
+        "4e512345678901234567890123456789",
+        "5e512345678901234567890123456789",
+    ];
+    let lines: Vec<Value> = uuids
+        .iter()
+        .enumerate()
+        .map(|(i, uuid)| {
+            let mut line = product("T", &format!("N{i}"), "2024-01-01T00:00:00Z");
+            line["uuid"] = json!(uuid);
+            line
+        })
+        .collect();
+    shared.write_feed(&lines);
+    let run = shared.sync(&[]);
+    run.assert_ok();
+    assert!(summary(&run).contains("3 created"), "{}", run.stderr);
+    assert_eq!(
+        shared.rows("SELECT DISTINCT typeof(uuid) FROM core"),
+        ["text"]
+    );
+    let products = shared.products("");
+    for (i, uuid) in uuids.iter().enumerate() {
+        let (kind, value) = typed(&products, &format!("N{i}"), "core.uuid");
+        assert_eq!(kind, "uuid.UUID");
+        assert_eq!(value.as_str().unwrap().replace('-', ""), *uuid);
+        assert_eq!(
+            typed(&products, &format!("N{i}"), "eo.cloud_cover").1,
+            json!(12.5)
+        );
+    }
+    let again = shared.sync(&[]);
+    again.assert_ok();
+    assert!(
+        summary(&again).contains("0 created, 0 updated, 0 removed, 0 failed, 3 unchanged"),
+        "{}",
+        again.stderr
+    );
+}
+
+/// tests/python/listing/plugin, built outside the workspace as a plugin
+/// author builds it, once per test process.
+fn listing_plugin() -> &'static Path {
+    static BUILT: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, plugin) = BUILT.get_or_init(|| {
+        let work = tempfile::tempdir().expect("temporary directory");
+        let source = workspace().join("tests/python/listing/plugin");
+        std::fs::create_dir_all(work.path().join("src")).unwrap();
+        let manifest = std::fs::read_to_string(source.join("Cargo.toml"))
+            .unwrap()
+            .replace(
+                "../../../../plugin-api",
+                workspace().join("plugin-api").to_str().unwrap(),
+            );
+        std::fs::write(work.path().join("Cargo.toml"), manifest).unwrap();
+        std::fs::copy(source.join("src/lib.rs"), work.path().join("src/lib.rs")).unwrap();
+        // The workspace's lock file: everything it needs is downloaded already.
+        std::fs::copy(
+            workspace().join("Cargo.lock"),
+            work.path().join("Cargo.lock"),
+        )
+        .unwrap();
+        let target = workspace().join("target/outside-plugins");
+        let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(work.path())
+            .args(["build", "--quiet", "--offline"])
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .expect("run cargo build for the listing plugin");
+        assert!(
+            output.status.success(),
+            "building the listing plugin failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let kept = work.path().join("liblisting.so");
+        std::fs::copy(target.join("debug/liblisting.so"), &kept).unwrap();
+        (work, kept)
+    });
+    plugin
+}
+
+/// An archive for the listing synchronizer; its `s2.cfg` names the Python
+/// module for muninn and the Rust plugin for muninn-sync.
+fn listing_archive(listing: &Path) -> Shared {
+    let shared = Shared::new("", "");
+    let config = format!(
+        "[archive]
+database = sqlite
+storage = none
+synchronizers = listing
+
+[sqlite]
+connection_string = {db}
+
+[synchronizer:listing]
+module = listing_sync
+plugin = {plugin}
+path = {listing}
+product_type = S2MSI1C
+",
+        db = shared.db_path().display(),
+        plugin = listing_plugin().display(),
+        listing = listing.display(),
+    );
+    std::fs::write(shared.dir.path().join("s2.cfg"), config).unwrap();
+    shared.tool("muninn-prepare", &["s2"]);
+    shared
+}
+
+#[test]
+fn a_python_synchronizer_and_its_rust_port_sync_alike() {
+    // The side-by-side pair of docs/migrating-from-muninn.md: the same
+    // command line, the same configuration file, the same listing, one
+    // archive synced by muninn's muninn-sync with the Python module, the
+    // other by ours with the plugin.
+    let feeds = tempfile::tempdir().unwrap();
+    let listing = feeds.path().join("listing.json");
+    let python = listing_archive(&listing);
+    let rust = listing_archive(&listing);
+    let sync_both = |args: &[&str]| {
+        let mut all = vec!["s2", "listing"];
+        all.extend_from_slice(args);
+        let run = python.muninn("muninn-sync", &all);
+        assert_eq!(run.code, 0, "muninn's muninn-sync {all:?}:\n{}", run.stderr);
+        rust.muninn_sync(&all).assert_ok();
+    };
+    let catalogue = |shared: &Shared| {
+        shared.rows(
+            "SELECT product_type, product_name, physical_name, active, size, remote_url \
+             FROM core ORDER BY product_name",
+        )
+    };
+    let entry = |name: &str, modified: &str, size: i64| {
+        json!({"name": name, "modified": modified, "size": size,
+               "url": format!("https://example.org/{name}")})
+    };
+
+    std::fs::write(
+        &listing,
+        json!([
+            entry("A", "2024-01-01T00:00:00", 1),
+            entry("B", "2024-01-02T00:00:00", 2),
+            entry("C", "2024-01-03T00:00:00", 3),
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    sync_both(&["--end", "2024-01-03"]);
+    assert_eq!(catalogue(&rust), catalogue(&python));
+    assert_eq!(
+        catalogue(&rust),
+        [
+            "S2MSI1C|A|A|1|1|https://example.org/A",
+            "S2MSI1C|B|B|1|2|https://example.org/B"
+        ]
+    );
+
+    std::fs::write(
+        &listing,
+        json!([
+            entry("C", "2024-01-03T00:00:00", 3),
+            entry("A", "2024-01-04T00:00:00", 10),
+            {"name": "B", "modified": "2024-01-05T00:00:00", "deleted": true},
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    sync_both(&["--start", "2024-01-03"]);
+    assert_eq!(catalogue(&rust), catalogue(&python));
+    assert_eq!(
+        catalogue(&rust),
+        [
+            "S2MSI1C|A|A|1|10|https://example.org/A",
+            "S2MSI1C|C|C|1|3|https://example.org/C"
+        ]
+    );
+    // Each tool reads the other's catalogue: muninn the one ours wrote.
+    assert_eq!(rust.count("size >= 3"), 2);
+}
