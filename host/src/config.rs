@@ -358,8 +358,6 @@ impl ArchiveConfig {
     /// The section of one synchronizer, checked as muninn checks it.
     pub fn synchronizer(&self, name: &str) -> Result<SynchronizerConfig> {
         let file = &self.source.file;
-        let section = format!("{SYNCHRONIZER_PREFIX}{name}");
-        let header = self.source.header(&section);
         let known = self.known_synchronizers();
         if !known.iter().any(|k| k == name) {
             let listed = known
@@ -369,6 +367,15 @@ impl ArchiveConfig {
                 .join(", ");
             bail!("unregistered synchronizer: \"{name}\"; registered synchronizers: {listed} (configuration file \"{file}\")");
         }
+        self.section(name)
+    }
+
+    /// The section of one synchronizer, whether `[archive] synchronizers`
+    /// names it or not (what `--list` shows of every section).
+    pub fn section(&self, name: &str) -> Result<SynchronizerConfig> {
+        let file = &self.source.file;
+        let section = format!("{SYNCHRONIZER_PREFIX}{name}");
+        let header = self.source.header(&section);
         let mut options = self
             .synchronizers
             .get(name)

@@ -27,13 +27,30 @@ pub fn run(args: &Args) -> Result<()> {
         Mode::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Args::command();
-            clap_complete::generate(shell, &mut command, "muninn-sync", &mut std::io::stdout());
-            Ok(())
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "muninn-sync", &mut script);
+            emit(&String::from_utf8_lossy(&script))
         }
-        Mode::Man => print_man_page(&mut std::io::stdout()),
+        Mode::Man => {
+            let mut page = Vec::new();
+            print_man_page(&mut page)?;
+            emit(&String::from_utf8_lossy(&page))
+        }
         Mode::Sync { .. } => Err(anyhow!(
             "muninn-sync internal error: a sync reached the operator commands"
         )),
+    }
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+fn emit(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
 }
 
@@ -132,13 +149,15 @@ fn list(archive: &str, format: ReportFormat) -> Result<()> {
     for name in &names {
         let registered = config.registered.as_ref().is_none_or(|r| r.contains(name));
         let plugin = config
-            .synchronizer(name)
+            .section(name)
             .and_then(|section| {
                 let path = loader::resolve(&section.module, config_dir)?;
                 loader::load(&path)
             })
             .map_err(|e| format!("{e:#}"));
-        if plugin.is_err() {
+        // A section the list leaves out cannot be run: its plugin is shown,
+        // but does not make --list fail.
+        if plugin.is_err() && registered {
             broken.push(name.clone());
         }
         let known = known(opened.history.as_ref(), name)?;
@@ -152,8 +171,8 @@ fn list(archive: &str, format: ReportFormat) -> Result<()> {
         "synchronizers": entries,
     });
     match format {
-        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&document)?),
-        ReportFormat::Text => print!("{}", list_text(&document)),
+        ReportFormat::Json => emit(&format!("{}\n", serde_json::to_string_pretty(&document)?))?,
+        ReportFormat::Text => emit(&list_text(&document))?,
     }
     if !broken.is_empty() {
         bail!(
@@ -405,18 +424,16 @@ fn history(
     };
     if format == ReportFormat::Json {
         let runs: Vec<Json> = runs.iter().map(run_json).collect();
-        println!(
-            "{}",
+        return emit(&format!(
+            "{}\n",
             serde_json::to_string_pretty(&json!({ "runs": runs }))?
-        );
-        return Ok(());
+        ));
     }
     if runs.is_empty() {
-        println!(
-            "no runs recorded in {}",
+        return emit(&format!(
+            "no runs recorded in {}\n",
             opened.config.sqlite.path.display()
-        );
-        return Ok(());
+        ));
     }
     let rows: Vec<Vec<String>> = runs
         .iter()
@@ -440,28 +457,24 @@ fn history(
             ]
         })
         .collect();
-    print!(
-        "{}",
-        table(
-            &[
-                "run",
-                "synchronizer",
-                "started",
-                "took",
-                "outcome",
-                "created",
-                "updated",
-                "removed",
-                "failed",
-                "unchanged",
-                "window",
-                "error",
-            ],
-            &rows,
-            "",
-        )
-    );
-    Ok(())
+    emit(&table(
+        &[
+            "run",
+            "synchronizer",
+            "started",
+            "took",
+            "outcome",
+            "created",
+            "updated",
+            "removed",
+            "failed",
+            "unchanged",
+            "window",
+            "error",
+        ],
+        &rows,
+        "",
+    ))
 }
 
 fn window_text(run: &RunRecord) -> String {
@@ -541,15 +554,15 @@ fn check_plugin(plugin: &str, format: ReportFormat) -> Result<()> {
         }),
     };
     match (format, &found) {
-        (ReportFormat::Json, _) => println!("{}", serde_json::to_string_pretty(&report)?),
-        (ReportFormat::Text, Ok((_, loaded))) => println!(
-            "{}: muninn-sync plugin \"{}\" version {}, plugin ABI version {} (this muninn-sync {} uses ABI version {ABI_VERSION})",
+        (ReportFormat::Json, _) => emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?,
+        (ReportFormat::Text, Ok((_, loaded))) => emit(&format!(
+            "{}: muninn-sync plugin \"{}\" version {}, plugin ABI version {} (this muninn-sync {} uses ABI version {ABI_VERSION})\n",
             loaded.path.display(),
             loaded.name(),
             loaded.version(),
             loaded.module.abi_version(),
             env!("CARGO_PKG_VERSION"),
-        ),
+        ))?,
         (ReportFormat::Text, Err(_)) => {}
     }
     found

@@ -269,3 +269,24 @@ fn completions_and_the_manual_page_come_from_the_command_line() {
     muninn_sync(dir.path(), &["archive.toml"], &[]).assert_error(2, &["SYNCHRONIZER"]);
     muninn_sync(dir.path(), &["--list"], &[]).assert_error(2, &["ARCHIVE"]);
 }
+
+#[test]
+fn list_shows_sections_the_archive_does_not_register_without_failing() {
+    // A .cfg shared with Python muninn keeps muninn-sync-only sections off
+    // [archive] synchronizers; --list still shows them, and stays green.
+    let archive = Archive::new(&format!(
+        "{}synchronizers = [\"feed\"]\n{}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\n\
+         \n[\"synchronizer:spare\"]\nmodule = \"jsonl\"\npath = \"other.jsonl\"\n",
+        "[archive]\ndatabase = \"sqlite\"\n",
+        "[sqlite]\nconnection_string = \"catalogue.sqlite\""
+    ));
+    let list = archive.sync(&["--list"]);
+    list.assert_ok();
+    assert!(
+        list.stdout.contains(
+            "\nspare  (not in [archive] synchronizers: cannot be run)\n  plugin:    jsonl 0.1.0"
+        ),
+        "{}",
+        list.stdout
+    );
+}

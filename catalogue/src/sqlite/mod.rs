@@ -804,11 +804,30 @@ impl Catalogue for SqliteCatalogue {
             self.tables.core,
             conditions.join(" AND ")
         );
-        let uuids: Vec<String> = self
+        // Kept as stored (dashed or not) to find the products again; a uuid
+        // SQLite stored as a number is named by the error from_sql gives.
+        let stored: Vec<rusqlite::types::Value> = self
             .conn
             .prepare_cached(&sql)?
             .query_map(params_from_iter(params), |row| row.get(0))?
             .collect::<rusqlite::Result<_>>()?;
+        let uuids: Vec<String> = stored
+            .into_iter()
+            .map(|value| match value {
+                rusqlite::types::Value::Text(text) => Ok(text),
+                other => {
+                    let why =
+                        values::from_sql(rusqlite::types::ValueRef::from(&other), ValueType::Uuid)
+                            .err()
+                            .unwrap_or_else(|| format!("{other:?} where a uuid belongs"));
+                    Err(CatalogueError::Storage(anyhow::anyhow!(
+                        "{}.uuid of a product of type \"{}\": {why}",
+                        self.tables.core,
+                        query.product_type
+                    )))
+                }
+            })
+            .collect::<Result<_>>()?;
         let mut namespaces = self.selected_namespaces(namespaces);
         if let Some(own) = own_namespace {
             if !namespaces.contains(&own) {

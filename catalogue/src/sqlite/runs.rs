@@ -250,14 +250,22 @@ impl RunHistory {
                 options.path.display()
             )
         })?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch("SELECT count(*) FROM sqlite_master")
-            .with_context(|| {
-                format!(
-                    "\"{}\" is not a usable SQLite database",
-                    options.path.display()
-                )
-            })?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        if let Err(error) = conn.execute_batch("SELECT count(*) FROM sqlite_master") {
+            let locked = matches!(
+                error.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            );
+            let why = if locked {
+                "is locked by another process (a sync committing a large batch, or one of muninn's tools) for more than 30 s; try again"
+            } else {
+                "is not a usable SQLite database"
+            };
+            return Err(anyhow::Error::new(error).context(format!(
+                "the catalogue \"{}\" {why}",
+                options.path.display()
+            )));
+        }
         Ok(Some(RunHistory {
             conn,
             tables: Tables::new(&options.table_prefix),
