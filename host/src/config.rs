@@ -143,6 +143,8 @@ impl RunSettings {
         let incremental = match options.remove("incremental") {
             None => false,
             Some(toml::Value::Boolean(b)) => b,
+            // configparser's getboolean, which muninn users know, reads 1 and 0.
+            Some(toml::Value::Integer(n @ (0 | 1))) => n == 1,
             Some(other) => bail!("{}: expected true or false, not {other}", at("incremental")),
         };
         let mut duration = |key: &str| -> Result<Option<Duration>> {
@@ -556,6 +558,20 @@ path = "feed.jsonl"
                 lookback: Some(Duration::from_secs(3600)),
                 timeout: Some(Duration::from_secs(600)),
             }
+        );
+        // 1 and 0, as configparser's getboolean reads them; not 2.
+        let one = GOOD.replace("path = \"feed.jsonl\"", "incremental = 1");
+        assert!(
+            parse(&one)
+                .unwrap()
+                .synchronizer("feed")
+                .unwrap()
+                .run
+                .incremental
+        );
+        let two = GOOD.replace("path = \"feed.jsonl\"", "incremental = 2");
+        assert!(
+            message(parse(&two).unwrap().synchronizer("feed")).contains("expected true or false")
         );
         // A plugin's own `timeout` stays the plugin's.
         assert_eq!(
