@@ -357,11 +357,20 @@ impl ArchiveConfig {
         }
     }
 
-    /// The section of one synchronizer, checked as muninn checks it.
+    /// The section of one synchronizer, checked as muninn checks it: a
+    /// synchronizer `[archive] synchronizers` leaves out is refused, unless
+    /// its section has a `plugin` key. That key is muninn-sync's alone, and
+    /// Python muninn imports every listed module each time it opens the
+    /// archive, so a synchronizer only muninn-sync runs must stay off the
+    /// list of a file both read.
     pub fn synchronizer(&self, name: &str) -> Result<SynchronizerConfig> {
         let file = &self.source.file;
         let known = self.known_synchronizers();
-        if !known.iter().any(|k| k == name) {
+        let own = self
+            .synchronizers
+            .get(name)
+            .is_some_and(|section| section.contains_key("plugin"));
+        if !own && !known.iter().any(|k| k == name) {
             let listed = known
                 .iter()
                 .map(|k| format!("\"{k}\""))
@@ -559,6 +568,12 @@ path = "feed.jsonl"
                 timeout: Some(Duration::from_secs(600)),
             }
         );
+        // Off the list, a section muninn-sync alone runs (it has `plugin`).
+        let listed = GOOD.replace("[archive]", "[archive]\nsynchronizers = [\"other\"]");
+        let listed = format!("{listed}\n[\"synchronizer:mine\"]\nplugin = \"jsonl\"\n");
+        let config = parse(&listed).unwrap();
+        assert_eq!(config.synchronizer("mine").unwrap().module, "jsonl");
+        assert!(message(config.synchronizer("feed")).contains("unregistered synchronizer"));
         // 1 and 0, as configparser's getboolean reads them; not 2.
         let one = GOOD.replace("path = \"feed.jsonl\"", "incremental = 1");
         assert!(

@@ -147,7 +147,12 @@ fn list(archive: &str, format: ReportFormat) -> Result<()> {
     let mut entries = Vec::new();
     let mut broken = Vec::new();
     for name in &names {
-        let registered = config.registered.as_ref().is_none_or(|r| r.contains(name));
+        // Runnable: on the list, or muninn-sync's own (a `plugin` key).
+        let registered = config.registered.as_ref().is_none_or(|r| r.contains(name))
+            || config
+                .synchronizers
+                .get(name)
+                .is_some_and(|section| section.contains_key("plugin"));
         let plugin = config
             .section(name)
             .and_then(|section| {

@@ -276,16 +276,31 @@ fn list_shows_sections_the_archive_does_not_register_without_failing() {
     // [archive] synchronizers; --list still shows them, and stays green.
     let archive = Archive::new(&format!(
         "{}synchronizers = [\"feed\"]\n{}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\n\
-         \n[\"synchronizer:spare\"]\nmodule = \"jsonl\"\npath = \"other.jsonl\"\n",
+         \n[\"synchronizer:spare\"]\nmodule = \"jsonl\"\npath = \"other.jsonl\"\n\
+         \n[\"synchronizer:mine\"]\nplugin = \"jsonl\"\npath = \"feed.jsonl\"\n",
         "[archive]\ndatabase = \"sqlite\"\n",
         "[sqlite]\nconnection_string = \"catalogue.sqlite\""
     ));
+    // A section muninn-sync alone runs (`plugin`) may stay off the list.
+    archive.write_feed(
+        "feed.jsonl",
+        &[product("S2MSI1C", "A", "2024-01-01T10:00:00Z")],
+    );
+    archive.sync(&["mine"]).assert_ok();
+    archive
+        .sync(&["spare"])
+        .assert_error(1, &["unregistered synchronizer: \"spare\""]);
     let list = archive.sync(&["--list"]);
     list.assert_ok();
     assert!(
         list.stdout.contains(
             "\nspare  (not in [archive] synchronizers: cannot be run)\n  plugin:    jsonl 0.1.0"
         ),
+        "{}",
+        list.stdout
+    );
+    assert!(
+        list.stdout.contains("\nmine\n  plugin:    jsonl 0.1.0"),
         "{}",
         list.stdout
     );
