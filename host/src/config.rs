@@ -35,15 +35,10 @@ const ARCHIVE_KEYS: [&str; 12] = [
 
 const SQLITE_KEYS: [&str; 3] = ["connection_string", "mod_spatialite_path", "table_prefix"];
 
-/// The keys of a synchronizer's section that the host reads and takes out
-/// before the plugin sees the section.
-const HOST_KEYS: [&str; 5] = [
-    "module",
-    "plugin",
-    "incremental",
-    "lookback",
-    "inactivity_timeout",
-];
+// The keys of a synchronizer's section that the host reads and takes out
+// before the plugin sees the section: plugin-api's list, which its
+// in-memory archive drops too.
+use muninn_sync_plugin_api::section::HOST_KEYS;
 
 /// The start of a synchronizer section's name.
 const SYNCHRONIZER_PREFIX: &str = "synchronizer:";
@@ -489,31 +484,9 @@ fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
     }
 }
 
-/// The synchronizer's options as the JSON object a plugin receives. TOML
-/// dates and times become RFC 3339 text.
-pub fn options_to_json(options: &toml::Table) -> serde_json::Value {
-    fn convert(value: &toml::Value) -> serde_json::Value {
-        match value {
-            toml::Value::String(s) => serde_json::Value::String(s.clone()),
-            toml::Value::Integer(i) => serde_json::Value::from(*i),
-            toml::Value::Float(f) => serde_json::Value::from(*f),
-            toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
-            toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
-            toml::Value::Array(items) => {
-                serde_json::Value::Array(items.iter().map(convert).collect())
-            }
-            toml::Value::Table(table) => serde_json::Value::Object(
-                table.iter().map(|(k, v)| (k.clone(), convert(v))).collect(),
-            ),
-        }
-    }
-    serde_json::Value::Object(
-        options
-            .iter()
-            .map(|(k, v)| (k.clone(), convert(v)))
-            .collect(),
-    )
-}
+/// The synchronizer's options as the JSON object a plugin receives: the
+/// one conversion plugin-api's in-memory archive uses too.
+pub use muninn_sync_plugin_api::section::to_json as options_to_json;
 
 #[cfg(test)]
 mod tests {

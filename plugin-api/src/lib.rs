@@ -76,6 +76,7 @@ mod logging;
 #[cfg(feature = "memory")]
 pub mod memory;
 mod plugin;
+pub mod section;
 
 pub use archive::{Archive, Outcome, ProductWalk, ScanCursor, ScanRow, WatermarkTracker};
 pub use ffi::ABI_VERSION;

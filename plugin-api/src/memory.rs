@@ -125,6 +125,7 @@ use crate::ffi::{
     FfiWalk, FfiWalkPosition,
 };
 use crate::plugin::{parse_config, Context, SyncRequest, Synchronizer};
+use crate::section::HOST_KEYS;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
 use anyhow::{anyhow, Result};
@@ -134,16 +135,6 @@ use muninn_sync_model::{
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-
-/// The keys of a synchronizer's section that muninn-sync reads itself and
-/// takes out before the plugin sees the section.
-const HOST_KEYS: [&str; 5] = [
-    "module",
-    "plugin",
-    "incremental",
-    "lookback",
-    "inactivity_timeout",
-];
 
 /// A catalogue held in memory, with muninn-sync's rules; see the
 /// [module documentation](self).
@@ -251,29 +242,9 @@ pub fn configure<S: Synchronizer>(section: &str, context: &Context) -> Result<S>
     for key in HOST_KEYS {
         table.remove(key);
     }
-    let json = toml_to_json(&toml::Value::Table(table));
+    let json = crate::section::to_json(&table);
     let config = parse_config::<S::Config>(&json.to_string())?;
     S::new(config, context)
-}
-
-/// A TOML value as muninn-sync sends it to a plugin.
-fn toml_to_json(value: &toml::Value) -> serde_json::Value {
-    match value {
-        toml::Value::String(s) => serde_json::Value::String(s.clone()),
-        toml::Value::Integer(i) => serde_json::Value::from(*i),
-        toml::Value::Float(f) => serde_json::Value::from(*f),
-        toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
-        toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
-        toml::Value::Array(items) => {
-            serde_json::Value::Array(items.iter().map(toml_to_json).collect())
-        }
-        toml::Value::Table(table) => serde_json::Value::Object(
-            table
-                .iter()
-                .map(|(k, v)| (k.clone(), toml_to_json(v)))
-                .collect(),
-        ),
-    }
 }
 
 impl MemoryArchive {
