@@ -10,10 +10,10 @@ use anyhow::{anyhow, Context as _, Result};
 use config::Config;
 use muninn_sync_plugin_api::http::HttpClient;
 use muninn_sync_plugin_api::{
-    export_plugin, Archive, Context, Product, SyncRequest, Synchronizer, Timestamp, Update, Uuid,
-    WatermarkTracker,
+    export_plugin, Archive, Context, Product, SkippedFields, SyncRequest, Synchronizer, Timestamp,
+    Update, Uuid, WatermarkTracker,
 };
-use product::{Mapping, NAMESPACE};
+use product::{Mapped, Mapping, NAMESPACE};
 use query::{Entry, Pager, Query};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, TryRecvError};
@@ -61,22 +61,25 @@ impl Synchronizer for Odata {
                 chrono::Utc::now(),
             ));
         }
-        for product_type in &product_types {
+        // Fields left out of products are summed up however the run ends.
+        let mut skipped = SkippedFields::default();
+        let outcome = product_types.iter().try_for_each(|product_type| {
             if self.config.deletions {
                 self.remove_deleted(archive, &request, product_type)?;
             }
-            self.sync_products(archive, &request, product_type)?;
-        }
-        Ok(())
+            self.sync_products(archive, &request, product_type, &mut skipped)
+        });
+        skipped.log_summary();
+        outcome
     }
 }
 
-/// A product as read from a page: its time, and the product or why it
-/// cannot be one.
+/// A product as read from a page: its time, and the product (with the
+/// fields left out of it) or why it cannot be one.
 struct Read {
     time: Timestamp,
     name: String,
-    product: Result<Product>,
+    product: Result<Mapped>,
 }
 
 impl Odata {
@@ -90,12 +93,14 @@ impl Odata {
 
     /// Reads the products of `product_type` modified (or published) in the
     /// window, oldest first, and creates, updates or counts each as
-    /// unchanged; reports the watermark as it goes.
+    /// unchanged; reports the watermark as it goes, and the fields left out
+    /// to `skipped`.
     fn sync_products(
         &self,
         archive: &mut Archive<'_>,
         request: &SyncRequest,
         product_type: &str,
+        skipped: &mut SkippedFields,
     ) -> Result<()> {
         let time_field = self.config.time_field.name();
         let mut clauses = self.clauses(product_type);
@@ -136,8 +141,15 @@ impl Odata {
             },
             |archive, page| {
                 products += page.len();
-                self.apply_page(archive, page, product_type, request.force, &mut watermark)
-                    .map(|()| tracing::debug!(collection, product_type, products, "applied a page"))
+                self.apply_page(
+                    archive,
+                    page,
+                    product_type,
+                    request.force,
+                    &mut watermark,
+                    skipped,
+                )
+                .map(|()| tracing::debug!(collection, product_type, products, "applied a page"))
             },
         )?;
         if let Some(done) = watermark.due(true) {
@@ -154,7 +166,9 @@ impl Odata {
     }
 
     /// Applies a page with one catalogue look-up; a product that cannot be
-    /// mapped or that the catalogue refuses is reported and skipped.
+    /// mapped or that the catalogue refuses is reported and skipped, the
+    /// fields left out of the others go to `skipped`.
+    #[allow(clippy::too_many_arguments)]
     fn apply_page(
         &self,
         archive: &mut Archive<'_>,
@@ -162,22 +176,28 @@ impl Odata {
         product_type: &str,
         force: bool,
         watermark: &mut WatermarkTracker,
+        skipped: &mut SkippedFields,
     ) -> Result<()> {
         let names: Vec<&str> = page
             .iter()
             .filter_map(|read| read.product.as_ref().ok())
-            .map(|p| p.product_name.as_str())
+            .map(|mapped| mapped.product.product_name.as_str())
             .collect();
         let mut stored = archive
             .products_by_name(product_type, &names, &[NAMESPACE])?
             .into_iter();
         for read in &page {
+            let what = format!("{}/{}", self.config.collection, read.name);
             let outcome = match &read.product {
-                Ok(product) => apply_one(archive, product, stored.next().flatten(), force),
+                Ok(mapped) => {
+                    for left_out in &mapped.left_out {
+                        skipped.skip(&what, &left_out.field, &left_out.reason);
+                    }
+                    apply_one(archive, &mapped.product, stored.next().flatten(), force)
+                }
                 Err(error) => Err(anyhow!("{error:#}")),
             };
             if let Err(error) = outcome {
-                let what = format!("{}/{}", self.config.collection, read.name);
                 archive.report_failure(&what, &error)?;
             }
             watermark.saw(read.time);
