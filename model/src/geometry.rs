@@ -2,6 +2,8 @@
 //! supports, read from WKT and GeoJSON and stored as WKT text or as
 //! SpatiaLite BLOB geometries (the encoding muninn's SQLite backend writes).
 
+mod antimeridian;
+
 use std::fmt::{self, Write as _};
 
 /// A coordinate pair: x is longitude, y is latitude.
@@ -756,6 +758,29 @@ mod tests {
         assert_eq!(blob[38], 0x7C);
         assert_eq!(*blob.last().unwrap(), 0xFE);
         assert!(Geometry::from_spatialite_blob(&blob[..blob.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn numbers_keep_the_value_the_remote_wrote() {
+        // serde_json's default float parsing reads this as ...277.
+        let text = r#"{"type": "Point", "coordinates": [-11.974999865007275, 8.5e-05, 12.0]}"#;
+        let geojson: serde_json::Value = serde_json::from_str(text).unwrap();
+        let point = Geometry::from_geojson(&geojson).unwrap();
+        assert_eq!(
+            point,
+            Geometry::Point(Point {
+                x: -11.974999865007275,
+                y: 0.000085
+            })
+        );
+        // WKT shows the shortest decimal form that reads back to the same
+        // number, without an exponent; the third coordinate is dropped.
+        assert_eq!(point.to_wkt(), "POINT(-11.974999865007275 0.000085)");
+        assert_eq!(Geometry::from_wkt(&point.to_wkt()).unwrap(), point);
+        assert_eq!(
+            Geometry::from_spatialite_blob(&point.to_spatialite_blob()).unwrap(),
+            point
+        );
     }
 
     #[test]

@@ -356,11 +356,17 @@ impl Update {
     /// either side are compared; a namespace only `old` has is removed.
     /// With `everything`, every mirrored property and namespace of `new` is
     /// included even when equal, which is what `--force` asks for.
+    ///
+    /// Values are compared as the catalogue stores them: an old value has
+    /// its column's type, and a new value that [`Value::coerce_to`] turns
+    /// into that type is compared after the conversion. JSON writes `0` for
+    /// a cloud cover of 0.0: the integer 0 for a real column that holds 0.0
+    /// is no change, and would otherwise rewrite the product on every run.
     pub fn between(old: &Product, new: &Product, everything: bool) -> Update {
         let mut update = Update::new(old.uuid);
         for field in CoreField::MIRRORED {
             let wanted = new.core_value(field);
-            if everything || old.core_value(field) != wanted {
+            if everything || !stored_alike(old.core_value(field).as_ref(), wanted.as_ref()) {
                 update.core.insert(field, wanted);
             }
         }
@@ -368,7 +374,8 @@ impl Update {
             let old_properties = old.namespaces.get(namespace);
             let mut changes = BTreeMap::new();
             for (name, value) in new_properties {
-                if everything || old_properties.and_then(|p| p.get(name)) != Some(value) {
+                if everything || !stored_alike(old_properties.and_then(|p| p.get(name)), Some(value))
+                {
                     changes.insert(name.clone(), Some(value.clone()));
                 }
             }
@@ -392,6 +399,18 @@ impl Update {
     /// Whether applying it would change no property.
     pub fn is_empty(&self) -> bool {
         self.core.is_empty() && self.namespaces.is_empty()
+    }
+}
+
+/// Whether storing `new` where the catalogue holds `old` would store the
+/// same thing: equal values, or `new` converted without loss to `old`'s
+/// type (its column's) equal to `old`. Both null is alike; one null is not.
+fn stored_alike(old: Option<&Value>, new: Option<&Value>) -> bool {
+    match (old, new) {
+        (Some(old), Some(new)) if old.value_type() != new.value_type() => {
+            new.clone().coerce_to(old.value_type()).as_ref() == Some(old)
+        }
+        (old, new) => old == new,
     }
 }
 
@@ -459,6 +478,47 @@ mod tests {
             update.namespaces["stac"],
             Some([("platform".to_string(), Some(Value::from("s2a")))].into())
         );
+    }
+
+    #[test]
+    fn a_value_is_compared_as_its_column_stores_it() {
+        // The catalogue typed the column real (12.5 came first); an item
+        // then writes a cloud cover of 0.0 as the JSON integer 0.
+        let mut old = product();
+        old.namespaces
+            .get_mut("eo")
+            .unwrap()
+            .insert("cloud_cover".into(), Value::Real(0.0));
+        let mut new = product();
+        new.namespaces
+            .get_mut("eo")
+            .unwrap()
+            .insert("cloud_cover".into(), Value::Integer(0));
+        assert!(Update::between(&old, &new, false).is_empty());
+        // A different number is still a change, and so is a value that does
+        // not convert (text where the column is real), or a real where the
+        // column is integer (that would lose the fraction).
+        for (stored, wanted) in [
+            (Value::Real(0.0), Value::Integer(1)),
+            (Value::Real(0.0), Value::from("0")),
+            (Value::Integer(0), Value::Real(0.5)),
+            (Value::Integer(0), Value::Real(0.0)),
+        ] {
+            old.namespaces
+                .get_mut("eo")
+                .unwrap()
+                .insert("cloud_cover".into(), stored.clone());
+            new.namespaces
+                .get_mut("eo")
+                .unwrap()
+                .insert("cloud_cover".into(), wanted.clone());
+            let update = Update::between(&old, &new, false);
+            assert_eq!(
+                update.namespaces["eo"],
+                Some([("cloud_cover".to_string(), Some(wanted.clone()))].into()),
+                "{stored:?} -> {wanted:?}"
+            );
+        }
     }
 
     #[test]
