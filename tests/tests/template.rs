@@ -1,6 +1,11 @@
 //! The plugin template (examples/plugin-template), as a third party uses
-//! it: copied out of the repository, built offline with its own lock file,
-//! loaded by the real muninn-sync, and its own tests run.
+//! it: copied out of the repository, built with its own lock file
+//! (`--locked`: used as it is, never rewritten), loaded by the real
+//! muninn-sync, and its own tests run.
+//!
+//! Cargo may download here: on a machine that has never built the template,
+//! its lock file names crates (platform-specific ones among them) that no
+//! build of the workspace fetched, so `--offline` would fail there.
 
 use muninn_sync_e2e::{muninn_sync, workspace, Archive, BASE_CONFIG};
 use std::path::{Path, PathBuf};
@@ -56,17 +61,16 @@ fn copy_template(work: &Path) -> PathBuf {
     to
 }
 
-/// The template's plugin file, built once per test process with a plain
-/// `cargo build --offline`: nothing to download beyond what the workspace
-/// has.
+/// The template's plugin file, built once per test process as its README
+/// says, with `--locked` so that the versions are the lock file's.
 fn template_plugin() -> &'static Path {
     static BUILT: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     let (_, plugin) = BUILT.get_or_init(|| {
         let work = tempfile::tempdir().expect("temporary directory");
         let crate_dir = copy_template(work.path());
         assert_success(
-            &cargo(&crate_dir, &["build", "--quiet", "--offline"]),
-            "cargo build --offline of the template",
+            &cargo(&crate_dir, &["build", "--quiet", "--locked"]),
+            "cargo build --locked of the template",
         );
         // Other builds in the shared target directory may overwrite it.
         let kept = work.path().join("liblisting.so");
@@ -215,8 +219,8 @@ fn the_templates_own_tests_pass() {
     let work = tempfile::tempdir().unwrap();
     let crate_dir = copy_template(work.path());
     assert_success(
-        &cargo(&crate_dir, &["test", "--quiet", "--offline"]),
-        "cargo test --offline of the template",
+        &cargo(&crate_dir, &["test", "--quiet", "--locked"]),
+        "cargo test --locked of the template",
     );
 }
 
@@ -240,6 +244,13 @@ fn locked_packages(lock: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `cargo fetch --locked` in a crate: it fails when the lock file needs a
+/// change for the manifest, and otherwise downloads every package the lock
+/// file names, for every platform (what `--offline` builds would lack).
+fn fetch_locked(crate_dir: &Path) -> Output {
+    cargo(crate_dir, &["fetch", "--locked"])
+}
+
 #[test]
 fn the_templates_lock_file_is_current_and_pins_the_workspaces_versions() {
     let workspace_lock = locked_packages(&workspace().join("Cargo.lock"));
@@ -252,22 +263,44 @@ fn the_templates_lock_file_is_current_and_pins_the_workspaces_versions() {
         .into_iter()
         .filter(|package| !workspace_lock.contains(package))
         .collect();
-    let refresh = "refresh it: cp Cargo.lock examples/plugin-template/ && (cd examples/plugin-template && cargo build --offline)";
+    let refresh = "refresh it: cp Cargo.lock examples/plugin-template/ && (cd examples/plugin-template && cargo fetch)";
     assert!(
         stale.is_empty(),
         "examples/plugin-template/Cargo.lock pins versions the workspace does not use, \
-         which an offline build of the template may not have: {stale:?}; {refresh}"
+         so the template would not be built with muninn-sync's own versions: {stale:?}; {refresh}"
     );
-    // --locked: the lock file needs no change for the template's manifest.
     let work = tempfile::tempdir().unwrap();
     let crate_dir = copy_template(work.path());
-    let output = cargo(
-        &crate_dir,
-        &["metadata", "--offline", "--locked", "--format-version", "1"],
-    );
+    let output = fetch_locked(&crate_dir);
     assert!(
         output.status.success(),
-        "examples/plugin-template/Cargo.lock is out of date; {refresh}:\n{}",
+        "examples/plugin-template/Cargo.lock is out of date, or its packages cannot be downloaded; {refresh}:\n{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn a_stale_lock_file_of_the_template_is_refused() {
+    // The check above, on a copy whose manifest no longer matches its lock
+    // file (the lock file records the package's version).
+    let work = tempfile::tempdir().unwrap();
+    let crate_dir = copy_template(work.path());
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("\nversion = \"0.1.0\"\n"));
+    std::fs::write(
+        crate_dir.join("Cargo.toml"),
+        manifest.replacen("\nversion = \"0.1.0\"\n", "\nversion = \"0.1.1\"\n", 1),
+    )
+    .unwrap();
+    let output = fetch_locked(&crate_dir);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("--locked"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(crate_dir.join("Cargo.lock")).unwrap(),
+        std::fs::read(template_dir().join("Cargo.lock")).unwrap(),
+        "--locked leaves the lock file as it is"
     );
 }
