@@ -6,14 +6,18 @@
 //! (without `module`), and calls its `sync` with the archive handle.
 //!
 //! A complete plugin (its `Cargo.toml` needs `crate-type = ["cdylib"]` and
-//! the dependencies `muninn-sync-plugin-api`, `serde` with the `derive`
-//! feature, `anyhow` and `tracing`; docs/plugin-abi.md has it whole):
+//! one dependency, `muninn-sync-plugin-api`; docs/plugin-abi.md has it
+//! whole). The crates a plugin uses besides this one come from here, at the
+//! versions this crate is built with: [`anyhow`] for errors, [`serde`] to
+//! read the configuration, [`tracing`] to log. serde's derive then needs to
+//! be told where serde is, with `#[serde(crate = "muninn_sync_plugin_api::serde")]`:
 //!
 //! ```
+//! use muninn_sync_plugin_api::{anyhow, serde, tracing};
 //! use muninn_sync_plugin_api::{export_plugin, Archive, Context, Product, SyncRequest, Synchronizer};
 //!
 //! #[derive(serde::Deserialize)]
-//! #[serde(deny_unknown_fields)]
+//! #[serde(crate = "muninn_sync_plugin_api::serde", deny_unknown_fields)]
 //! struct Config {
 //!     product_type: String,
 //! }
@@ -26,6 +30,9 @@
 //!     type Config = Config;
 //!
 //!     fn new(config: Config, _context: &Context) -> anyhow::Result<Self> {
+//!         if config.product_type.is_empty() {
+//!             anyhow::bail!("key \"product_type\": must not be empty");
+//!         }
 //!         Ok(Hello { product_type: config.product_type })
 //!     }
 //!
@@ -86,6 +93,20 @@ pub use muninn_sync_model::{
     Timestamp, Update, Uuid, Value, ValueType,
 };
 pub use plugin::{parse_config, Context, SyncRequest, Synchronizer};
+
+// The crates a plugin uses with the SDK, so that it needs no dependency of
+// its own on them and gets the versions the SDK is built with.
+/// Errors: the SDK's calls, `Synchronizer::new` and `sync` return
+/// `anyhow::Result`. A plugin uses `anyhow::Result`, `anyhow::bail!` and
+/// `anyhow::Context` from here.
+pub use anyhow;
+/// To derive `Deserialize` for a synchronizer's `Config`. Without a serde
+/// dependency of the plugin's own, tell the derive where serde is:
+/// `#[serde(crate = "muninn_sync_plugin_api::serde")]`.
+pub use serde;
+/// Logging: the SDK forwards the plugin's `tracing` events to muninn-sync's
+/// log.
+pub use tracing;
 
 /// What [`export_plugin!`] expands to; not for direct use.
 #[doc(hidden)]

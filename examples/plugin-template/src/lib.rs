@@ -17,9 +17,11 @@ mod listing;
 
 pub use listing::{parse_listing, read_listing, Listed, Listing};
 
-use anyhow::Result;
+// anyhow, serde and tracing come from muninn-sync-plugin-api: the plugin's
+// only dependency.
+use muninn_sync_plugin_api::anyhow::{self, Result};
 use muninn_sync_plugin_api::{
-    export_plugin, Archive, Context, Product, SyncRequest, Synchronizer, Timestamp,
+    export_plugin, serde, tracing, Archive, Context, Product, SyncRequest, Synchronizer, Timestamp,
 };
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -31,7 +33,9 @@ pub const NAMESPACE: &str = "listing";
 
 /// The keys of the synchronizer's section (without `module`).
 #[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+// The derive's code names serde by this path, as the plugin has no serde
+// dependency of its own.
+#[serde(crate = "muninn_sync_plugin_api::serde", deny_unknown_fields)]
 pub struct Config {
     /// The listing, relative to the archive's configuration file.
     pub path: String,

@@ -12,7 +12,7 @@
 //! separated by commas, without quoting.
 
 use crate::NAMESPACE;
-use anyhow::{anyhow, bail, Context as _, Result};
+use muninn_sync_plugin_api::anyhow::{self, anyhow, bail, Context as _, Result};
 use muninn_sync_plugin_api::{parse_timestamp, Product, Timestamp, Value};
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 
 use listing::CsvListing;
 use muninn_sync_plugin_api::memory::{configure, MemoryArchive, SyncReport};
-use muninn_sync_plugin_api::{parse_timestamp, Context, SyncRequest, Timestamp, Value};
+use muninn_sync_plugin_api::{anyhow, parse_timestamp, Context, SyncRequest, Timestamp, Value};
 use std::path::{Path, PathBuf};
 
 /// The section as an archive's configuration file has it.
