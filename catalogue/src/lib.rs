@@ -10,7 +10,7 @@ pub use error::{CatalogueError, Result};
 pub use runs::{RunCounts, RunLog, RunOutcome, RunRecord, RunStart, Watermarks};
 pub use sqlite::{FootprintFormat, RunHistory, SqliteCatalogue, SqliteOptions};
 
-use muninn_sync_model::{Product, Timestamp, Update, Uuid, Value};
+use muninn_sync_model::{Deletion, Product, ProductTypeSummary, Timestamp, Update, Uuid, Value};
 
 /// Which namespaces besides core a look-up reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +111,38 @@ pub trait Catalogue: RunLog {
     /// Removes a product with its namespaces, tags and links; `false` if
     /// there was none.
     fn remove(&mut self, uuid: Uuid) -> Result<bool>;
+
+    /// The synchronizer that owns each product (created it, or took it
+    /// over), in order; `None`: nobody (muninn or another tool made it, or
+    /// it predates owner records).
+    fn owners(&self, uuids: &[Uuid]) -> Result<Vec<Option<String>>>;
+
+    /// Records `synchronizer` as the owner of these products.
+    fn claim(&mut self, uuids: &[Uuid], synchronizer: &str) -> Result<()>;
+
+    /// How many products of these types nobody owns.
+    fn unowned(&self, product_types: &[String]) -> Result<u64>;
+
+    /// Makes `synchronizer` the owner of every product of these types that
+    /// nobody owns; returns how many.
+    fn adopt_unowned(&mut self, synchronizer: &str, product_types: &[String]) -> Result<u64>;
+
+    /// The product types the catalogue holds, with their counts (and how
+    /// many `synchronizer` owns) and `validity_start` ranges.
+    fn product_types(&self, synchronizer: &str) -> Result<Vec<ProductTypeSummary>>;
+
+    /// Remembers that `synchronizer`'s remote deleted a product (a
+    /// tombstone); a later deletion of the same product wins.
+    fn record_deletion(&mut self, synchronizer: &str, deletion: &Deletion) -> Result<()>;
+
+    /// When `synchronizer` recorded the deletion of each of these products
+    /// of `product_type`, in order.
+    fn deletions(
+        &self,
+        synchronizer: &str,
+        product_type: &str,
+        product_names: &[&str],
+    ) -> Result<Vec<Option<Timestamp>>>;
 
     /// Makes the open batch durable.
     fn commit(&mut self) -> Result<()>;

@@ -9,13 +9,16 @@ use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
 use muninn_sync_catalogue::{
     Catalogue, CatalogueError, Namespaces, RunCounts, ScanQuery, WalkQuery, Watermarks,
 };
-use muninn_sync_model::{from_micros, parse_timestamp, to_micros, Timestamp, Uuid};
+use muninn_sync_model::{
+    from_micros, raise_watermark, to_micros, Claim, Ownership, Timestamp, Uuid, WatermarkHold,
+};
 use muninn_sync_plugin_api::convert::{
     product_from_ffi, product_to_ffi, update_from_ffi, value_to_ffi,
 };
 use muninn_sync_plugin_api::ffi::{
     FfiArchive, FfiProduct, FfiScan, FfiScanRow, FfiUpdate, FfiUuid, FfiValue, FfiWalk,
 };
+use muninn_sync_plugin_api::notice::{encode_deletions, encode_product_types, Notice};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -71,6 +74,9 @@ pub struct RunRules {
     /// The product types whose watermark this run may raise (see
     /// [`crate::window`]).
     pub watermark_types: WatermarkTypes,
+    /// The synchronizer that runs: it owns what it creates, and may remove
+    /// only what it owns or its section lets it take over.
+    pub ownership: Ownership,
 }
 
 /// Which product types' watermarks a run may raise.
@@ -115,9 +121,13 @@ pub struct State<'c> {
     committed_counts: RunCounts,
     /// Watermarks the plugin reported since the last commit.
     watermarks: Watermarks,
-    /// Set at the first failed product: its change is not committed, so no
-    /// later watermark may claim it is.
-    watermarks_frozen: bool,
+    /// The product types whose watermarks are held since a product of
+    /// theirs failed: its change is not committed, so no later watermark
+    /// may claim it is.
+    held: WatermarkHold,
+    /// Products the plugin asked to remove that another synchronizer (or
+    /// nobody, without `adopt`) owns, and were left alone.
+    left_alone: u64,
     failures: Vec<Failure>,
     would: WouldChange,
     stop: Option<Stop>,
@@ -143,7 +153,8 @@ impl<'c> Shared<'c> {
                 counts: RunCounts::default(),
                 committed_counts: RunCounts::default(),
                 watermarks: Watermarks::new(),
-                watermarks_frozen: false,
+                held: WatermarkHold::default(),
+                left_alone: 0,
                 failures: Vec::new(),
                 would: WouldChange::default(),
                 stop: None,
@@ -269,10 +280,16 @@ impl State<'_> {
         })
     }
 
-    fn record_failure(&mut self, product: String, message: String) {
+    /// How many products the run left alone rather than remove another
+    /// synchronizer's (or nobody's) product.
+    pub fn left_alone(&self) -> u64 {
+        self.left_alone
+    }
+
+    fn record_failure(&mut self, product: String, message: String, product_type: Option<&str>) {
         self.counts.failed += 1;
-        self.watermarks_frozen = true;
-        tracing::warn!(product = %product, "skipped: {message}");
+        self.held.hold(product_type);
+        tracing::warn!(product = %product.escape_debug(), "skipped: {}", message.escape_debug());
         if self.failures.len() < KEPT_FAILURES {
             self.failures.push(Failure { product, message });
         }
@@ -354,9 +371,17 @@ impl State<'_> {
     }
 
     /// Commits the open batch with the run's counts and the watermarks
-    /// reported since the last commit, in one transaction.
+    /// reported since the last commit, in one transaction. A dry run rolls
+    /// its batch back instead, where a real run would commit: it holds the
+    /// write lock no longer than a real batch, so other synchronizers of
+    /// the archive are not kept waiting; its plugin sees its own changes
+    /// within a batch only.
     fn commit_batch(&mut self) -> Result<(), CatalogueError> {
         if self.rules.dry_run {
+            self.catalogue.rollback()?;
+            self.watermarks.clear();
+            self.pending = 0;
+            self.batch_started = None;
             return Ok(());
         }
         if let Some(run) = self.rules.run_id {
@@ -384,7 +409,7 @@ impl State<'_> {
     }
 
     fn raise_watermark(&mut self, product_type: &str, time: Timestamp) {
-        if self.watermarks_frozen {
+        if self.held.holds(product_type) {
             return;
         }
         if let WatermarkTypes::Only(types) = &self.rules.watermark_types {
@@ -392,13 +417,25 @@ impl State<'_> {
                 return;
             }
         }
-        let entry = self
-            .watermarks
-            .entry(product_type.to_string())
-            .or_insert(time);
-        if *entry < time {
-            *entry = time;
+        raise_watermark(&mut self.watermarks, product_type, time);
+    }
+
+    /// Whether the plugin may remove the stored product `uuid`: its own, or
+    /// one its section lets it take over. Another's is left alone with a
+    /// warning naming both (the first few; the end of the run counts all).
+    fn may_remove(&mut self, uuid: Uuid, product: &str) -> Result<bool, CatalogueError> {
+        let owner = self.catalogue.owners(&[uuid])?.pop().flatten();
+        let Claim::LeaveAlone(why) = self.rules.ownership.claim(owner.as_deref()) else {
+            return Ok(true);
+        };
+        self.left_alone += 1;
+        if self.left_alone <= KEPT_FAILURES as u64 {
+            tracing::warn!(
+                product = %product.escape_debug(),
+                "not removed: {why}"
+            );
         }
+        Ok(false)
     }
 
     /// "TYPE/NAME" of a stored product, for a dry run's list.
@@ -540,6 +577,8 @@ impl FfiArchive for ArchiveHandle<'_, '_> {
                 .catalogue
                 .create(&product)
                 .map_err(|e| name_product(e, &product.product_type, &product.product_name))?;
+            let owner = &state.rules.ownership.synchronizer;
+            state.catalogue.claim(&[product.uuid], owner)?;
             state.counts.created += 1;
             state.pending += 1;
             if state.rules.dry_run {
@@ -563,6 +602,16 @@ impl FfiArchive for ArchiveHandle<'_, '_> {
                 .catalogue
                 .update(&update)
                 .map_err(|e| name_product(e, "uuid", &update.uuid.simple().to_string()))?;
+            // An update takes over a product the section lets it adopt; one
+            // that another synchronizer owns stays theirs (both feed it).
+            let ownership = &state.rules.ownership;
+            if ownership.adopt_unowned || !ownership.adopt_from.is_empty() {
+                let owner = state.catalogue.owners(&[update.uuid])?.pop().flatten();
+                if ownership.claim(owner.as_deref()) == Claim::TakeOver {
+                    let synchronizer = ownership.synchronizer.clone();
+                    state.catalogue.claim(&[update.uuid], &synchronizer)?;
+                }
+            }
             state.counts.updated += 1;
             state.pending += 1;
             if state.rules.dry_run {
@@ -576,17 +625,18 @@ impl FfiArchive for ArchiveHandle<'_, '_> {
     fn remove(&mut self, uuid: FfiUuid) -> RResult<bool, RString> {
         self.shared.call("remove", |state| {
             let uuid = Uuid::from(uuid);
-            let described = if state.rules.dry_run {
-                state.describe_stored(uuid)?
-            } else {
-                None
+            let Some(described) = state.describe_stored(uuid)? else {
+                return Ok(false);
             };
+            if !state.may_remove(uuid, &described)? {
+                return Ok(false);
+            }
             let removed = state.catalogue.remove(uuid)?;
             if removed {
                 state.counts.removed += 1;
                 state.pending += 1;
-                if let Some(name) = described {
-                    state.would.remove.push(name);
+                if state.rules.dry_run {
+                    state.would.remove.push(described);
                 }
             }
             Ok(removed)
@@ -594,17 +644,17 @@ impl FfiArchive for ArchiveHandle<'_, '_> {
     }
 
     fn notify(&mut self, kind: RStr<'_>, payload: RStr<'_>) -> RResult<RString, RString> {
-        let payload: serde_json::Value = serde_json::from_str(payload.as_str()).unwrap_or_default();
-        let text = |key: &str| {
-            payload
-                .get(key)
-                .and_then(|v| v.as_str())
-                .unwrap_or("?")
-                .to_string()
+        let notice = match Notice::decode(kind.as_str(), payload.as_str()) {
+            Ok(notice) => notice,
+            Err(error) => return RResult::RErr(error.to_string().into()),
         };
-        match kind.as_str() {
-            "product_failed" => self.shared.call("report of a failed product", |state| {
-                state.record_failure(text("product"), text("message"));
+        match notice {
+            Notice::ProductFailed {
+                product,
+                message,
+                product_type,
+            } => self.shared.call("report of a failed product", |state| {
+                state.record_failure(product, message, product_type.as_deref());
                 if state.rules.fail_fast {
                     state.stop_after_commit(Stop::FailFast);
                     return Err(CatalogueError::Product(
@@ -613,25 +663,42 @@ impl FfiArchive for ArchiveHandle<'_, '_> {
                 }
                 Ok(RString::new())
             }),
-            "unchanged" => self.shared.call("report of unchanged products", |state| {
-                let count = payload.get("count").and_then(|c| c.as_u64()).unwrap_or(1);
-                state.counts.unchanged += count;
+            Notice::Unchanged { count } => {
+                self.shared.call("report of unchanged products", |state| {
+                    state.counts.unchanged += count;
+                    Ok(RString::new())
+                })
+            }
+            Notice::Watermark { product_type, time } => self.shared.call("watermark", |state| {
+                state.raise_watermark(&product_type, time);
                 Ok(RString::new())
             }),
-            "watermark" => self.shared.call("watermark", |state| {
-                let time = parse_timestamp(&text("time")).map_err(|e| {
-                    bad_request(format!("invalid watermark time \"{}\": {e}", text("time")))
-                })?;
-                state.raise_watermark(&text("product_type"), time);
-                Ok(RString::new())
-            }),
-            "idle" => self.shared.call("commit before the plugin waits", |state| {
+            Notice::Idle => self.shared.call("commit before the plugin waits", |state| {
                 state.commit_batch()?;
                 Ok(RString::new())
             }),
-            other => RResult::RErr(
-                format!("this muninn-sync does not know the notification \"{other}\"").into(),
-            ),
+            Notice::ProductTypes => self.shared.call("list of product types", |state| {
+                let synchronizer = &state.rules.ownership.synchronizer;
+                let summaries = state.catalogue.product_types(synchronizer)?;
+                Ok(encode_product_types(&summaries).into())
+            }),
+            Notice::Deletion(deletion) => self.shared.call("record of a deletion", |state| {
+                let synchronizer = state.rules.ownership.synchronizer.clone();
+                state.catalogue.record_deletion(&synchronizer, &deletion)?;
+                state.pending += 1;
+                Ok(RString::new())
+            }),
+            Notice::Deletions {
+                product_type,
+                product_names,
+            } => self.shared.call("look-up of deletions", |state| {
+                let names: Vec<&str> = product_names.iter().map(String::as_str).collect();
+                let synchronizer = &state.rules.ownership.synchronizer;
+                let times = state
+                    .catalogue
+                    .deletions(synchronizer, &product_type, &names)?;
+                Ok(encode_deletions(&times).into())
+            }),
         }
     }
 }
@@ -784,19 +851,22 @@ mod tests {
         let existing = Product::new("T", "old");
         catalogue.create(&existing).unwrap();
         catalogue.commit().unwrap();
+        catalogue.claim(&[existing.uuid], "s").unwrap();
+        catalogue.commit().unwrap();
         let rules = RunRules {
             policy: BatchPolicy {
-                max_changes: 1,
-                max_age: Duration::ZERO,
+                max_changes: 100,
+                max_age: Duration::from_secs(3600),
             },
             dry_run: true,
+            ownership: muninn_sync_model::Ownership::new("s"),
             ..RunRules::default()
         };
         let control = RunControl::new();
         let shared = Shared::new(&mut catalogue, rules, &control, None);
         let mut handle = shared.handle();
         assert!(handle.create(ffi("new")).is_ok());
-        // The plugin sees its own changes while it runs.
+        // The plugin sees its own changes within a batch.
         let found = handle
             .find_by_name(
                 RStr::from_str("T"),
@@ -806,7 +876,14 @@ mod tests {
             .unwrap();
         assert!(found[0].is_some());
         assert!(handle.remove(existing.uuid.into()).unwrap());
+        // Where a run would commit, the dry run lets go of the write lock:
+        // another writer of the archive gets its turn at once.
         notify(&mut handle, "idle", "{}").unwrap();
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.busy_timeout(Duration::ZERO).unwrap();
+        other
+            .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+            .expect("the dry run holds no write lock between batches");
         shared.lock().finish().unwrap();
         let state = shared.lock();
         assert_eq!(state.would().create, vec!["T/new".to_string()]);

@@ -115,6 +115,9 @@ pub struct SynchronizerConfig {
     pub module: String,
     /// The host's own keys of the section.
     pub run: RunSettings,
+    /// `adopt` and `adopt_from`: whose products the synchronizer may take
+    /// over besides its own.
+    pub ownership: muninn_sync_model::Ownership,
     /// The other keys, for the plugin.
     pub options: toml::Table,
 }
@@ -421,10 +424,13 @@ impl ArchiveConfig {
             ),
         };
         let run = RunSettings::take(&mut options, &|key| self.source.at_key(&section, key))?;
+        let ownership = muninn_sync_plugin_api::section::take_ownership(&mut options, name)
+            .map_err(|(key, e)| anyhow!("{}: {e}", self.source.at_key(&section, key)))?;
         Ok(SynchronizerConfig {
             name: name.to_string(),
             module,
             run,
+            ownership,
             options,
         })
     }

@@ -140,7 +140,12 @@ pub fn run(args: &Args) -> Result<()> {
     // run (--wait) is not its own.
     let started = chrono::Utc::now();
 
-    let mut catalogue = SqliteCatalogue::open(&config.sqlite)?;
+    // A dry run changes nothing in the archive, not even by creating it.
+    let (mut catalogue, _scratch) = if args.dry_run {
+        SqliteCatalogue::open_for_dry_run(&config.sqlite)?
+    } else {
+        (SqliteCatalogue::open(&config.sqlite)?, None)
+    };
     let stored = catalogue
         .watermarks(&section.name)
         .with_context(|| format!("cannot read the watermarks of {who}"))?;
@@ -229,6 +234,7 @@ pub fn run(args: &Args) -> Result<()> {
         dry_run: args.dry_run,
         fail_fast: args.fail_fast,
         watermark_types: window.watermark_types.clone(),
+        ownership: section.ownership.clone(),
         ..RunRules::default()
     };
     let shared = Shared::new(

@@ -5,12 +5,17 @@
 //! It mirrors muninn 7.5's core schema so that what a plugin describes is what
 //! muninn's own tools later read back from the catalogue.
 
+mod bookkeeping;
 mod geometry;
+mod ownership;
 mod product;
 mod timestamp;
 mod value;
+mod watermark;
 
+pub use bookkeeping::{Deletion, ProductTypeSummary};
 pub use geometry::{Geometry, GeometryError, Point};
+pub use ownership::{Claim, Ownership};
 pub use product::{derived_uuid, CoreField, Namespace, Product, Update, PRODUCT_UUID_NAMESPACE};
 pub use timestamp::{
     format_timestamp, from_micros, parse_rfc3339, parse_timestamp, to_micros, truncate_to_micros,
@@ -18,6 +23,7 @@ pub use timestamp::{
 };
 pub use uuid::Uuid;
 pub use value::{Value, ValueType};
+pub use watermark::{raise_watermark, WatermarkHold};
 
 /// Checks a namespace name as muninn does (`[a-z][_a-z0-9]*`), and keeps the
 /// names of muninn's own tables (`core`, `link`, `tag`) for muninn.

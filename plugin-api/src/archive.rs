@@ -2,9 +2,12 @@
 
 use crate::convert::{product_from_ffi, product_to_ffi, update_to_ffi, value_from_ffi};
 use crate::ffi::{FfiArchiveMut, FfiScan, FfiUuid, FfiWalk, FfiWalkPosition};
+use crate::notice::{decode_deletions, decode_product_types, Notice, NoticeError};
 use abi_stable::std_types::{RResult, RStr, RString, RVec};
 use anyhow::{anyhow, Result};
-use muninn_sync_model::{from_micros, to_micros, Product, Timestamp, Update, Uuid, Value};
+use muninn_sync_model::{
+    from_micros, to_micros, Deletion, Product, ProductTypeSummary, Timestamp, Update, Uuid, Value,
+};
 
 /// What [`Archive::apply`] did with a remote product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,7 +157,10 @@ impl<'a> Archive<'a> {
     }
 
     /// Removes a product and its namespaces, tags and links. `false` when
-    /// there was no product with this uuid.
+    /// there was no product with this uuid, or when the host left it alone
+    /// because another synchronizer owns it (or nobody does, and this
+    /// synchronizer's section does not say `adopt = true`): the host logs a
+    /// warning naming both, so a plugin need not check owners itself.
     pub fn remove(&mut self, uuid: Uuid) -> Result<bool> {
         host_result(self.ffi.remove(uuid.into()))
     }
@@ -201,11 +207,7 @@ impl<'a> Archive<'a> {
     /// request): the host ends its open transaction, so other writers of the
     /// archive are not kept waiting. Changes made so far are committed.
     pub fn idle(&mut self) -> Result<()> {
-        host_result(
-            self.ffi
-                .notify(RStr::from_str("idle"), RStr::from_str("{}")),
-        )
-        .map(drop)
+        self.send(&Notice::Idle).map(drop)
     }
 
     /// Tells the host that `count` remote products were found identical to
@@ -216,8 +218,7 @@ impl<'a> Archive<'a> {
         if count == 0 {
             return Ok(());
         }
-        let payload = serde_json::json!({ "count": count }).to_string();
-        self.optional_notice("unchanged", &payload)
+        self.optional_notice(&Notice::Unchanged { count })
     }
 
     /// Tells the host that every remote change to products of
@@ -229,37 +230,115 @@ impl<'a> Archive<'a> {
     /// modification time calls this as it goes; one that does not calls it
     /// once, at the end, with the newest time it saw.
     pub fn advance_watermark(&mut self, product_type: &str, time: Timestamp) -> Result<()> {
-        let payload = serde_json::json!({
-            "product_type": product_type,
-            "time": muninn_sync_model::format_timestamp(&time),
+        self.optional_notice(&Notice::Watermark {
+            product_type: product_type.to_string(),
+            time,
         })
-        .to_string();
-        self.optional_notice("watermark", &payload)
+    }
+
+    /// The product types the catalogue holds, each with its number of
+    /// products, how many of them this synchronizer owns, and the range of
+    /// their `validity_start`: what a plugin needs to reconcile the types
+    /// that disappeared from its remote (walk each one it owns products of
+    /// and the remote no longer lists).
+    pub fn product_types(&mut self) -> Result<Vec<ProductTypeSummary>> {
+        let answer = self.send(&Notice::ProductTypes)?;
+        decode_product_types(&answer).map_err(|e| anyhow!("{e}"))
+    }
+
+    /// Remembers that the remote deleted a product (a tombstone with the
+    /// time of the deletion), so that a record of it older than that time,
+    /// met again when an older window is synced, can be recognised with
+    /// [`Archive::deletions`] and not bring the product back. It does not
+    /// remove the product: call [`Archive::remove`] for that.
+    pub fn record_deletion(&mut self, deletion: &Deletion) -> Result<()> {
+        self.send(&Notice::Deletion(deletion.clone())).map(drop)
+    }
+
+    /// When this synchronizer recorded the deletion of each of these
+    /// products of `product_type` ([`Archive::record_deletion`]), in the
+    /// order of `product_names`; `None` for a product never deleted.
+    pub fn deletions(
+        &mut self,
+        product_type: &str,
+        product_names: &[&str],
+    ) -> Result<Vec<Option<Timestamp>>> {
+        if product_names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let answer = self.send(&Notice::Deletions {
+            product_type: product_type.to_string(),
+            product_names: product_names.iter().map(|n| n.to_string()).collect(),
+        })?;
+        let times = decode_deletions(&answer).map_err(|e| anyhow!("{e}"))?;
+        if times.len() != product_names.len() {
+            return Err(anyhow!(
+                "the host answered {} deletion times for {} products",
+                times.len(),
+                product_names.len()
+            ));
+        }
+        Ok(times)
+    }
+
+    /// Sends a notice; the host's answer.
+    fn send(&mut self, notice: &Notice) -> Result<String> {
+        host_result(self.ffi.notify(
+            RStr::from_str(notice.kind()),
+            RStr::from_str(&notice.payload()),
+        ))
+        .map(|answer| answer.into_string())
     }
 
     /// A notification that a host older than the kind may not know: such a
     /// host's refusal is not an error, any other answer is.
-    fn optional_notice(&mut self, kind: &str, payload: &str) -> Result<()> {
+    fn optional_notice(&mut self, notice: &Notice) -> Result<()> {
+        let unknown = NoticeError::Unknown(notice.kind().to_string()).to_string();
         match self
             .ffi
-            .notify(RStr::from_str(kind), RStr::from_str(payload))
+            .notify(
+                RStr::from_str(notice.kind()),
+                RStr::from_str(&notice.payload()),
+            )
             .into_result()
         {
             Ok(_) => Ok(()),
-            Err(message) if message.contains("does not know the notification") => Ok(()),
+            Err(message) if message.as_str() == unknown => Ok(()),
             Err(message) => Err(anyhow!("{message}")),
         }
     }
 
     /// Tells the host that a product was skipped because of `error`. The run
     /// goes on, and the host ends it with an error that names the first
-    /// skipped products.
+    /// skipped products. Every product type's watermark is held where it
+    /// is for the rest of the run: when the product's type is known, use
+    /// [`Archive::report_failure_of_type`], which holds only that type's.
     pub fn report_failure(&mut self, product: &str, error: &anyhow::Error) -> Result<()> {
-        let payload = serde_json::json!({"product": product, "message": format!("{error:#}")});
-        host_result(self.ffi.notify(
-            RStr::from_str("product_failed"),
-            RStr::from_str(&payload.to_string()),
-        ))
+        self.send_failure(None, product, error)
+    }
+
+    /// [`Archive::report_failure`] for a product whose type is known: only
+    /// the watermark of `product_type` is held back, the other types' go on.
+    pub fn report_failure_of_type(
+        &mut self,
+        product_type: &str,
+        product: &str,
+        error: &anyhow::Error,
+    ) -> Result<()> {
+        self.send_failure(Some(product_type), product, error)
+    }
+
+    fn send_failure(
+        &mut self,
+        product_type: Option<&str>,
+        product: &str,
+        error: &anyhow::Error,
+    ) -> Result<()> {
+        self.send(&Notice::ProductFailed {
+            product: product.to_string(),
+            message: format!("{error:#}"),
+            product_type: product_type.map(str::to_string),
+        })
         .map(drop)
     }
 }

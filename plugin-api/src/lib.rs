@@ -82,17 +82,20 @@ pub mod http;
 mod logging;
 #[cfg(feature = "memory")]
 pub mod memory;
+pub mod notice;
 mod plugin;
 pub mod section;
+mod skipped;
 
 pub use archive::{Archive, Outcome, ProductWalk, ScanCursor, ScanRow, WatermarkTracker};
 pub use ffi::ABI_VERSION;
 pub use muninn_sync_model as model;
 pub use muninn_sync_model::{
-    derived_uuid, format_timestamp, parse_timestamp, CoreField, Geometry, Namespace, Product,
-    Timestamp, Update, Uuid, Value, ValueType,
+    derived_uuid, format_timestamp, parse_timestamp, CoreField, Deletion, Geometry, Namespace,
+    Product, ProductTypeSummary, Timestamp, Update, Uuid, Value, ValueType,
 };
 pub use plugin::{parse_config, Context, SyncRequest, Synchronizer};
+pub use skipped::{FieldSkips, SkippedFields};
 
 // The crates a plugin uses with the SDK, so that it needs no dependency of
 // its own on them and gets the versions the SDK is built with.

@@ -124,14 +124,16 @@ use crate::ffi::{
     FfiArchive, FfiArchive_TO, FfiProduct, FfiScan, FfiScanRow, FfiUpdate, FfiUuid, FfiValue,
     FfiWalk, FfiWalkPosition,
 };
+use crate::notice::{encode_deletions, encode_product_types, Notice as PluginNotice};
 use crate::plugin::{parse_config, Context, SyncRequest, Synchronizer};
 use crate::section::HOST_KEYS;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
 use anyhow::{anyhow, Result};
 use muninn_sync_model::{
-    from_micros, parse_timestamp, to_micros, truncate_to_micros, validate_namespace_name,
-    validate_property_name, CoreField, Product, Timestamp, Update, Uuid, Value, ValueType,
+    from_micros, raise_watermark, to_micros, truncate_to_micros, validate_namespace_name,
+    validate_property_name, Claim, CoreField, Ownership, Product, ProductTypeSummary, Timestamp,
+    Update, Uuid, Value, ValueType, WatermarkHold,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -150,6 +152,13 @@ pub struct MemoryArchive {
     /// Every namespace "table" and the types of its properties ("columns").
     schema: BTreeMap<String, BTreeMap<String, ValueType>>,
     watermarks: BTreeMap<String, Timestamp>,
+    /// Who owns which product (the synchronizer that created or took it
+    /// over); products without an entry are nobody's.
+    owners: BTreeMap<Uuid, String>,
+    /// The synchronizer that runs, and whose products it may take over.
+    ownership: Ownership,
+    /// Tombstones: (product_type, product_name) -> when the remote deleted it.
+    deletions: BTreeMap<(String, String), Timestamp>,
     run: RunState,
 }
 
@@ -157,9 +166,9 @@ pub struct MemoryArchive {
 #[derive(Debug, Default)]
 struct RunState {
     report: SyncReport,
-    /// Set at the first failed product: no later watermark may claim its
-    /// change was handed over.
-    watermarks_frozen: bool,
+    /// The product types whose watermarks are held because a product of
+    /// theirs failed.
+    held: WatermarkHold,
     /// The product types whose watermarks may be raised; `None`: all.
     watermark_types: Option<BTreeSet<String>>,
 }
@@ -183,6 +192,9 @@ pub struct SyncReport {
     pub watermarks: BTreeMap<String, Timestamp>,
     /// Every notification the plugin sent, in order, `idle` included.
     pub notices: Vec<Notice>,
+    /// Products the run did not remove because another synchronizer (or
+    /// nobody, without `adopt`) owns them, with the reason muninn-sync logs.
+    pub left_alone: Vec<(Uuid, String)>,
 }
 
 impl SyncReport {
@@ -250,11 +262,50 @@ pub fn configure<S: Synchronizer>(section: &str, context: &Context) -> Result<S>
 impl MemoryArchive {
     /// An empty archive.
     pub fn new() -> MemoryArchive {
-        MemoryArchive::default()
+        MemoryArchive {
+            ownership: Ownership::new("test"),
+            ..MemoryArchive::default()
+        }
     }
 
-    /// Adds a product as an earlier run or muninn itself left it: with the
-    /// checks of `create`, but not counted in any report.
+    /// Runs as the synchronizer named `synchronizer` (default `test`) from
+    /// now on: the owner of what it creates.
+    pub fn set_synchronizer(&mut self, synchronizer: &str) {
+        self.ownership.synchronizer = synchronizer.to_string();
+    }
+
+    /// Lets the synchronizer take over products nobody owns (`adopt =
+    /// true`) and those of `from` (`adopt_from`), as its section would.
+    /// [`MemoryArchive::run`] sets these from the section itself.
+    pub fn set_adoption(&mut self, unowned: bool, from: &[&str]) {
+        self.ownership.adopt_unowned = unowned;
+        self.ownership.adopt_from = from.iter().map(|s| s.to_string()).collect();
+    }
+
+    /// Like [`MemoryArchive::insert`], with `owner` as the synchronizer that
+    /// made the product.
+    pub fn insert_owned(&mut self, product: Product, owner: &str) -> Result<()> {
+        let uuid = product.uuid;
+        self.insert(product)?;
+        self.owners.insert(uuid, owner.to_string());
+        Ok(())
+    }
+
+    /// The synchronizer that owns the product with this uuid, if any.
+    pub fn owner(&self, uuid: Uuid) -> Option<&str> {
+        self.owners.get(&uuid).map(String::as_str)
+    }
+
+    /// When the remote deleted a product, as a run recorded it.
+    pub fn deletion(&self, product_type: &str, product_name: &str) -> Option<Timestamp> {
+        self.deletions
+            .get(&(product_type.to_string(), product_name.to_string()))
+            .copied()
+    }
+
+    /// Adds a product as muninn itself (or another tool) left it: with the
+    /// checks of `create`, but not counted in any report, and owned by no
+    /// synchronizer.
     pub fn insert(&mut self, product: Product) -> Result<()> {
         // As it would cross from a plugin: times to the microsecond.
         let product = product_from_ffi(&product_to_ffi(&product)).map_err(|e| anyhow!("{e}"))?;
@@ -298,7 +349,7 @@ impl MemoryArchive {
         };
         let synced = synchronizer.sync(&mut self.archive(), &request);
         // The run's rules end with it; its report stays until taken.
-        self.run.watermarks_frozen = false;
+        self.run.held = WatermarkHold::default();
         self.run.watermark_types = None;
         synced?;
         Ok(self.take_report())
@@ -315,10 +366,13 @@ impl MemoryArchive {
         request: &SyncRequest,
     ) -> Result<SyncReport> {
         let context = Context {
-            synchronizer: "test".into(),
+            synchronizer: self.ownership.synchronizer.clone(),
             ..Context::default()
         };
         let mut synchronizer = configure::<S>(section, &context)?;
+        let mut table: toml::Table = toml::from_str(section)?;
+        self.ownership = crate::section::take_ownership(&mut table, &context.synchronizer)
+            .map_err(|(key, e)| anyhow!("key \"{key}\": {e}"))?;
         self.sync(&mut synchronizer, request)
     }
 
@@ -767,7 +821,7 @@ impl MemoryArchive {
 
     fn raise_watermark(&mut self, product_type: &str, time: Timestamp) {
         let run = &mut self.run;
-        if run.watermarks_frozen {
+        if run.held.holds(product_type) {
             return;
         }
         if let Some(types) = &run.watermark_types {
@@ -776,11 +830,83 @@ impl MemoryArchive {
             }
         }
         for watermarks in [&mut run.report.watermarks, &mut self.watermarks] {
-            let entry = watermarks.entry(product_type.to_string()).or_insert(time);
-            if *entry < time {
-                *entry = time;
+            raise_watermark(watermarks, product_type, time);
+        }
+    }
+
+    /// What the catalogue holds per product type, as the host answers
+    /// [`Notice::ProductTypes`](crate::notice::Notice::ProductTypes).
+    fn product_type_summaries(&self) -> Vec<ProductTypeSummary> {
+        let mut summaries: BTreeMap<&str, ProductTypeSummary> = BTreeMap::new();
+        for product in self.products.values() {
+            let summary =
+                summaries
+                    .entry(&product.product_type)
+                    .or_insert_with(|| ProductTypeSummary {
+                        product_type: product.product_type.clone(),
+                        count: 0,
+                        owned: 0,
+                        validity_start_min: None,
+                        validity_start_max: None,
+                    });
+            summary.count += 1;
+            if self.owners.get(&product.uuid) == Some(&self.ownership.synchronizer) {
+                summary.owned += 1;
+            }
+            if let Some(start) = product.validity_start {
+                summary.validity_start_min =
+                    Some(summary.validity_start_min.map_or(start, |m| m.min(start)));
+                summary.validity_start_max =
+                    Some(summary.validity_start_max.map_or(start, |m| m.max(start)));
             }
         }
+        summaries.into_values().collect()
+    }
+
+    /// Answers a notification as muninn-sync does.
+    fn answer_notice(&mut self, notice: &PluginNotice) -> Result<String, String> {
+        match notice {
+            PluginNotice::ProductFailed {
+                product,
+                message,
+                product_type,
+            } => {
+                let report = &mut self.run.report;
+                report.failed += 1;
+                report.failures.push(Failure {
+                    product: product.clone(),
+                    message: message.clone(),
+                });
+                self.run.held.hold(product_type.as_deref());
+            }
+            PluginNotice::Unchanged { count } => self.run.report.unchanged += count,
+            PluginNotice::Watermark { product_type, time } => {
+                self.raise_watermark(product_type, *time)
+            }
+            PluginNotice::Idle => {}
+            PluginNotice::ProductTypes => {
+                return Ok(encode_product_types(&self.product_type_summaries()))
+            }
+            PluginNotice::Deletion(deletion) => {
+                let key = (deletion.product_type.clone(), deletion.product_name.clone());
+                let time = truncate_to_micros(deletion.time);
+                let kept = self.deletions.entry(key).or_insert(time);
+                if *kept < time {
+                    *kept = time;
+                }
+            }
+            PluginNotice::Deletions {
+                product_type,
+                product_names,
+            } => {
+                let times: Vec<Option<Timestamp>> = product_names
+                    .iter()
+                    .map(|name| self.deletion(product_type, name))
+                    .collect();
+                return Ok(encode_deletions(&times));
+            }
+        }
+        Ok(String::new())
     }
 }
 
@@ -882,84 +1008,65 @@ impl FfiArchive for MemoryArchive {
     fn create(&mut self, product: FfiProduct) -> RResult<(), RString> {
         let created = product_from_ffi(&product)
             .map_err(|e| format!("invalid product: {e}"))
-            .and_then(|product| self.create_product(product));
-        if created.is_ok() {
+            .and_then(|product| {
+                let uuid = product.uuid;
+                self.create_product(product).map(|()| uuid)
+            });
+        if let Ok(uuid) = created {
             self.run.report.created += 1;
+            self.owners
+                .insert(uuid, self.ownership.synchronizer.clone());
         }
+        let created = created.map(drop);
         answer("create", created)
     }
 
     fn update(&mut self, update: FfiUpdate) -> RResult<(), RString> {
         let updated = update_from_ffi(&update)
             .map_err(|e| format!("invalid update: {e}"))
-            .and_then(|update| self.update_product(&update));
-        if updated.is_ok() {
+            .and_then(|update| self.update_product(&update).map(|()| update.uuid));
+        if let Ok(uuid) = updated {
             self.run.report.updated += 1;
+            // An update takes over a product the section lets it adopt.
+            if self.ownership.claim(self.owner(uuid)) == Claim::TakeOver {
+                self.owners
+                    .insert(uuid, self.ownership.synchronizer.clone());
+            }
         }
+        let updated = updated.map(drop);
         answer("update", updated)
     }
 
     fn remove(&mut self, uuid: FfiUuid) -> RResult<bool, RString> {
         let uuid = Uuid::from(uuid);
-        let removed = match self.products.remove(&uuid) {
-            Some(product) => {
-                self.names
-                    .remove(&(product.product_type, product.product_name));
-                self.run.report.removed += 1;
-                true
-            }
-            None => false,
-        };
-        RResult::ROk(removed)
+        if !self.products.contains_key(&uuid) {
+            return RResult::ROk(false);
+        }
+        if let Claim::LeaveAlone(why) = self.ownership.claim(self.owner(uuid)) {
+            self.run.report.left_alone.push((uuid, why));
+            return RResult::ROk(false);
+        }
+        if let Some(product) = self.products.remove(&uuid) {
+            self.names
+                .remove(&(product.product_type, product.product_name));
+            self.owners.remove(&uuid);
+            self.run.report.removed += 1;
+        }
+        RResult::ROk(true)
     }
 
     fn notify(&mut self, kind: RStr<'_>, payload: RStr<'_>) -> RResult<RString, RString> {
-        let payload: serde_json::Value = serde_json::from_str(payload.as_str()).unwrap_or_default();
-        let text = |key: &str| {
-            payload
-                .get(key)
-                .and_then(|v| v.as_str())
-                .unwrap_or("?")
-                .to_string()
-        };
-        let answer = match kind.as_str() {
-            "product_failed" => {
-                let report = &mut self.run.report;
-                report.failed += 1;
-                report.failures.push(Failure {
-                    product: text("product"),
-                    message: text("message"),
-                });
-                self.run.watermarks_frozen = true;
-                RResult::ROk(RString::new())
-            }
-            "unchanged" => {
-                let count = payload.get("count").and_then(|c| c.as_u64()).unwrap_or(1);
-                self.run.report.unchanged += count;
-                RResult::ROk(RString::new())
-            }
-            "watermark" => match parse_timestamp(&text("time")) {
-                Ok(time) => {
-                    self.raise_watermark(&text("product_type"), time);
-                    RResult::ROk(RString::new())
-                }
-                Err(e) => RResult::RErr(
-                    format!(
-                        "watermark: invalid watermark time \"{}\": {e}",
-                        text("time")
-                    )
-                    .into(),
-                ),
-            },
-            "idle" => RResult::ROk(RString::new()),
-            other => RResult::RErr(
-                format!("this muninn-sync does not know the notification \"{other}\"").into(),
-            ),
+        let answer = match PluginNotice::decode(kind.as_str(), payload.as_str()) {
+            Ok(notice) => self.answer_notice(&notice),
+            Err(error) => Err(error.to_string()),
         };
         self.run.report.notices.push(Notice {
             kind: kind.to_string(),
-            payload,
+            payload: serde_json::from_str(payload.as_str()).unwrap_or_default(),
         });
-        answer
+        match answer {
+            Ok(answer) => RResult::ROk(answer.into()),
+            Err(error) => RResult::RErr(error.into()),
+        }
     }
 }

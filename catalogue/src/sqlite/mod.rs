@@ -1,5 +1,6 @@
 //! The SQLite catalogue, in muninn 7.5's layout.
 
+mod owners;
 mod runs;
 pub use runs::RunHistory;
 mod schema;
@@ -9,8 +10,8 @@ use crate::{Catalogue, CatalogueError, Namespaces, Result, ScanQuery, ScanRow, W
 use anyhow::{anyhow, Context};
 use chrono::Utc;
 use muninn_sync_model::{
-    format_timestamp, truncate_to_micros, CoreField, Product, Timestamp, Update, Uuid, Value,
-    ValueType,
+    format_timestamp, truncate_to_micros, CoreField, Deletion, Product, ProductTypeSummary,
+    Timestamp, Update, Uuid, Value, ValueType,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params_from_iter, Connection};
@@ -247,7 +248,8 @@ impl SqliteCatalogue {
         // create it, and a write that needs a lock upgrade while another
         // synchronizer commits would fail at once instead of waiting.
         let setting_up = !schema::table_exists(&conn, &tables.core)?
-            || !schema::format_is_recorded(&conn, &tables).with_context(describe)?;
+            || !schema::format_is_recorded(&conn, &tables).with_context(describe)?
+            || !owners::owner_tables_exist(&conn, &tables).with_context(describe)?;
         if setting_up {
             conn.execute_batch("BEGIN IMMEDIATE")
                 .with_context(describe)?;
@@ -358,6 +360,80 @@ impl SqliteCatalogue {
             schema::record_footprint_format(conn, tables, format)?;
         }
         Ok(format)
+    }
+
+    /// Opens the catalogue for a dry run, which must leave the archive as
+    /// it is. A catalogue that muninn-sync has set up is opened as it is:
+    /// a dry run rolls each batch back (see the host). One that does not
+    /// exist yet, or lacks muninn-sync's tables (made by muninn, or by an
+    /// older muninn-sync), would have to be written to before the run:
+    /// the dry run gets a scratch copy instead, in a temporary directory
+    /// that is removed when the returned guard is dropped (keep it as long
+    /// as the catalogue).
+    pub fn open_for_dry_run(
+        options: &SqliteOptions,
+    ) -> anyhow::Result<(SqliteCatalogue, Option<tempfile::TempDir>)> {
+        schema::validate_table_prefix(&options.table_prefix)?;
+        let path = &options.path;
+        let ready = path.exists() && Self::is_set_up(options)?;
+        if ready {
+            return Ok((Self::open(options)?, None));
+        }
+        let scratch = tempfile::Builder::new()
+            .prefix("muninn-sync-dry-run")
+            .tempdir()
+            .context("cannot make a temporary directory for the dry run's scratch catalogue")?;
+        let copy = scratch.path().join("catalogue.sqlite");
+        if path.exists() {
+            tracing::info!(
+                catalogue = %path.display(),
+                "dry run: the catalogue lacks muninn-sync's tables, which a run would add; the dry run works on a copy"
+            );
+            Self::copy_consistently(path, &copy)?;
+        } else {
+            tracing::info!(
+                catalogue = %path.display(),
+                "dry run: there is no catalogue yet, which a run would create; the dry run works on an empty one that is not kept"
+            );
+        }
+        let mut scratch_options = options.clone();
+        scratch_options.path = copy;
+        Ok((Self::open(&scratch_options)?, Some(scratch)))
+    }
+
+    /// Whether the catalogue has muninn's tables and all of muninn-sync's,
+    /// read without writing anything.
+    fn is_set_up(options: &SqliteOptions) -> anyhow::Result<bool> {
+        let mut conn = Connection::open_with_flags(
+            &options.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("cannot open the catalogue database \"{}\"", options.path.display()))?;
+        conn.busy_handler(Some(wait_for_turn))?;
+        let tables = Tables::new(&options.table_prefix);
+        let describe = || format!("catalogue \"{}\"", options.path.display());
+        Ok(schema::table_exists(&conn, &tables.core).with_context(describe)?
+            && schema::format_is_recorded(&conn, &tables).with_context(describe)?
+            && owners::owner_tables_exist(&conn, &tables).with_context(describe)?)
+    }
+
+    /// Copies a database file while holding a read lock on it, so that no
+    /// writer commits half-way through the copy.
+    fn copy_consistently(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+        let mut conn = Connection::open_with_flags(from, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("cannot open the catalogue database \"{}\"", from.display()))?;
+        conn.busy_handler(Some(wait_for_turn))?;
+        conn.execute_batch("BEGIN; SELECT count(*) FROM sqlite_master;")
+            .with_context(|| format!("cannot read the catalogue \"{}\"", from.display()))?;
+        std::fs::copy(from, to).with_context(|| {
+            format!(
+                "cannot copy the catalogue \"{}\" to \"{}\" for the dry run",
+                from.display(),
+                to.display()
+            )
+        })?;
+        conn.execute_batch("COMMIT")?;
+        Ok(())
     }
 
     /// The footprint format of this catalogue.
@@ -1038,6 +1114,39 @@ impl Catalogue for SqliteCatalogue {
         self.conn.prepare_cached(&sql)?.execute([&key])?;
         let sql = format!("DELETE FROM {} WHERE uuid = ?1", self.tables.core);
         Ok(self.conn.prepare_cached(&sql)?.execute([&key])? == 1)
+    }
+
+    fn owners(&self, uuids: &[Uuid]) -> Result<Vec<Option<String>>> {
+        self.read_owners(uuids)
+    }
+
+    fn claim(&mut self, uuids: &[Uuid], synchronizer: &str) -> Result<()> {
+        self.write_owner(uuids, synchronizer)
+    }
+
+    fn unowned(&self, product_types: &[String]) -> Result<u64> {
+        self.count_unowned(product_types)
+    }
+
+    fn adopt_unowned(&mut self, synchronizer: &str, product_types: &[String]) -> Result<u64> {
+        self.adopt_unowned_products(synchronizer, product_types)
+    }
+
+    fn product_types(&self, synchronizer: &str) -> Result<Vec<ProductTypeSummary>> {
+        self.summarise_product_types(synchronizer)
+    }
+
+    fn record_deletion(&mut self, synchronizer: &str, deletion: &Deletion) -> Result<()> {
+        self.write_deletion(synchronizer, deletion)
+    }
+
+    fn deletions(
+        &self,
+        synchronizer: &str,
+        product_type: &str,
+        product_names: &[&str],
+    ) -> Result<Vec<Option<Timestamp>>> {
+        self.read_deletions(synchronizer, product_type, product_names)
     }
 
     fn commit(&mut self) -> Result<()> {

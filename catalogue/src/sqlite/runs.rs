@@ -286,6 +286,15 @@ impl RunHistory {
     pub fn last_successes(&self) -> Result<BTreeMap<String, Timestamp>> {
         read_last_successes(&self.conn, &self.tables)
     }
+
+    /// How many products each synchronizer owns, and how many nobody owns
+    /// (all of them in a catalogue without owner records yet).
+    pub fn owned_counts(&self) -> Result<(BTreeMap<String, u64>, u64)> {
+        if !table_exists(&self.conn, &self.tables.core)? {
+            return Ok((BTreeMap::new(), 0));
+        }
+        super::owners::owned_counts(&self.conn, &self.tables)
+    }
 }
 
 fn read_watermarks(conn: &Connection, tables: &Tables) -> Result<BTreeMap<String, Watermarks>> {

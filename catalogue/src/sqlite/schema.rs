@@ -22,6 +22,8 @@ pub(crate) struct Tables {
     pub columns: String,
     pub runs: String,
     pub watermarks: String,
+    pub owners: String,
+    pub deletions: String,
 }
 
 impl Tables {
@@ -35,6 +37,8 @@ impl Tables {
             columns: format!("{prefix}muninn_sync_columns"),
             runs: format!("{prefix}muninn_sync_runs"),
             watermarks: format!("{prefix}muninn_sync_watermarks"),
+            owners: format!("{prefix}muninn_sync_owners"),
+            deletions: format!("{prefix}muninn_sync_deletions"),
         }
     }
 
@@ -225,6 +229,7 @@ pub(crate) fn create_own_tables(conn: &Connection, tables: &Tables) -> Result<()
         columns = tables.columns,
     ))?;
     super::runs::create_run_tables(conn, tables)?;
+    super::owners::create_owner_tables(conn, tables)?;
     Ok(())
 }
 

@@ -1,0 +1,72 @@
+//! What the catalogue tells a synchronizer about itself beyond products:
+//! the product types it holds, and the deletions it remembers.
+
+use crate::{Timestamp, Uuid};
+use serde::{Deserialize, Serialize};
+
+/// The catalogue's products of one type: how many, how many the asking
+/// synchronizer owns, and the range of their `validity_start`. A plugin
+/// uses it to reconcile types that disappeared from its remote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductTypeSummary {
+    pub product_type: String,
+    /// Products of the type in the catalogue.
+    pub count: u64,
+    /// Of those, the ones the asking synchronizer owns.
+    pub owned: u64,
+    /// The earliest and latest `validity_start` (products without one do
+    /// not count); `None` when no product of the type has one.
+    #[serde(with = "optional_time")]
+    pub validity_start_min: Option<Timestamp>,
+    #[serde(with = "optional_time")]
+    pub validity_start_max: Option<Timestamp>,
+}
+
+/// A product that a synchronizer's remote deleted, remembered (a
+/// tombstone) so that an older record of it, met again when an older window
+/// is synced, does not bring it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deletion {
+    pub product_type: String,
+    pub product_name: String,
+    /// The product's uuid, when the remote names it.
+    pub uuid: Option<Uuid>,
+    /// When the remote deleted it (its record's time).
+    #[serde(with = "time")]
+    pub time: Timestamp,
+}
+
+/// Times as [`format_timestamp`](crate::format_timestamp) writes them and
+/// [`parse_timestamp`](crate::parse_timestamp) reads them back.
+mod time {
+    use crate::{format_timestamp, parse_timestamp, Timestamp};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(time: &Timestamp, to: S) -> Result<S::Ok, S::Error> {
+        to.serialize_str(&format_timestamp(time))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<Timestamp, D::Error> {
+        let text = String::deserialize(from)?;
+        parse_timestamp(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// [`time`] for an optional time (`null` for none).
+mod optional_time {
+    use crate::{format_timestamp, parse_timestamp, Timestamp};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(time: &Option<Timestamp>, to: S) -> Result<S::Ok, S::Error> {
+        match time {
+            Some(time) => to.serialize_str(&format_timestamp(time)),
+            None => to.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<Option<Timestamp>, D::Error> {
+        Option::<String>::deserialize(from)?
+            .map(|text| parse_timestamp(&text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}

@@ -1,0 +1,313 @@
+//! What a plugin tells or asks the host besides catalogue changes, as one
+//! type that both sides encode and decode: the ABI carries it as
+//! `notify(kind, payload)` strings so that new kinds need no new ABI shape,
+//! and this module is the only place those strings are written or read.
+
+use muninn_sync_model::{
+    format_timestamp, parse_timestamp, Deletion, ProductTypeSummary, Timestamp,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::fmt;
+
+/// One notification from a plugin to the host.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    /// A product was skipped because of `message`. The run goes on and ends
+    /// with an error. When its `product_type` is known, only that type's
+    /// watermark is held back; otherwise every type's is.
+    ProductFailed {
+        product: String,
+        message: String,
+        product_type: Option<String>,
+    },
+    /// `count` remote products were found identical to the catalogue's.
+    Unchanged { count: u64 },
+    /// Every remote change of `product_type` up to `time` was handed over.
+    Watermark {
+        product_type: String,
+        time: Timestamp,
+    },
+    /// The plugin is about to wait (on the network): the host commits.
+    Idle,
+    /// Asks which product types the catalogue holds; the answer is a JSON
+    /// list of [`ProductTypeSummary`].
+    ProductTypes,
+    /// The remote deleted a product: the host remembers it (a tombstone),
+    /// so that an older record does not bring it back. It does not remove
+    /// the product; `remove` does.
+    Deletion(Deletion),
+    /// Asks when the remote deleted these products of one type, as far as
+    /// this synchronizer recorded it; the answer is a JSON list with one
+    /// time (or `null`) per name, in order.
+    Deletions {
+        product_type: String,
+        product_names: Vec<String>,
+    },
+}
+
+/// Why a notification cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoticeError {
+    /// A kind this side does not know (a newer plugin, an older host).
+    Unknown(String),
+    /// A known kind whose payload is not what that kind carries.
+    Malformed { kind: String, reason: String },
+}
+
+impl fmt::Display for NoticeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // Plugins match this wording to tell an older host apart.
+            NoticeError::Unknown(kind) => write!(
+                f,
+                "this muninn-sync does not know the notification \"{}\"",
+                kind.escape_debug()
+            ),
+            NoticeError::Malformed { kind, reason } => write!(
+                f,
+                "malformed notification \"{}\": {reason}",
+                kind.escape_debug()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NoticeError {}
+
+#[derive(Serialize, Deserialize)]
+struct FailedPayload {
+    product: String,
+    message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    product_type: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct UnchangedPayload {
+    count: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WatermarkPayload {
+    product_type: String,
+    time: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DeletionsPayload {
+    product_type: String,
+    product_names: Vec<String>,
+}
+
+impl Notice {
+    /// The kind, as `notify` carries it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Notice::ProductFailed { .. } => "product_failed",
+            Notice::Unchanged { .. } => "unchanged",
+            Notice::Watermark { .. } => "watermark",
+            Notice::Idle => "idle",
+            Notice::ProductTypes => "product_types",
+            Notice::Deletion(_) => "deletion",
+            Notice::Deletions { .. } => "deletions",
+        }
+    }
+
+    /// The payload, as `notify` carries it (JSON).
+    pub fn payload(&self) -> String {
+        let value = match self {
+            Notice::ProductFailed {
+                product,
+                message,
+                product_type,
+            } => serde_json::to_value(FailedPayload {
+                product: product.clone(),
+                message: message.clone(),
+                product_type: product_type.clone(),
+            }),
+            Notice::Unchanged { count } => serde_json::to_value(UnchangedPayload { count: *count }),
+            Notice::Watermark { product_type, time } => serde_json::to_value(WatermarkPayload {
+                product_type: product_type.clone(),
+                time: format_timestamp(time),
+            }),
+            Notice::Idle | Notice::ProductTypes => Ok(json!({})),
+            Notice::Deletion(deletion) => serde_json::to_value(deletion),
+            Notice::Deletions {
+                product_type,
+                product_names,
+            } => serde_json::to_value(DeletionsPayload {
+                product_type: product_type.clone(),
+                product_names: product_names.clone(),
+            }),
+        };
+        value.expect("a notice is plain data").to_string()
+    }
+
+    /// Reads a notification as `notify` received it.
+    pub fn decode(kind: &str, payload: &str) -> Result<Notice, NoticeError> {
+        let malformed = |reason: String| NoticeError::Malformed {
+            kind: kind.to_string(),
+            reason,
+        };
+        fn read<T: for<'de> Deserialize<'de>>(payload: &str) -> Result<T, String> {
+            serde_json::from_str(payload).map_err(|e| e.to_string())
+        }
+        match kind {
+            "product_failed" => {
+                let p: FailedPayload = read(payload).map_err(malformed)?;
+                Ok(Notice::ProductFailed {
+                    product: p.product,
+                    message: p.message,
+                    product_type: p.product_type,
+                })
+            }
+            "unchanged" => {
+                let p: UnchangedPayload = read(payload).map_err(malformed)?;
+                Ok(Notice::Unchanged { count: p.count })
+            }
+            "watermark" => {
+                let p: WatermarkPayload = read(payload).map_err(malformed)?;
+                let time = parse_timestamp(&p.time).map_err(|e| {
+                    malformed(format!(
+                        "invalid watermark time \"{}\": {e}",
+                        p.time.escape_debug()
+                    ))
+                })?;
+                Ok(Notice::Watermark {
+                    product_type: p.product_type,
+                    time,
+                })
+            }
+            "idle" => Ok(Notice::Idle),
+            "product_types" => Ok(Notice::ProductTypes),
+            "deletion" => Ok(Notice::Deletion(read(payload).map_err(malformed)?)),
+            "deletions" => {
+                let p: DeletionsPayload = read(payload).map_err(malformed)?;
+                Ok(Notice::Deletions {
+                    product_type: p.product_type,
+                    product_names: p.product_names,
+                })
+            }
+            other => Err(NoticeError::Unknown(other.to_string())),
+        }
+    }
+}
+
+/// The host's answer to [`Notice::ProductTypes`].
+pub fn encode_product_types(summaries: &[ProductTypeSummary]) -> String {
+    serde_json::to_string(summaries).expect("plain data")
+}
+
+/// Reads the host's answer to [`Notice::ProductTypes`].
+pub fn decode_product_types(answer: &str) -> Result<Vec<ProductTypeSummary>, String> {
+    serde_json::from_str(answer).map_err(|e| format!("unreadable list of product types: {e}"))
+}
+
+/// The host's answer to [`Notice::Deletions`].
+pub fn encode_deletions(times: &[Option<Timestamp>]) -> String {
+    let texts: Vec<Option<String>> = times
+        .iter()
+        .map(|t| t.as_ref().map(format_timestamp))
+        .collect();
+    serde_json::to_string(&texts).expect("plain data")
+}
+
+/// Reads the host's answer to [`Notice::Deletions`].
+pub fn decode_deletions(answer: &str) -> Result<Vec<Option<Timestamp>>, String> {
+    let texts: Vec<Option<String>> =
+        serde_json::from_str(answer).map_err(|e| format!("unreadable deletion times: {e}"))?;
+    texts
+        .into_iter()
+        .map(|t| {
+            t.map(|t| parse_timestamp(&t).map_err(|e| format!("unreadable deletion time: {e}")))
+                .transpose()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use muninn_sync_model::Uuid;
+
+    #[test]
+    fn every_notice_reads_back_as_it_was_sent() {
+        let time = parse_timestamp("2024-05-06T07:08:09.123456Z").unwrap();
+        let notices = [
+            Notice::ProductFailed {
+                product: "feed.jsonl line 3".into(),
+                message: "bad \"modified\"".into(),
+                product_type: Some("S2MSI1C".into()),
+            },
+            Notice::ProductFailed {
+                product: "x".into(),
+                message: "y".into(),
+                product_type: None,
+            },
+            Notice::Unchanged { count: 7 },
+            Notice::Watermark {
+                product_type: "T".into(),
+                time,
+            },
+            Notice::Idle,
+            Notice::ProductTypes,
+            Notice::Deletion(Deletion {
+                product_type: "T".into(),
+                product_name: "a".into(),
+                uuid: Some(Uuid::from_u128(5)),
+                time,
+            }),
+            Notice::Deletions {
+                product_type: "T".into(),
+                product_names: vec!["a".into(), "b".into()],
+            },
+        ];
+        for notice in notices {
+            assert_eq!(
+                Notice::decode(notice.kind(), &notice.payload()),
+                Ok(notice.clone())
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_and_malformed_notices_are_named() {
+        assert_eq!(
+            Notice::decode("bogus", "{}").unwrap_err().to_string(),
+            "this muninn-sync does not know the notification \"bogus\""
+        );
+        let malformed = Notice::decode("product_failed", "{\"message\": \"m\"}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            malformed.starts_with("malformed notification \"product_failed\"")
+                && malformed.contains("product"),
+            "{malformed}"
+        );
+        let time = Notice::decode("watermark", r#"{"product_type": "T", "time": "soon"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(time.contains("invalid watermark time \"soon\""), "{time}");
+    }
+
+    #[test]
+    fn answers_read_back() {
+        let time = parse_timestamp("2024-01-01T00:00:00Z").unwrap();
+        assert_eq!(
+            decode_deletions(&encode_deletions(&[Some(time), None])).unwrap(),
+            vec![Some(time), None]
+        );
+        let summary = ProductTypeSummary {
+            product_type: "T".into(),
+            count: 3,
+            owned: 2,
+            validity_start_min: Some(time),
+            validity_start_max: None,
+        };
+        assert_eq!(
+            decode_product_types(&encode_product_types(std::slice::from_ref(&summary))).unwrap(),
+            vec![summary]
+        );
+    }
+}
