@@ -13,8 +13,8 @@ use conformance::Capabilities;
 use item::{AssetChoice, MappedItem};
 use muninn_sync_plugin_api::http::HttpClient;
 use muninn_sync_plugin_api::{
-    export_plugin, Archive, Context, SyncRequest, Synchronizer, Timestamp, Update, Uuid,
-    WatermarkTracker,
+    export_plugin, Archive, Context, SkippedFields, SyncRequest, Synchronizer, Timestamp, Update,
+    Uuid, WatermarkTracker,
 };
 use std::collections::HashSet;
 
@@ -58,10 +58,14 @@ impl Synchronizer for Stac {
             cql2_text = capabilities.cql2_text,
             "read the STAC API's landing page"
         );
-        for product_type in &product_types {
-            self.sync_type(archive, request, &capabilities, product_type)?;
-        }
-        Ok(())
+        // Fields left out of items are warned about once per field, and
+        // summed up at the end, also of a run that fails.
+        let mut skipped = SkippedFields::default();
+        let result = product_types.iter().try_for_each(|product_type| {
+            self.sync_type(archive, request, &capabilities, product_type, &mut skipped)
+        });
+        skipped.log_summary();
+        result
     }
 }
 
@@ -75,6 +79,7 @@ impl Stac {
         request: &SyncRequest,
         capabilities: &Capabilities,
         product_type: &str,
+        skipped: &mut SkippedFields,
     ) -> Result<()> {
         let collection = self.config.collection(product_type);
         let time_field = self.config.time_field;
@@ -124,6 +129,7 @@ impl Stac {
                         request.start,
                         request.end,
                         &mut read,
+                        skipped,
                     )?;
                     if capabilities.sort {
                         read.apply(archive, page, request.force, product_type, false)?;
@@ -165,8 +171,15 @@ impl Stac {
                 for ((start, end), result) in wave.iter().zip(fetched) {
                     let (pages, features) = result?;
                     read.pages += pages;
-                    let mut items =
-                        self.map_page(archive, &features, product_type, *start, *end, &mut read)?;
+                    let mut items = self.map_page(
+                        archive,
+                        &features,
+                        product_type,
+                        *start,
+                        *end,
+                        &mut read,
+                        skipped,
+                    )?;
                     items.sort_by_key(|m| m.time);
                     read.apply(archive, items, request.force, product_type, false)?;
                     archive.idle()?;
@@ -318,6 +331,7 @@ impl Stac {
         start: Option<Timestamp>,
         end: Option<Timestamp>,
         read: &mut Read,
+        skipped: &mut SkippedFields,
     ) -> Result<Vec<MappedItem>> {
         let collection = self.config.collection(product_type);
         let time_field = self.config.time_field.name();
@@ -330,7 +344,8 @@ impl Stac {
         let mut page = Vec::with_capacity(features.len());
         for feature in features {
             let id = feature.get("id").and_then(|i| i.as_str()).unwrap_or("?");
-            let mapped = item::map_item(feature, product_type, collection, &asset, time_field)
+            let mapped =
+                item::map_item(feature, product_type, collection, &asset, time_field, skipped)
                 .and_then(|m| match m.time {
                     Some(_) => Ok(m),
                     None => Err(anyhow!("item \"{id}\" has no {time_field} time")),
