@@ -108,12 +108,33 @@ pub fn candidates(
         .collect()
 }
 
+/// Where a plugin is named, which decides what a message about it tells the
+/// user to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NamedIn {
+    /// The `module` (or `plugin`) key of a `["synchronizer:<name>"]`
+    /// section: a Python module there can be mapped with `plugin = ...`.
+    Section,
+    /// `--check-plugin NAME` on the command line, which has no section.
+    CheckPlugin,
+}
+
 /// The plugin file a `module` value names: a path (it contains '/' or ends
 /// in the platform's library suffix; relative paths are taken from the
 /// configuration file's directory) or a plugin name to search for.
 pub fn resolve(module: &str, config_dir: &Path) -> Result<PathBuf> {
+    resolve_in(module, config_dir, NamedIn::Section)
+}
+
+/// The plugin file `--check-plugin` names, as [`resolve`] finds a `module`
+/// value's, with relative paths taken from `current_dir`.
+pub fn resolve_check_plugin(plugin: &str, current_dir: &Path) -> Result<PathBuf> {
+    resolve_in(plugin, current_dir, NamedIn::CheckPlugin)
+}
+
+fn resolve_in(module: &str, base_dir: &Path, named_in: NamedIn) -> Result<PathBuf> {
     if module.contains('/') || module.ends_with(std::env::consts::DLL_SUFFIX) {
-        let path = crate::config::resolve(config_dir, module);
+        let path = crate::config::resolve(base_dir, module);
         if !path.is_file() {
             bail!("plugin file not found: \"{}\"", path.display());
         }
@@ -122,24 +143,48 @@ pub fn resolve(module: &str, config_dir: &Path) -> Result<PathBuf> {
     // Written in either form of the configuration.
     let quote = |text: &str| format!("\"{text}\"");
     if is_python_module_path(module) {
-        bail!(
-            "\"{module}\" is a Python module (Python muninn's synchronizer), not a plugin name or file; {}",
-            rust_plugin_hint(module, &quote)
-        );
+        let hint = match named_in {
+            NamedIn::Section => rust_plugin_hint(module, &quote),
+            NamedIn::CheckPlugin => format!(
+                "muninn-sync loads Rust plugins (cdylib .so files): give --check-plugin a plugin file's path or a plugin's name (the built-ins: {})",
+                BUILT_IN_PLUGINS.join(", ")
+            ),
+        };
+        bail!("\"{module}\" is a Python module (Python muninn's synchronizer), not a plugin name or file; {hint}");
     }
     let valid_name = module
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if !valid_name {
+        let what = match named_in {
+            NamedIn::Section => format!("module \"{module}\""),
+            NamedIn::CheckPlugin => format!("\"{module}\""),
+        };
         bail!(
-            "module \"{module}\" is neither a plugin name (letters, digits, '_', '-') nor a path to a plugin file"
+            "{what} is neither a plugin name (letters, digits, '_', '-') nor a path to a plugin file"
         );
     }
     let executable_dir = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(Path::to_path_buf));
     let search_path = std::env::var(PLUGIN_PATH_VARIABLE).ok();
-    let candidates = candidates(module, search_path.as_deref(), executable_dir.as_deref());
+    find(
+        module,
+        search_path.as_deref(),
+        executable_dir.as_deref(),
+        named_in,
+    )
+}
+
+/// The first of a plugin name's [`candidates`] that exists, or an error
+/// that says where it looked and what to do.
+fn find(
+    name: &str,
+    search_path: Option<&str>,
+    executable_dir: Option<&Path>,
+    named_in: NamedIn,
+) -> Result<PathBuf> {
+    let candidates = candidates(name, search_path, executable_dir);
     if let Some(found) = candidates.iter().find(|path| path.is_file()) {
         return Ok(found.clone());
     }
@@ -148,12 +193,33 @@ pub fn resolve(module: &str, config_dir: &Path) -> Result<PathBuf> {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    let mut message = format!("plugin \"{module}\" not found; looked for {looked} (set {PLUGIN_PATH_VARIABLE} to add directories)");
+    if named_in == NamedIn::CheckPlugin {
+        // No section here: say where the name was looked for, and the two
+        // ways to make it found.
+        let path_variable = match search_path.filter(|path| !path.is_empty()) {
+            Some(path) => format!("{PLUGIN_PATH_VARIABLE} ({path})"),
+            None => format!("{PLUGIN_PATH_VARIABLE} (not set)"),
+        };
+        let beside = executable_dir.map_or_else(
+            || "beside the executable (whose directory is unknown)".to_string(),
+            |dir| format!("beside the executable ({})", dir.display()),
+        );
+        let file = format!(
+            "{}{name}{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        );
+        bail!(
+            "plugin \"{name}\" not found: looked in each directory of {path_variable}, then {beside}, for {looked}. Give the plugin file's path (--check-plugin ./{file}), or set {PLUGIN_PATH_VARIABLE} to the directories that hold it (separated by ':')"
+        );
+    }
+    let mut message = format!("plugin \"{name}\" not found; looked for {looked} (set {PLUGIN_PATH_VARIABLE} to add directories)");
     // A name with '-' cannot be imported by Python.
-    if !module.contains('-') && !module.starts_with(|c: char| c.is_ascii_digit()) {
+    if !name.contains('-') && !name.starts_with(|c: char| c.is_ascii_digit()) {
+        let quote = |text: &str| format!("\"{text}\"");
         message.push_str(&format!(
-            ". If \"{module}\" is Python muninn's synchronizer module: {}",
-            rust_plugin_hint(module, &quote)
+            ". If \"{name}\" is Python muninn's synchronizer module: {}",
+            rust_plugin_hint(name, &quote)
         ));
     }
     bail!(message)
@@ -301,6 +367,64 @@ mod tests {
         assert!(
             message.contains("plugin file not found: \"/etc/./libnosuch.so\""),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn a_name_check_plugin_cannot_find_says_where_it_looked_and_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let beside = dir.path().display();
+        let message = find(
+            "mine",
+            Some("/a:/b"),
+            Some(dir.path()),
+            NamedIn::CheckPlugin,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            message,
+            format!(
+                "plugin \"mine\" not found: looked in each directory of MUNINN_SYNC_PLUGIN_PATH (/a:/b), then beside the executable ({beside}), for /a/libmine.so, /a/mine.so, /b/libmine.so, /b/mine.so, {beside}/libmine.so, {beside}/mine.so. Give the plugin file's path (--check-plugin ./libmine.so), or set MUNINN_SYNC_PLUGIN_PATH to the directories that hold it (separated by ':')"
+            )
+        );
+        let unset = find("mine", None, Some(dir.path()), NamedIn::CheckPlugin)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unset.contains(&format!("MUNINN_SYNC_PLUGIN_PATH (not set), then beside the executable ({beside}), for {beside}/libmine.so, {beside}/mine.so.")),
+            "{unset}"
+        );
+        // --check-plugin has no section to add `plugin = ...` to; a
+        // section's message keeps that hint.
+        assert!(!message.contains("section"), "{message}");
+        let section = find("mine", None, Some(dir.path()), NamedIn::Section)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            section.contains("plugin \"mine\" not found; looked for")
+                && section.contains("add plugin = \"<name>\"")
+                && section.contains("to the section"),
+            "{section}"
+        );
+        let dotted = resolve_check_plugin("mypackage.sync", Path::new("/etc"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            dotted,
+            "\"mypackage.sync\" is a Python module (Python muninn's synchronizer), not a plugin name or file; muninn-sync loads Rust plugins (cdylib .so files): give --check-plugin a plugin file's path or a plugin's name (the built-ins: jsonl, stac, odata)"
+        );
+
+        std::fs::write(dir.path().join("mine.so"), "").unwrap();
+        assert_eq!(
+            find(
+                "mine",
+                Some("/a:/b"),
+                Some(dir.path()),
+                NamedIn::CheckPlugin
+            )
+            .unwrap(),
+            dir.path().join("mine.so")
         );
     }
 

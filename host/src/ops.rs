@@ -537,7 +537,7 @@ fn table(header: &[&str], rows: &[Vec<String>], indent: &str) -> String {
 /// `module` does) and says what it is, or exactly why it cannot be loaded.
 fn check_plugin(plugin: &str, format: ReportFormat) -> Result<()> {
     let here = std::env::current_dir()?;
-    let found = loader::resolve(plugin, &here).and_then(|path| {
+    let found = loader::resolve_check_plugin(plugin, &here).and_then(|path| {
         let loaded = loader::load(&path)?;
         Ok((path, loaded))
     });

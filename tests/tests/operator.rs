@@ -245,6 +245,48 @@ fn check_plugin_says_what_a_file_is_or_why_it_cannot_be_loaded() {
 }
 
 #[test]
+fn check_plugin_of_a_name_it_cannot_find_says_where_it_looked_and_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let beside = profile_dir();
+    let beside = beside.display();
+    let run = muninn_sync(dir.path(), &["--check-plugin", "mine"], &[]);
+    run.assert_error(
+        1,
+        &[
+            "--check-plugin \"mine\": plugin \"mine\" not found",
+            &format!("looked in each directory of MUNINN_SYNC_PLUGIN_PATH (not set), then beside the executable ({beside}), for {beside}/libmine.so, {beside}/mine.so."),
+            "Give the plugin file's path (--check-plugin ./libmine.so), or set MUNINN_SYNC_PLUGIN_PATH",
+        ],
+    );
+    // --check-plugin has no section to add `plugin = ...` to.
+    assert!(!run.stderr.contains("section"), "{}", run.stderr);
+
+    // As the message says: the plugin's directory on the path finds it.
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::copy(
+        profile_dir().join("libjsonl.so"),
+        plugins.join("libmine.so"),
+    )
+    .unwrap();
+    let path = format!("/nowhere:{}", plugins.display());
+    let found = muninn_sync(
+        dir.path(),
+        &["--check-plugin", "mine"],
+        &[("MUNINN_SYNC_PLUGIN_PATH", &path)],
+    );
+    found.assert_ok();
+    assert!(
+        found.stdout.starts_with(&format!(
+            "{}: muninn-sync plugin \"jsonl\"",
+            plugins.join("libmine.so").display()
+        )),
+        "{}",
+        found.stdout
+    );
+}
+
+#[test]
 fn completions_and_the_manual_page_come_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     for shell in ["bash", "zsh", "fish"] {
