@@ -150,7 +150,7 @@ pub fn map_product(json: &Json, mapping: &Mapping<'_>) -> Result<Mapped> {
             continue;
         }
         let Some(column) = column_name(field) else {
-            left_out.note(field, "its name cannot be a column name");
+            left_out.note(field, "a name that cannot be a column name");
             continue;
         };
         match field_value(field, value) {
@@ -181,7 +181,7 @@ pub fn map_product(json: &Json, mapping: &Mapping<'_>) -> Result<Mapped> {
                 add_attribute(place, attribute, &mut namespace, &mut left_out);
             }
         }
-        Some(other) => left_out.note("Attributes", format!("{} is not a list", shown(other))),
+        Some(other) => left_out.note("Attributes", format!("not a list: {}", shown(other))),
     }
     product.namespaces.insert(NAMESPACE.to_string(), namespace);
     Ok(Mapped {
@@ -190,9 +190,13 @@ pub fn map_product(json: &Json, mapping: &Mapping<'_>) -> Result<Mapped> {
     })
 }
 
-/// A value as a warning shows it: JSON, cut short.
+/// A value as a warning shows it: text as it is, other values as JSON, cut
+/// short.
 fn shown(value: &Json) -> String {
-    let text = value.to_string();
+    let text = match value {
+        Json::String(text) => text.clone(),
+        other => other.to_string(),
+    };
     match text.char_indices().nth(60) {
         Some((end, _)) => format!("{}...", &text[..end]),
         None => text,
@@ -213,13 +217,13 @@ fn field_value(field: &str, value: &Json) -> Result<Option<Value>, String> {
         return Ok(None);
     }
     if blank(value) {
-        return Err(format!("{} is blank", shown(value)));
+        return Err("blank".into());
     }
-    let wrong = |kind: &str| format!("{} is not {kind}", shown(value));
+    let wrong = |kind: &str| format!("not {kind}: {}", shown(value));
     Ok(Some(match field {
         "ContentLength" => match value.as_i64() {
             Some(size) if size >= 0 => Value::Integer(size),
-            Some(_) => return Err(format!("{} is negative", shown(value))),
+            Some(_) => return Err(format!("negative: {}", shown(value))),
             None => return Err(wrong("a size in bytes")),
         },
         "Online" => Value::Boolean(value.as_bool().ok_or_else(|| wrong("true or false"))?),
@@ -247,7 +251,7 @@ fn checksums(list: Option<&Json>, left_out: &mut LeftOuts) -> (Option<String>, O
         None | Some(Json::Null) => return (None, None),
         Some(Json::Array(entries)) => entries,
         Some(other) => {
-            left_out.note("Checksum", format!("{} is not a list", shown(other)));
+            left_out.note("Checksum", format!("not a list: {}", shown(other)));
             return (None, None);
         }
     };
@@ -265,7 +269,7 @@ fn checksums(list: Option<&Json>, left_out: &mut LeftOuts) -> (Option<String>, O
         else {
             left_out.note(
                 "Checksum",
-                format!("{} has no Algorithm or no Value", shown(entry)),
+                format!("an entry without Algorithm or Value: {}", shown(entry)),
             );
             continue;
         };
@@ -275,7 +279,7 @@ fn checksums(list: Option<&Json>, left_out: &mut LeftOuts) -> (Option<String>, O
             } else {
                 left_out.note(
                     "Checksum",
-                    format!("the MD5 {value:?} is not 32 hexadecimal digits"),
+                    format!("an MD5 that is not 32 hexadecimal digits: {value}"),
                 );
             }
         }
@@ -293,14 +297,14 @@ fn footprint(json: &Json, left_out: &mut LeftOuts) -> Option<Geometry> {
         None | Some(Json::Null) => {}
         Some(geojson) => match Geometry::from_geojson(geojson) {
             Ok(geometry) => return Some(geometry),
-            Err(e) => left_out.note("GeoFootprint", format!("{}: {e}", shown(geojson))),
+            Err(e) => left_out.note("GeoFootprint", format!("not a geometry: {e}")),
         },
     }
     let text = match json.get("Footprint") {
         None | Some(Json::Null) => return None,
         Some(Json::String(text)) if !text.trim().is_empty() => text,
         Some(other) => {
-            left_out.note("Footprint", format!("{} is not a geometry", shown(other)));
+            left_out.note("Footprint", format!("not a geometry: {}", shown(other)));
             return None;
         }
     };
@@ -318,7 +322,7 @@ fn footprint(json: &Json, left_out: &mut LeftOuts) -> Option<Geometry> {
         Err(e) => {
             left_out.note(
                 "Footprint",
-                format!("{}: {e}", shown(&Json::from(text.as_str()))),
+                format!("not a geometry: {e}: {}", shown(&Json::from(text.as_str()))),
             );
             None
         }
@@ -346,7 +350,7 @@ fn add_attribute(
     };
     let field = format!("Attributes/{attribute_name}");
     let Some(column) = column_name(attribute_name) else {
-        left_out.note(&field, "its name cannot be a column name");
+        left_out.note(&field, "a name that cannot be a column name");
         return;
     };
     // A field of the same name (case does not matter to SQLite) wins.
@@ -369,9 +373,9 @@ fn add_attribute(
 /// is no `Value`, or it is blank or not of its type.
 fn attribute_value(attribute: &Json) -> Result<Option<Value>, String> {
     let value = match attribute.get("Value") {
-        None => return Err("it has no Value".into()),
+        None => return Err("no Value".into()),
         Some(Json::Null) => return Ok(None),
-        Some(value) if blank(value) => return Err(format!("{} is blank", shown(value))),
+        Some(value) if blank(value) => return Err("blank".into()),
         Some(value) => value,
     };
     let value_type = attribute
@@ -379,7 +383,7 @@ fn attribute_value(attribute: &Json) -> Result<Option<Value>, String> {
         .and_then(Json::as_str)
         .unwrap_or_default();
     let text = value.as_str().map(str::trim);
-    let wrong = || format!("{} is not of the type {value_type}", shown(value));
+    let wrong = || format!("not of the type {value_type}: {}", shown(value));
     Ok(Some(match value_type {
         "Integer" | "Int64" | "Int32" => Value::Integer(
             value
@@ -754,8 +758,11 @@ mod tests {
         let product = &recorded("constructed-hls-test-notification-sentinel-1-cog.json")[0];
         let m = map(product, "S3_GRDH_1S-COG");
         assert_eq!(fields(&m), ["EvictionDate", "Checksum"]);
-        assert_eq!(m.left_out[0].reason, "\"\" is blank");
-        assert_eq!(m.left_out[1].reason, "{} has no Algorithm or no Value");
+        assert_eq!(m.left_out[0].reason, "blank");
+        assert_eq!(
+            m.left_out[1].reason,
+            "an entry without Algorithm or Value: {}"
+        );
         let p = &m.product;
         assert_eq!(
             p.uuid.hyphenated().to_string(),
@@ -834,12 +841,12 @@ mod tests {
                 .reason
                 .clone()
         };
-        assert_eq!(reason("ContentLength"), "-1 is negative");
+        assert_eq!(reason("ContentLength"), "negative: -1");
         assert_eq!(
             reason("Attributes/cloudCover"),
-            "\"cloudy\" is not of the type Double"
+            "not of the type Double: cloudy"
         );
-        assert_eq!(reason("Attributes/noValue"), "it has no Value");
+        assert_eq!(reason("Attributes/noValue"), "no Value");
         assert!(
             reason("Attributes").starts_with("entry 20 has no Name"),
             "{}",
