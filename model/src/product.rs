@@ -374,7 +374,8 @@ impl Update {
             let old_properties = old.namespaces.get(namespace);
             let mut changes = BTreeMap::new();
             for (name, value) in new_properties {
-                if everything || !stored_alike(old_properties.and_then(|p| p.get(name)), Some(value))
+                if everything
+                    || !stored_alike(old_properties.and_then(|p| p.get(name)), Some(value))
                 {
                     changes.insert(name.clone(), Some(value.clone()));
                 }

@@ -394,3 +394,192 @@ fn pruning_never_removes_an_item_the_server_still_has() {
 fn archive_in_same_dir(_first: &Archive, base: &str, extra: &str) -> Archive {
     archive(base, extra)
 }
+
+/// The items of a recorded response of a real STAC API
+/// (tests/fixtures/real/stac/README.md says where each comes from).
+fn real_items(file: &str) -> Vec<Json> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/real/stac")
+        .join(file);
+    let page: Json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    page["features"].as_array().unwrap().clone()
+}
+
+/// A read-only connection with SpatiaLite loaded, as a user queries
+/// footprints.
+fn spatial(archive: &Archive) -> rusqlite::Connection {
+    let db = archive.db();
+    // SAFETY: loads the system's mod_spatialite, as the catalogue does.
+    unsafe {
+        db.load_extension_enable().unwrap();
+        db.load_extension("mod_spatialite", None::<&str>).unwrap();
+    }
+    db
+}
+
+fn one(db: &rusqlite::Connection, sql: &str) -> String {
+    use rusqlite::types::Value;
+    match db.query_row(sql, [], |row| row.get::<_, Value>(0)).unwrap() {
+        Value::Null => "NULL".into(),
+        Value::Integer(i) => i.to_string(),
+        Value::Real(r) => r.to_string(),
+        Value::Text(t) => t,
+        Value::Blob(b) => format!("<{} bytes>", b.len()),
+    }
+}
+
+#[test]
+fn items_as_real_catalogues_serve_them_sync_whole_and_re_sync_unchanged() {
+    let mut items = Vec::new();
+    for file in [
+        "earth-search-cop-dem-glo-30.json",
+        "earth-search-fields-bbox-only.json",
+        "earth-search-sentinel-1-2.json",
+        "cdse-sentinel-2-l2a.json",
+        "cdse-sentinel-3-syn.json",
+        "planetary-computer-naip.json",
+    ] {
+        items.extend(real_items(file));
+    }
+    let total = items.len();
+    let state = Arc::new(Mutex::new(Server {
+        items,
+        sort: true,
+        ..Server::default()
+    }));
+    let base = serve(state);
+    let archive = archive(&base, "");
+    let first = archive.sync(&["stac"]);
+    first.assert_ok();
+    assert!(
+        first
+            .stderr
+            .contains(&format!("{total} created, 0 updated, 0 removed, 0 failed")),
+        "{}",
+        first.stderr
+    );
+    // CDSE's SHA3-256 checksums are left out: one warning naming the first
+    // product, and the count in the summary.
+    assert_eq!(
+        first
+            .stderr
+            .matches("left out a field the product could do without")
+            .count(),
+        1,
+        "{}",
+        first.stderr
+    );
+    assert!(
+        first.stderr.contains("field=file:checksum")
+            && first
+                .stderr
+                .contains("(the products were kept without them): file:checksum x2"),
+        "{}",
+        first.stderr
+    );
+
+    let db = spatial(&archive);
+    let product = |name: &str, what: &str| {
+        one(
+            &db,
+            &format!("SELECT {what} FROM core c JOIN stac s USING (uuid) WHERE c.product_name = '{name}'"),
+        )
+    };
+    // Every footprint is valid, in [-180, 180], with SRID 4326.
+    assert_eq!(
+        one(&db, "SELECT count(*) FROM core WHERE footprint IS NULL OR NOT IsValid(footprint) OR SRID(footprint) <> 4326 OR MbrMinX(footprint) < -180 OR MbrMaxX(footprint) > 180"),
+        "0"
+    );
+    // The DEM tile past -180 is cut at the antimeridian; a query at 179.999
+    // finds it.
+    let tile = "Copernicus_DSM_COG_10_S90_00_W180_00_DEM";
+    assert_eq!(product(tile, "GeometryType(c.footprint)"), "MULTIPOLYGON");
+    assert_eq!(
+        product(
+            tile,
+            "Intersects(c.footprint, MakePoint(179.9995, -89.5, 4326))"
+        ),
+        "1"
+    );
+    // An item without geometry has its bbox as footprint.
+    assert_eq!(
+        product("S2C_T13TDE_20250729T180310_L2A", "AsText(c.footprint)"),
+        "POLYGON((-106.180233 39.655762, -104.885314 39.655762, -104.885314 40.478304, -106.180233 40.478304, -106.180233 39.655762))"
+    );
+    // A cloud cover of 0 (a JSON integer) in the real column.
+    assert_eq!(
+        product(
+            "S2B_20EPT_20250731_0_L1C",
+            "typeof(s.eo_cloud_cover) || ' ' || s.eo_cloud_cover"
+        ),
+        "real 0.0"
+    );
+    // Nested objects as JSON text, a range item's validity, hashes.
+    assert_eq!(
+        product(tile, "json_extract(s.proj_centroid, '$.lat')"),
+        "-89.5"
+    );
+    assert_eq!(
+        product(
+            "S1A_IW_GRDH_1SSH_20250731T135702_20250731T135722_060328_077F7E",
+            "c.validity_start || ' ' || c.validity_stop || ' ' || s.sar_polarizations"
+        ),
+        "2025-07-31 13:57:02.256207 2025-07-31 13:57:22.145414 [\"HH\"]"
+    );
+    assert_eq!(
+        one(&db, "SELECT count(*) FROM core WHERE product_name LIKE 'S2%MSIL2A%' AND hash IS NULL AND size > 0"),
+        "2"
+    );
+    drop(db);
+
+    let again = archive.sync(&["stac"]);
+    again.assert_ok();
+    assert!(
+        again.stderr.contains(&format!(
+            "0 created, 0 updated, 0 removed, 0 failed, {total} unchanged"
+        )),
+        "{}",
+        again.stderr
+    );
+}
+
+#[test]
+fn a_zero_cloud_cover_beside_real_ones_and_exact_numbers_re_sync_unchanged() {
+    let mut items = five_items();
+    items[0]["properties"]["eo:cloud_cover"] = json!(12.5);
+    items[1]["properties"]["eo:cloud_cover"] = json!(0);
+    // The exact number, as JSON text, as a coordinate and a property.
+    let precise: Json = serde_json::from_str(
+        r#"{"type": "Polygon", "coordinates": [[[-11.974999865007275, 8.1], [-11, 8.1], [-11, 9], [-11.974999865007275, 8.1]]]}"#,
+    )
+    .unwrap();
+    items[2]["geometry"] = precise;
+    items[2]["properties"]["precise"] = serde_json::from_str("-11.974999865007275").unwrap();
+    let state = Arc::new(Mutex::new(Server {
+        items,
+        sort: true,
+        ..Server::default()
+    }));
+    let base = serve(state);
+    let archive = archive(&base, "");
+    archive.sync(&["stac"]).assert_ok();
+    let db = spatial(&archive);
+    assert_eq!(
+        one(&db, "SELECT X(PointN(ExteriorRing(footprint), 1)) || ' ' || s.precise FROM core JOIN stac s USING (uuid) WHERE product_name = 'S2_3'"),
+        "-11.974999865007275 -11.974999865007275"
+    );
+    assert_eq!(
+        archive.strings("SELECT typeof(eo_cloud_cover) || ' ' || eo_cloud_cover FROM stac ORDER BY eo_cloud_cover LIMIT 1"),
+        ["real 0.0"]
+    );
+    let before = archive.metadata_dates();
+    let again = archive.sync(&["stac"]);
+    assert!(
+        again
+            .stderr
+            .contains("0 created, 0 updated, 0 removed, 0 failed, 5 unchanged"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(archive.metadata_dates(), before);
+}

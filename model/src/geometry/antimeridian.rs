@@ -131,7 +131,10 @@ fn clip(ring: &[Point], meridian: f64, keep: impl Fn(&Point) -> bool) -> Option<
             out.push(first);
         }
     }
-    let area: f64 = out.windows(2).map(|w| w[0].x * w[1].y - w[1].x * w[0].y).sum();
+    let area: f64 = out
+        .windows(2)
+        .map(|w| w[0].x * w[1].y - w[1].x * w[0].y)
+        .sum();
     (out.len() >= 4 && area != 0.0).then_some(out)
 }
 
@@ -177,10 +180,9 @@ mod tests {
 
     #[test]
     fn holes_go_with_their_side() {
-        let cut = wkt(
-            "POLYGON((170 0, 190 0, 190 10, 170 10, 170 0), (185 4, 186 4, 186 5, 185 4))",
-        )
-        .within_longitudes();
+        let cut =
+            wkt("POLYGON((170 0, 190 0, 190 10, 170 10, 170 0), (185 4, 186 4, 186 5, 185 4))")
+                .within_longitudes();
         let Geometry::MultiPolygon(parts) = cut else {
             panic!()
         };

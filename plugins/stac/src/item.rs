@@ -114,7 +114,7 @@ pub fn map_item(
             Some(other) => skipped.skip(
                 &who,
                 "href",
-                format!("asset \"{key}\": {} is not a link", shown(other)),
+                format!("asset {key}: {} is not a link", shown(other)),
             ),
         }
         match fields.get("file:size") {
@@ -124,7 +124,7 @@ pub fn map_item(
                 None => skipped.skip(
                     &who,
                     "file:size",
-                    format!("asset \"{key}\": {} is not a number of bytes", shown(size)),
+                    format!("asset {key}: {} is not a number of bytes", shown(size)),
                 ),
             },
         }
@@ -136,7 +136,7 @@ pub fn map_item(
                     &who,
                     "file:checksum",
                     format!(
-                        "asset \"{key}\": {} is not a SHA2-256, MD5 or SHA1 multihash",
+                        "asset {key}: {} is not a SHA2-256, MD5 or SHA1 multihash",
                         shown(checksum)
                     ),
                 ),
@@ -163,7 +163,7 @@ pub fn map_item(
                 skipped.skip(
                     &who,
                     name,
-                    format!("its column \"{column}\" already holds {first}"),
+                    format!("its column {column} already holds {first}"),
                 );
             }
             continue;
@@ -259,10 +259,14 @@ fn bbox_polygon(bbox: &Json) -> std::result::Result<Geometry, String> {
     })
 }
 
-/// A JSON value for a message, cut short.
+/// A JSON value for a message (a string without its quotes, which the
+/// log would escape), cut short.
 fn shown(value: &Json) -> String {
-    let text = value.to_string();
-    match text.char_indices().nth(60) {
+    let text = match value {
+        Json::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    match text.char_indices().nth(80) {
         Some((cut, _)) => format!("{}...", &text[..cut]),
         None => text,
     }
@@ -417,7 +421,15 @@ mod tests {
         let mut bare = item();
         bare["geometry"] = Json::Null;
         bare["assets"] = json!({"product": {"href": "https://example.org/p.zip"}});
-        let mapped = map_item(&bare, "S2MSI2A", "c", &AssetChoice::Default, "updated", &mut SkippedFields::default()).unwrap();
+        let mapped = map_item(
+            &bare,
+            "S2MSI2A",
+            "c",
+            &AssetChoice::Default,
+            "updated",
+            &mut SkippedFields::default(),
+        )
+        .unwrap();
         assert_eq!(mapped.product.footprint, None);
         assert_eq!(
             mapped.product.remote_url.as_deref(),
@@ -449,7 +461,15 @@ mod tests {
         range["properties"]["datetime"] = Json::Null;
         range["properties"]["start_datetime"] = json!("2024-01-01T00:00:00Z");
         range["properties"]["end_datetime"] = json!("2024-01-01T00:01:00Z");
-        let mapped = map_item(&range, "T", "c", &AssetChoice::Default, "datetime", &mut SkippedFields::default()).unwrap();
+        let mapped = map_item(
+            &range,
+            "T",
+            "c",
+            &AssetChoice::Default,
+            "datetime",
+            &mut SkippedFields::default(),
+        )
+        .unwrap();
         assert_eq!(
             mapped.product.validity_stop,
             Some(parse_timestamp("2024-01-01T00:01:00Z").unwrap())
@@ -457,7 +477,15 @@ mod tests {
         assert_eq!(mapped.time, mapped.product.validity_start);
         let mut timeless = item();
         timeless["properties"]["datetime"] = Json::Null;
-        let error = map_item(&timeless, "T", "c", &AssetChoice::Default, "datetime", &mut SkippedFields::default()).unwrap_err();
+        let error = map_item(
+            &timeless,
+            "T",
+            "c",
+            &AssetChoice::Default,
+            "datetime",
+            &mut SkippedFields::default(),
+        )
+        .unwrap_err();
         assert!(
             error
                 .to_string()
@@ -651,14 +679,35 @@ mod tests {
         assert_eq!(stac["platform"], Value::from("sentinel-2b"));
         assert_eq!(
             skipped.by_field().keys().collect::<Vec<_>>(),
-            ["Platform", "bbox", "created", "file:size", "geometry", "updated", "uuid"]
+            [
+                "Platform",
+                "bbox",
+                "created",
+                "file:size",
+                "geometry",
+                "updated",
+                "uuid"
+            ]
         );
         assert_eq!(skipped.by_field()["created"].first_reason, "blank");
-        assert_eq!(skipped.by_field()["created"].first_product, "c/S2B_31UFU_20240101_0_L2A");
+        assert_eq!(
+            skipped.by_field()["created"].first_product,
+            "c/S2B_31UFU_20240101_0_L2A"
+        );
         // What decides the window's time still fails the item.
-        let error = map_item(&odd, "T", "c", &AssetChoice::Default, "updated", &mut skipped)
-            .unwrap_err();
-        assert!(error.to_string().contains("property \"updated\""), "{error}");
+        let error = map_item(
+            &odd,
+            "T",
+            "c",
+            &AssetChoice::Default,
+            "updated",
+            &mut skipped,
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("property \"updated\""),
+            "{error}"
+        );
         let mut bad_start = item();
         bad_start["properties"]["start_datetime"] = json!("");
         assert!(map(&bad_start, &mut skipped).is_err());

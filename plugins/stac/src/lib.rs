@@ -126,8 +126,7 @@ impl Stac {
                         archive,
                         features,
                         product_type,
-                        request.start,
-                        request.end,
+                        (request.start, request.end),
                         &mut read,
                         skipped,
                     )?;
@@ -175,8 +174,7 @@ impl Stac {
                         archive,
                         &features,
                         product_type,
-                        *start,
-                        *end,
+                        (*start, *end),
                         &mut read,
                         skipped,
                     )?;
@@ -328,8 +326,7 @@ impl Stac {
         archive: &mut Archive<'_>,
         features: &[serde_json::Value],
         product_type: &str,
-        start: Option<Timestamp>,
-        end: Option<Timestamp>,
+        (start, end): (Option<Timestamp>, Option<Timestamp>),
         read: &mut Read,
         skipped: &mut SkippedFields,
     ) -> Result<Vec<MappedItem>> {
@@ -344,12 +341,18 @@ impl Stac {
         let mut page = Vec::with_capacity(features.len());
         for feature in features {
             let id = feature.get("id").and_then(|i| i.as_str()).unwrap_or("?");
-            let mapped =
-                item::map_item(feature, product_type, collection, &asset, time_field, skipped)
-                .and_then(|m| match m.time {
-                    Some(_) => Ok(m),
-                    None => Err(anyhow!("item \"{id}\" has no {time_field} time")),
-                });
+            let mapped = item::map_item(
+                feature,
+                product_type,
+                collection,
+                &asset,
+                time_field,
+                skipped,
+            )
+            .and_then(|m| match m.time {
+                Some(_) => Ok(m),
+                None => Err(anyhow!("item \"{id}\" has no {time_field} time")),
+            });
             match mapped {
                 Ok(mapped) => {
                     if mapped.time.is_some_and(|t| in_window(&t)) {
