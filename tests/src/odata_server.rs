@@ -1562,6 +1562,26 @@ pub fn product_list(
         .collect()
 }
 
+/// The products of an answer CDSE gave that someone recorded
+/// (tests/fixtures/real/odata): a page's `value` list, or the product of a
+/// subscription notification (`value` or `Value`), each with the server's
+/// `Collection` so that it can be served as it came.
+pub fn recorded(answer: &str, collection: &str) -> Vec<Json> {
+    let answer: Json = serde_json::from_str(answer).expect("a recorded answer is JSON");
+    let products = match answer.get("value").or_else(|| answer.get("Value")) {
+        Some(Json::Array(products)) => products.clone(),
+        Some(product) => vec![product.clone()],
+        None => panic!("a recorded answer is a page or a notification"),
+    };
+    products
+        .into_iter()
+        .map(|mut product| {
+            product["Collection"] = json!({"Name": collection});
+            product
+        })
+        .collect()
+}
+
 /// A `DeletedProducts` entry for `product`: the product as it was, with
 /// `DeletionDate` and `DeletionCause` (one of [`DELETION_CAUSES`]).
 pub fn deleted(product: &Json, deletion_date: &str, cause: &str) -> Json {
