@@ -75,6 +75,14 @@ pub struct Args {
     )]
     pub check_plugin: Option<String>,
 
+    /// Make SYNCHRONIZER the owner of the products of its product types
+    /// that nobody owns (made by muninn, another tool, or before muninn-sync
+    /// recorded owners), so that its removals and prunes may touch them.
+    /// The types are -p's, else the section's product_types (or the keys of
+    /// its collections). With --dry-run, only count them
+    #[arg(long, help_heading = "Operator commands (no sync)", group = "operator")]
+    pub adopt: bool,
+
     /// Print a shell completion script for SHELL (bash, zsh, fish, elvish,
     /// powershell) on stdout
     #[arg(
@@ -215,6 +223,11 @@ pub enum Mode<'a> {
     CheckPlugin {
         plugin: &'a str,
     },
+    /// Make `synchronizer` the owner of unowned products of its types.
+    Adopt {
+        archive: &'a str,
+        synchronizer: &'a str,
+    },
     Completions {
         shell: clap_complete::Shell,
     },
@@ -233,6 +246,11 @@ impl Args {
             Mode::Man
         } else if self.list {
             Mode::List { archive }
+        } else if self.adopt {
+            Mode::Adopt {
+                archive,
+                synchronizer: self.synchronizer.as_deref().unwrap_or_default(),
+            }
         } else if let Some(runs) = self.history {
             Mode::History {
                 archive,

@@ -2,6 +2,7 @@
 //! plugin loader and the archive handle plugins write through. The binary
 //! (`main.rs`) only wires these together.
 
+pub mod adopt;
 pub mod archive;
 pub mod cli;
 pub mod config;

@@ -24,6 +24,7 @@ pub fn run(args: &Args) -> Result<()> {
             runs,
         } => history(archive, synchronizer, runs, args.report),
         Mode::CheckPlugin { plugin } => check_plugin(plugin, args.report),
+        Mode::Adopt { .. } => crate::adopt::run(args),
         Mode::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Args::command();
@@ -144,6 +145,10 @@ fn list(archive: &str, format: ReportFormat) -> Result<()> {
             names.push(configured.clone());
         }
     }
+    let (owned, unowned) = match &opened.history {
+        Some(history) => history.owned_counts()?,
+        None => Default::default(),
+    };
     let mut entries = Vec::new();
     let mut broken = Vec::new();
     for name in &names {
@@ -166,13 +171,16 @@ fn list(archive: &str, format: ReportFormat) -> Result<()> {
             broken.push(name.clone());
         }
         let known = known(opened.history.as_ref(), name)?;
-        entries.push(synchronizer_json(name, registered, &plugin, &known));
+        let mut entry = synchronizer_json(name, registered, &plugin, &known);
+        entry["owned_products"] = json!(owned.get(name).copied().unwrap_or(0));
+        entries.push(entry);
     }
     let document = json!({
         "archive": archive,
         "config_file": std::path::absolute(&config.path).unwrap_or_else(|_| config.path.clone()),
         "catalogue": std::path::absolute(&config.sqlite.path).unwrap_or_else(|_| config.sqlite.path.clone()),
         "catalogue_exists": opened.history.is_some(),
+        "unowned_products": unowned,
         "synchronizers": entries,
     });
     match format {
@@ -330,6 +338,13 @@ fn list_text(document: &Json) -> String {
         .as_array()
         .cloned()
         .unwrap_or_default();
+    if document["unowned_products"].as_u64().is_some_and(|n| n > 0) {
+        out.push_str(&format!(
+            "products nobody owns: {} (made by muninn, another tool, or before muninn-sync recorded owners; \
+             no synchronizer removes them until one adopts them: adopt = true, or muninn-sync ARCHIVE SYNCHRONIZER --adopt)\n",
+            text(&document["unowned_products"])
+        ));
+    }
     if synchronizers.is_empty() {
         out.push_str("\nno synchronizers are configured\n");
     }
@@ -352,6 +367,10 @@ fn list_text(document: &Json) -> String {
                 text(&plugin["file"])
             )),
         }
+        out.push_str(&format!(
+            "  owns:      {} products\n",
+            text(&entry["owned_products"])
+        ));
         match &entry["last_run"] {
             Json::Null => out.push_str("  last run:  none\n"),
             run => out.push_str(&format!(

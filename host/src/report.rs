@@ -37,6 +37,9 @@ pub struct Summary {
     pub error: Option<String>,
     /// The synchronizer's watermarks after the run.
     pub watermarks: Watermarks,
+    /// Products the plugin asked to remove and the run left alone, because
+    /// another synchronizer owns them (or nobody does, without `adopt`).
+    pub left_alone: u64,
 }
 
 /// How many products of each kind the summary names in a dry run's log;
@@ -132,6 +135,7 @@ impl Summary {
             },
             "failures": self.failures.iter().map(|f| json!({"product": f.product, "message": f.message})).collect::<Vec<_>>(),
             "error": self.error,
+            "left_alone": self.left_alone,
             "watermarks": self.watermarks.iter().map(|(t, w)| (t.clone(), json!(rfc3339(w)))).collect::<serde_json::Map<_, _>>(),
         });
         if self.dry_run {

@@ -280,7 +280,7 @@ impl RunContext<'_> {
 }
 
 /// Takes the synchronizer's lock, waiting as `--wait` says.
-fn take_lock(
+pub(crate) fn take_lock(
     config: &ArchiveConfig,
     section: &SynchronizerConfig,
     args: &Args,
@@ -410,8 +410,17 @@ pub(crate) fn conclude(
         would: state.would().clone(),
         error: error.clone(),
         watermarks,
+        left_alone: state.left_alone(),
     };
     tracing::info!("{}", summary.line());
+    if summary.left_alone > 0 {
+        tracing::warn!(
+            "{} product(s) the plugin asked to remove were left alone: another synchronizer owns them, \
+             or nobody does and the section does not say adopt = true (the first are named above; \
+             docs/operations.md, \"Who owns a product\")",
+            summary.left_alone
+        );
+    }
     for line in summary.would_lines() {
         tracing::info!("{line}");
     }

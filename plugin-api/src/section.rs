@@ -30,7 +30,7 @@ pub fn take_ownership(
         Some(other) => {
             return Err((
                 "adopt",
-                format!("expected true or false, not a {}", other.type_str()),
+                format!("expected true or false (got {})", other.type_str()),
             ))
         }
     };

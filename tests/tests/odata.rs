@@ -1518,6 +1518,7 @@ fn a_product_muninn_holds_under_the_same_name_is_left_alone() {
         let db = rusqlite::Connection::open(archive.path("catalogue.sqlite")).unwrap();
         db.execute_batch(
             "DELETE FROM cdse WHERE uuid = (SELECT uuid FROM core ORDER BY validity_start LIMIT 1);
+             DELETE FROM muninn_sync_owners WHERE uuid = (SELECT uuid FROM core ORDER BY validity_start LIMIT 1);
              UPDATE core SET uuid = '00000000000000000000000000000001', archive_path = 'S2/2024',
                  size = 1, hash = 'md5:00000000000000000000000000000000'
              WHERE uuid = (SELECT uuid FROM core ORDER BY validity_start LIMIT 1);",

@@ -44,7 +44,26 @@ fn a_plugin_built_outside_the_workspace_loads_and_syncs() {
         "{}",
         again.stderr
     );
-    // Walking the catalogue: products of type OUT in the window are pruned; others stay.
+    // A third party's prune goes through the host's ownership rule too: the
+    // pruner may not remove what "outside" made...
+    let refused = archive.sync(&["pruner", "--start", "2024-01-01", "--end", "2024-01-02"]);
+    refused.assert_ok();
+    assert!(
+        refused.stderr.contains("0 removed")
+            && refused
+                .stderr
+                .contains("synchronizer \"outside\" owns it, not \"pruner\""),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(archive.count("SELECT count(*) FROM core"), 4);
+    // ...until its section lets it take them over. Walking the catalogue:
+    // products of type OUT in the window are pruned; others stay.
+    let config = std::fs::read_to_string(archive.path("archive.toml")).unwrap();
+    archive.write_config(&config.replace(
+        "action = \"prune\"\n",
+        "action = \"prune\"\nadopt_from = [\"outside\"]\n",
+    ));
     archive
         .sync(&["pruner", "--start", "2024-01-01", "--end", "2024-01-02"])
         .assert_ok();

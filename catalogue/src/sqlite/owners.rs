@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 pub(crate) fn create_owner_tables(conn: &Connection, tables: &Tables) -> rusqlite::Result<()> {
     conn.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS {owners} (
-             uuid UUID TEXT PRIMARY KEY NOT NULL REFERENCES {core}(uuid) ON DELETE CASCADE,
+             uuid UUID TEXT PRIMARY KEY NOT NULL REFERENCES {core}(uuid) ON DELETE CASCADE ON UPDATE CASCADE,
              synchronizer TEXT NOT NULL);
          CREATE INDEX IF NOT EXISTS idx_{owners}_synchronizer ON {owners} (synchronizer);
          CREATE TABLE IF NOT EXISTS {deletions} (

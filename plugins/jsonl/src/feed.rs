@@ -98,11 +98,21 @@ pub struct Index {
     pub in_file_order: bool,
     /// Every namespace the feed uses: the ones this synchronizer manages.
     pub namespaces: BTreeSet<String>,
-    /// Lines that cannot be read: location and reason.
-    pub malformed: Vec<(String, String)>,
+    /// Lines that cannot be read: location, reason, and the product type
+    /// the line names when that much can be read (its failure then holds
+    /// only that type's watermark).
+    pub malformed: Vec<Malformed>,
     pub lines: u64,
     /// Wanted lines left out because a newer line describes the same product.
     pub superseded: usize,
+}
+
+/// A line that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    pub location: String,
+    pub reason: String,
+    pub product_type: Option<String>,
 }
 
 /// The fields the scan reads of each line; the rest is skipped cheaply.
@@ -155,30 +165,37 @@ pub fn index(files: &[FeedFile], wanted: impl Fn(&str, &Timestamp) -> bool) -> R
             let header: Header = match serde_json::from_slice(text) {
                 Ok(header) => header,
                 Err(e) => {
-                    index
-                        .malformed
-                        .push((file.location(line), format!("invalid JSON: {e}")));
+                    index.malformed.push(Malformed {
+                        location: file.location(line),
+                        reason: format!("invalid JSON: {e}"),
+                        product_type: None,
+                    });
                     return Ok(());
                 }
             };
             index
                 .namespaces
                 .extend(header.namespaces.unwrap_or_default().into_keys());
-            let (Some(modified), Some(product_type), Some(product_name)) =
-                (header.modified, header.product_type, header.product_name)
-            else {
-                index.malformed.push((
-                    file.location(line),
-                    "missing \"modified\", \"product_type\" or \"product_name\"".into(),
-                ));
+            let (Some(modified), Some(product_type), Some(product_name)) = (
+                header.modified,
+                header.product_type.clone(),
+                header.product_name,
+            ) else {
+                index.malformed.push(Malformed {
+                    location: file.location(line),
+                    reason: "missing \"modified\", \"product_type\" or \"product_name\"".into(),
+                    product_type: header.product_type,
+                });
                 return Ok(());
             };
             let modified = match parse_timestamp(&modified) {
                 Ok(t) => t,
                 Err(e) => {
-                    index
-                        .malformed
-                        .push((file.location(line), format!("\"modified\": {e}")));
+                    index.malformed.push(Malformed {
+                        location: file.location(line),
+                        reason: format!("\"modified\": {e}"),
+                        product_type: Some(product_type),
+                    });
                     return Ok(());
                 }
             };

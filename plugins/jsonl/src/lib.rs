@@ -8,8 +8,10 @@ mod line;
 
 use anyhow::{anyhow, Result};
 use line::Record;
-use muninn_sync_plugin_api::model::to_micros;
-use muninn_sync_plugin_api::{export_plugin, Archive, Context, SyncRequest, Synchronizer, Value};
+use muninn_sync_plugin_api::model::{from_micros, to_micros};
+use muninn_sync_plugin_api::{
+    export_plugin, Archive, Context, Deletion, SyncRequest, Synchronizer, Value,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
@@ -86,8 +88,15 @@ impl Synchronizer for Jsonl {
         if !index.in_file_order {
             tracing::debug!("the feed is not in chronological order: reading it by index");
         }
-        for (location, message) in &index.malformed {
-            archive.report_failure(location, &anyhow!("{message}"))?;
+        for malformed in &index.malformed {
+            let error = anyhow!("{}", malformed.reason);
+            match &malformed.product_type {
+                // Only that type's watermark is held back; the others' go on.
+                Some(product_type) => {
+                    archive.report_failure_of_type(product_type, &malformed.location, &error)?
+                }
+                None => archive.report_failure(&malformed.location, &error)?,
+            }
         }
         let mut managed: Vec<&str> = index.namespaces.iter().map(String::as_str).collect();
         managed.push(line::NAMESPACE);
@@ -287,8 +296,22 @@ fn apply_chunk(
             .or_default()
             .push(&identity.product_name);
     }
+    // When the feed deleted each product the catalogue does not hold, as
+    // recorded by earlier runs: an older line must not bring it back.
+    let mut deleted: HashMap<(&str, &str), i64> = HashMap::new();
     for (product_type, names) in &by_type {
         let found = archive.products_by_name(product_type, names, &[line::NAMESPACE])?;
+        let absent: Vec<&str> = names
+            .iter()
+            .zip(&found)
+            .filter(|(_, product)| product.is_none())
+            .map(|(name, _)| *name)
+            .collect();
+        for (name, time) in absent.iter().zip(archive.deletions(product_type, &absent)?) {
+            if let Some(time) = time {
+                deleted.insert((product_type, name), to_micros(&time));
+            }
+        }
         for (name, product) in names.iter().zip(found) {
             if let Some(product) = product {
                 let fingerprint = product
@@ -329,26 +352,55 @@ fn apply_chunk(
             unchanged += 1;
             continue;
         }
+        if id
+            .and_then(|id| deleted.get(&id))
+            .is_some_and(|deletion| deletion >= modified)
+        {
+            // The feed deleted this product after this line was written (a
+            // later window synced before): the line must not bring it back.
+            tracing::debug!(line = %files[*file].location(*line_number), "deleted later in the feed: skipped");
+            unchanged += 1;
+            continue;
+        }
         let location = || files[*file].location(*line_number);
         let record = match line::parse(text) {
             Ok(record) => record,
             Err(error) => {
-                archive.report_failure(&location(), &error)?;
+                match id {
+                    Some((product_type, _)) => {
+                        archive.report_failure_of_type(product_type, &location(), &error)?
+                    }
+                    None => archive.report_failure(&location(), &error)?,
+                }
                 continue;
             }
         };
         let outcome = match &record {
             Record::Product(product) if known.is_none() => archive.create_properties(product),
             Record::Product(product) => archive.apply(product, request.force, managed).map(drop),
-            Record::Deleted { uuid: None, .. } if known.is_none() => Ok(()),
             Record::Deleted {
                 product_type,
                 product_name,
                 uuid,
-            } => remove(archive, product_type, product_name, *uuid),
+            } => {
+                let deletion = Deletion {
+                    product_type: product_type.clone(),
+                    product_name: product_name.clone(),
+                    uuid: *uuid,
+                    time: from_micros(*modified)
+                        .ok_or_else(|| anyhow!("\"modified\" out of range"))?,
+                };
+                archive.record_deletion(&deletion).and_then(|()| {
+                    if uuid.is_none() && known.is_none() {
+                        return Ok(()); // nothing stored under that name
+                    }
+                    remove(archive, product_type, product_name, *uuid)
+                })
+            }
         };
         if let Err(error) = outcome {
-            archive.report_failure(&format!("{} ({})", location(), record.label()), &error)?;
+            let product = format!("{} ({})", location(), record.label());
+            archive.report_failure_of_type(record.product_type(), &product, &error)?;
         }
     }
     chunk.len = 0;
@@ -367,8 +419,10 @@ fn remove(
         None => archive.product_by_name(product_type, product_name, &[])?,
     };
     if let Some(product) = found {
-        archive.remove(product.uuid)?;
-        tracing::debug!(product = %format!("{product_type}/{product_name}"), "removed");
+        // The host leaves another synchronizer's product alone (and says so).
+        if archive.remove(product.uuid)? {
+            tracing::debug!(product = %format!("{product_type}/{product_name}"), "removed");
+        }
     }
     Ok(())
 }

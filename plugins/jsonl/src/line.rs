@@ -43,6 +43,14 @@ pub enum Record {
 }
 
 impl Record {
+    /// The product type the line names.
+    pub fn product_type(&self) -> &str {
+        match self {
+            Record::Product(p) => &p.product_type,
+            Record::Deleted { product_type, .. } => product_type,
+        }
+    }
+
     /// `S2MSI1C/S2A_...`, for messages.
     pub fn label(&self) -> String {
         match self {
