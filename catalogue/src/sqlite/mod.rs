@@ -408,20 +408,30 @@ impl SqliteCatalogue {
             &options.path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .with_context(|| format!("cannot open the catalogue database \"{}\"", options.path.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot open the catalogue database \"{}\"",
+                options.path.display()
+            )
+        })?;
         conn.busy_handler(Some(wait_for_turn))?;
         let tables = Tables::new(&options.table_prefix);
         let describe = || format!("catalogue \"{}\"", options.path.display());
-        Ok(schema::table_exists(&conn, &tables.core).with_context(describe)?
-            && schema::format_is_recorded(&conn, &tables).with_context(describe)?
-            && owners::owner_tables_exist(&conn, &tables).with_context(describe)?)
+        Ok(
+            schema::table_exists(&conn, &tables.core).with_context(describe)?
+                && schema::format_is_recorded(&conn, &tables).with_context(describe)?
+                && owners::owner_tables_exist(&conn, &tables).with_context(describe)?,
+        )
     }
 
     /// Copies a database file while holding a read lock on it, so that no
     /// writer commits half-way through the copy.
     fn copy_consistently(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
-        let mut conn = Connection::open_with_flags(from, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .with_context(|| format!("cannot open the catalogue database \"{}\"", from.display()))?;
+        let mut conn =
+            Connection::open_with_flags(from, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .with_context(|| {
+                    format!("cannot open the catalogue database \"{}\"", from.display())
+                })?;
         conn.busy_handler(Some(wait_for_turn))?;
         conn.execute_batch("BEGIN; SELECT count(*) FROM sqlite_master;")
             .with_context(|| format!("cannot read the catalogue \"{}\"", from.display()))?;
