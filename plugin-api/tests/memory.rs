@@ -186,7 +186,8 @@ fn update_changes_only_what_it_names_and_refuses_a_missing_product() {
 #[test]
 fn remove_says_whether_there_was_a_product() {
     let mut memory = MemoryArchive::new();
-    memory.insert(Product::new("T", "a")).unwrap();
+    // A product of the synchronizer's own (MemoryArchive::new runs "test").
+    memory.insert_owned(Product::new("T", "a"), "test").unwrap();
     let uuid = Product::new("T", "a").uuid;
     let mut archive = memory.archive();
     assert!(archive.remove(uuid).unwrap());
@@ -449,9 +450,12 @@ fn notifications_are_recorded_and_counted_as_the_host_counts_them() {
             RStr::from_str(r#"{"product_type": "T", "time": "soon"}"#),
         )
         .unwrap_err();
-    assert!(bad_time
-        .as_str()
-        .starts_with("watermark: invalid watermark time \"soon\""));
+    assert!(
+        bad_time
+            .as_str()
+            .starts_with("malformed notification \"watermark\": invalid watermark time \"soon\""),
+        "{bad_time}"
+    );
 }
 
 /// Reports a watermark for every product type it is asked about.
@@ -552,5 +556,113 @@ fn sections_are_read_as_the_host_reads_them() {
     assert!(
         error.starts_with("the section is not valid TOML"),
         "{error}"
+    );
+}
+
+#[test]
+fn removals_touch_only_the_synchronizers_own_products_unless_its_section_adopts() {
+    let mut memory = MemoryArchive::new();
+    memory.set_synchronizer("mirror");
+    memory.insert(Product::new("T", "muninns")).unwrap();
+    memory
+        .insert_owned(Product::new("T", "cdses"), "cdse")
+        .unwrap();
+    {
+        let mut archive = memory.archive();
+        archive
+            .create_properties(&Product::new("T", "own"))
+            .unwrap();
+        for name in ["muninns", "cdses", "own"] {
+            let uuid = Product::new("T", name).uuid;
+            let removed = archive.remove(uuid).unwrap();
+            assert_eq!(removed, name == "own", "{name}");
+        }
+    }
+    let report = memory.take_report();
+    assert_eq!(report.removed, 1);
+    assert_eq!(report.left_alone.len(), 2);
+    assert!(
+        report.left_alone[1]
+            .1
+            .contains("\"cdse\" owns it, not \"mirror\""),
+        "{:?}",
+        report.left_alone
+    );
+    assert_eq!(memory.names("T"), ["cdses", "muninns"]);
+
+    // adopt = true takes nobody's products over; adopt_from names whose else.
+    memory.set_adoption(true, &["cdse"]);
+    let muninns = Product::new("T", "muninns").uuid;
+    {
+        let mut archive = memory.archive();
+        let mut update = Update::new(muninns);
+        update.core.insert(CoreField::Size, Some(Value::Integer(5)));
+        archive.update_properties(&update).unwrap();
+        assert!(archive.remove(Product::new("T", "cdses").uuid).unwrap());
+    }
+    assert_eq!(memory.owner(muninns), Some("mirror"));
+    assert_eq!(memory.names("T"), ["muninns"]);
+}
+
+#[test]
+fn a_plugin_asks_which_product_types_the_catalogue_holds() {
+    let mut memory = MemoryArchive::new();
+    let mut first = Product::new("S1", "a");
+    first.validity_start = Some(t("2024-01-02T00:00:00Z"));
+    let mut second = Product::new("S1", "b");
+    second.validity_start = Some(t("2024-03-04T00:00:00Z"));
+    memory.insert(first).unwrap();
+    memory.insert_owned(second, "test").unwrap();
+    memory.insert(Product::new("S2", "c")).unwrap();
+    let types = memory.archive().product_types().unwrap();
+    assert_eq!(types.len(), 2);
+    assert_eq!(
+        (
+            types[0].product_type.as_str(),
+            types[0].count,
+            types[0].owned
+        ),
+        ("S1", 2, 1)
+    );
+    assert_eq!(types[0].validity_start_min, Some(t("2024-01-02T00:00:00Z")));
+    assert_eq!(types[0].validity_start_max, Some(t("2024-03-04T00:00:00Z")));
+    assert_eq!((types[1].count, types[1].validity_start_min), (1, None));
+}
+
+#[test]
+fn deletions_are_remembered_and_a_failure_of_one_type_holds_only_its_watermark() {
+    let mut memory = MemoryArchive::new();
+    {
+        let mut archive = memory.archive();
+        let deletion = muninn_sync_plugin_api::Deletion {
+            product_type: "T".into(),
+            product_name: "gone".into(),
+            uuid: None,
+            time: t("2024-05-01T00:00:00Z"),
+        };
+        archive.record_deletion(&deletion).unwrap();
+        assert_eq!(
+            archive.deletions("T", &["gone", "here"]).unwrap(),
+            [Some(t("2024-05-01T00:00:00Z")), None]
+        );
+        archive
+            .report_failure_of_type("U", "line 3", &anyhow!("bad"))
+            .unwrap();
+        archive
+            .advance_watermark("T", t("2024-06-01T00:00:00Z"))
+            .unwrap();
+        archive
+            .advance_watermark("U", t("2024-06-01T00:00:00Z"))
+            .unwrap();
+    }
+    let report = memory.take_report();
+    assert_eq!(
+        report.watermarks.keys().collect::<Vec<_>>(),
+        ["T"],
+        "only U's watermark is held"
+    );
+    assert_eq!(
+        memory.deletion("T", "gone"),
+        Some(t("2024-05-01T00:00:00Z"))
     );
 }

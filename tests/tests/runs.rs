@@ -934,3 +934,44 @@ fn a_quiet_product_type_does_not_hold_incremental_windows_back() {
         ["T 2024-03-01 10:00:00", "U 2024-03-01 10:00:00"]
     );
 }
+
+#[test]
+fn a_malformed_line_holds_only_its_own_product_types_watermark() {
+    let archive = Archive::with_feed();
+    let mut bad = product("U", "X", "2024-01-02T10:00:00Z");
+    bad["modified"] = json!("the second of January");
+    archive.write_feed(
+        "feed.jsonl",
+        &[
+            product("T", "A", "2024-01-01T10:00:00Z"),
+            bad,
+            product("U", "B", "2024-01-03T10:00:00Z"),
+            product("T", "C", "2024-01-04T10:00:00Z"),
+        ],
+    );
+    let run = archive.sync(&["feed"]);
+    run.assert_error(1, &["feed.jsonl line 2", "\"modified\""]);
+    // The line names product type U: only U's watermark stays where it
+    // was (none yet); T's moves on past its products.
+    assert_eq!(
+        archive.strings(
+            "SELECT product_type || ' ' || watermark FROM muninn_sync_watermarks ORDER BY 1"
+        ),
+        ["T 2024-01-04 10:00:00"]
+    );
+    // A line whose product type cannot be read holds every type, as before.
+    archive.write_feed(
+        "feed.jsonl",
+        &[
+            product("T", "A", "2024-01-01T10:00:00Z"),
+            product("T", "C", "2024-01-04T10:00:00Z"),
+            product("T", "D", "2024-01-05T10:00:00Z"),
+        ],
+    );
+    append(&archive, &[json!("not a product")]);
+    archive.sync(&["feed"]).assert_error(1, &["invalid"]);
+    assert_eq!(
+        archive.strings("SELECT watermark FROM muninn_sync_watermarks WHERE product_type = 'T'"),
+        ["2024-01-04 10:00:00"]
+    );
+}

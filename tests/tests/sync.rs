@@ -563,3 +563,47 @@ fn a_byte_order_mark_and_repeated_options_are_accepted() {
         ["A", "B"]
     );
 }
+
+#[test]
+fn a_product_deleted_later_in_the_feed_does_not_come_back_with_an_older_window() {
+    let archive = Archive::with_feed();
+    archive.write_feed(
+        "feed.jsonl",
+        &[
+            product("T", "A", "2024-01-01T10:00:00Z"),
+            product("T", "B", "2024-01-02T10:00:00Z"),
+            deletion("T", "A", "2024-02-01T10:00:00Z"),
+        ],
+    );
+    // The newer window first: it holds A's deletion (A is not in the
+    // catalogue yet), then the older one, which still lists A.
+    archive.sync(&["feed", "--start", "2024-01-15"]).assert_ok();
+    let run = archive.sync(&["feed", "--end", "2024-01-15"]);
+    run.assert_ok();
+    assert!(
+        run.stderr
+            .contains("1 created, 0 updated, 0 removed, 0 failed, 1 unchanged"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(archive.strings("SELECT product_name FROM core"), ["B"]);
+    assert_eq!(
+        archive.strings(
+            "SELECT product_type || '/' || product_name || ' ' || deleted FROM muninn_sync_deletions"
+        ),
+        ["T/A 2024-02-01 10:00:00"]
+    );
+    // Published again after its deletion: a newer line brings it back.
+    let mut lines = vec![
+        product("T", "A", "2024-01-01T10:00:00Z"),
+        product("T", "B", "2024-01-02T10:00:00Z"),
+        deletion("T", "A", "2024-02-01T10:00:00Z"),
+    ];
+    lines.push(product("T", "A", "2024-03-01T10:00:00Z"));
+    archive.write_feed("feed.jsonl", &lines);
+    archive.sync(&["feed", "--start", "2024-02-15"]).assert_ok();
+    assert_eq!(
+        archive.strings("SELECT product_name FROM core ORDER BY 1"),
+        ["A", "B"]
+    );
+}
