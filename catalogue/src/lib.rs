@@ -10,7 +10,10 @@ pub use error::{CatalogueError, Result};
 pub use runs::{RunCounts, RunLog, RunOutcome, RunRecord, RunStart, Watermarks};
 pub use sqlite::{FootprintFormat, RunHistory, SqliteCatalogue, SqliteOptions};
 
-use muninn_sync_model::{Deletion, Product, ProductTypeSummary, Timestamp, Update, Uuid, Value};
+use muninn_sync_model::{
+    Deletion, Product, ProductTypeSummary, PropertyType, Timestamp, Update, Uuid, Value,
+};
+use std::collections::BTreeMap;
 
 /// Which namespaces besides core a look-up reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +146,13 @@ pub trait Catalogue: RunLog {
         product_type: &str,
         product_names: &[&str],
     ) -> Result<Vec<Option<Timestamp>>>;
+
+    /// The columns these namespaces have, by namespace and property; a
+    /// namespace the catalogue does not have is left out.
+    fn property_types(
+        &self,
+        namespaces: &[String],
+    ) -> Result<BTreeMap<String, BTreeMap<String, PropertyType>>>;
 
     /// Makes the open batch durable.
     fn commit(&mut self) -> Result<()>;

@@ -10,7 +10,8 @@ use muninn_sync_catalogue::{
     Catalogue, CatalogueError, Namespaces, RunCounts, ScanQuery, WalkQuery, Watermarks,
 };
 use muninn_sync_model::{
-    from_micros, raise_watermark, to_micros, Claim, Ownership, Timestamp, Uuid, WatermarkHold,
+    from_micros, printable, raise_watermark, to_micros, Claim, Ownership, Timestamp, Uuid,
+    WatermarkHold,
 };
 use muninn_sync_plugin_api::convert::{
     product_from_ffi, product_to_ffi, update_from_ffi, value_to_ffi,
@@ -18,7 +19,9 @@ use muninn_sync_plugin_api::convert::{
 use muninn_sync_plugin_api::ffi::{
     FfiArchive, FfiProduct, FfiScan, FfiScanRow, FfiUpdate, FfiUuid, FfiValue, FfiWalk,
 };
-use muninn_sync_plugin_api::notice::{encode_deletions, encode_product_types, Notice};
+use muninn_sync_plugin_api::notice::{
+    encode_deletions, encode_product_types, encode_property_types, Notice,
+};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -289,7 +292,7 @@ impl State<'_> {
     fn record_failure(&mut self, product: String, message: String, product_type: Option<&str>) {
         self.counts.failed += 1;
         self.held.hold(product_type);
-        tracing::warn!(product = %product.escape_debug(), "skipped: {}", message.escape_debug());
+        tracing::warn!(product = %printable(&product), "skipped: {}", printable(&message));
         if self.failures.len() < KEPT_FAILURES {
             self.failures.push(Failure { product, message });
         }
@@ -431,7 +434,7 @@ impl State<'_> {
         self.left_alone += 1;
         if self.left_alone <= KEPT_FAILURES as u64 {
             tracing::warn!(
-                product = %product.escape_debug(),
+                product = %printable(product),
                 "not removed: {why}"
             );
         }
@@ -688,6 +691,12 @@ impl FfiArchive for ArchiveHandle<'_, '_> {
                 state.pending += 1;
                 Ok(RString::new())
             }),
+            Notice::PropertyTypes { namespaces } => {
+                self.shared.call("look-up of property types", |state| {
+                    let types = state.catalogue.property_types(&namespaces)?;
+                    Ok(encode_property_types(&types).into())
+                })
+            }
             Notice::Deletions {
                 product_type,
                 product_names,

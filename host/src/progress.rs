@@ -26,9 +26,12 @@ impl Progress {
     /// A progress line, if stderr is a terminal and the user did not ask
     /// for quiet.
     pub fn for_terminal(quiet: bool) -> Option<Progress> {
+        let now = Instant::now();
         (!quiet && std::io::stderr().is_terminal()).then(|| Progress {
-            began: Instant::now(),
-            last_drawn: Instant::now(),
+            began: now,
+            // The first line is due at once: a user at a terminal sees the
+            // run moving from its first products, however fast it is.
+            last_drawn: now.checked_sub(EVERY).unwrap_or(now),
             calls: 0,
         })
     }

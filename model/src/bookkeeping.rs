@@ -1,7 +1,7 @@
 //! What the catalogue tells a synchronizer about itself beyond products:
 //! the product types it holds, and the deletions it remembers.
 
-use crate::{Timestamp, Uuid};
+use crate::{Timestamp, Uuid, ValueType};
 use serde::{Deserialize, Serialize};
 
 /// The catalogue's products of one type: how many, how many the asking
@@ -20,6 +20,16 @@ pub struct ProductTypeSummary {
     pub validity_start_min: Option<Timestamp>,
     #[serde(with = "optional_time")]
     pub validity_start_max: Option<Timestamp>,
+}
+
+/// A namespace property's column in the catalogue: the type its first
+/// value gave it (or muninn's namespace schema declared).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PropertyType {
+    pub value_type: ValueType,
+    /// Declared by muninn's own namespace schema: its type is fixed (an
+    /// integer column is not widened to real).
+    pub fixed: bool,
 }
 
 /// A product that a synchronizer's remote deleted, remembered (a

@@ -13,7 +13,7 @@ mod timestamp;
 mod value;
 mod watermark;
 
-pub use bookkeeping::{Deletion, ProductTypeSummary};
+pub use bookkeeping::{Deletion, ProductTypeSummary, PropertyType};
 pub use geometry::{Geometry, GeometryError, Point};
 pub use ownership::{Claim, Ownership};
 pub use product::{derived_uuid, CoreField, Namespace, Product, Update, PRODUCT_UUID_NAMESPACE};
@@ -24,6 +24,25 @@ pub use timestamp::{
 pub use uuid::Uuid;
 pub use value::{Value, ValueType};
 pub use watermark::{raise_watermark, WatermarkHold};
+
+/// `text` with its control characters (newlines, escape bytes, ...)
+/// written as escapes, for a log line: text from a remote or a file must
+/// not forge log lines or reach the terminal raw. Everything else,
+/// quotes included, is kept as it is.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(escaped)
+}
 
 /// Checks a namespace name as muninn does (`[a-z][_a-z0-9]*`), and keeps the
 /// names of muninn's own tables (`core`, `link`, `tag`) for muninn.
@@ -61,6 +80,15 @@ pub fn validate_property_name(name: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn printable_escapes_control_characters_only() {
+        assert_eq!(super::printable("it's \"fine\""), "it's \"fine\"");
+        assert_eq!(
+            super::printable("a\nERROR: b\u{1b}[2J"),
+            "a\\nERROR: b\\u{1b}[2J"
+        );
+    }
+
     use super::*;
 
     #[test]

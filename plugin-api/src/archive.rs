@@ -2,11 +2,16 @@
 
 use crate::convert::{product_from_ffi, product_to_ffi, update_to_ffi, value_from_ffi};
 use crate::ffi::{FfiArchiveMut, FfiScan, FfiUuid, FfiWalk, FfiWalkPosition};
-use crate::notice::{decode_deletions, decode_product_types, Notice, NoticeError};
+use crate::notice::{
+    decode_deletions, decode_product_types, decode_property_types, Notice, NoticeError,
+    PropertyTypes,
+};
+use crate::SkippedFields;
 use abi_stable::std_types::{RResult, RStr, RString, RVec};
 use anyhow::{anyhow, Result};
 use muninn_sync_model::{
     from_micros, to_micros, Deletion, Product, ProductTypeSummary, Timestamp, Update, Uuid, Value,
+    ValueType,
 };
 
 /// What [`Archive::apply`] did with a remote product.
@@ -21,6 +26,9 @@ pub enum Outcome {
 /// the three changes muninn's synchronizer API allows.
 pub struct Archive<'a> {
     ffi: FfiArchiveMut<'a>,
+    /// Properties left out of products because their values did not fit
+    /// the catalogue's columns (see [`Archive::create_properties`]).
+    skipped: SkippedFields,
 }
 
 fn host_result<T>(result: RResult<T, RString>) -> Result<T> {
@@ -34,7 +42,17 @@ fn rstrings(names: &[&str]) -> RVec<RString> {
 impl<'a> Archive<'a> {
     /// Wraps the handle the host passed in.
     pub fn new(ffi: FfiArchiveMut<'a>) -> Archive<'a> {
-        Archive { ffi }
+        Archive {
+            ffi,
+            skipped: SkippedFields::default(),
+        }
+    }
+
+    /// The properties this archive left out of products because their
+    /// values did not fit the catalogue's columns. The SDK logs their
+    /// summary when `sync` returns.
+    pub fn skipped(&self) -> &SkippedFields {
+        &self.skipped
     }
 
     /// The product of `product_type` named `product_name`, with the core
@@ -146,14 +164,105 @@ impl<'a> Archive<'a> {
 
     /// muninn's `create_properties`: adds a product. The catalogue sets its
     /// `metadata_date`.
+    ///
+    /// A namespace property takes its type from the first value the
+    /// catalogue stored; remotes change a field's type now and then (`"12"`
+    /// where `12.5` was, an object where a string was). When the catalogue
+    /// refuses the product, the properties whose values cannot be stored in
+    /// their columns (or whose names differ from a column's only in case)
+    /// are left out, each counted with a warning once per run, and the
+    /// product is created without them: a product is not lost for an
+    /// informational field.
     pub fn create_properties(&mut self, product: &Product) -> Result<()> {
-        host_result(self.ffi.create(product_to_ffi(product)))
+        let error = match host_result(self.ffi.create(product_to_ffi(product))) {
+            Err(error) if !product.namespaces.is_empty() => error,
+            done => return done,
+        };
+        let label = format!("{}/{}", product.product_type, product.product_name);
+        let wanted: Vec<String> = product.namespaces.keys().cloned().collect();
+        let columns = self.property_types(&wanted)?;
+        let mut fitted = product.clone();
+        let mut left_out = Vec::new();
+        for (namespace, properties) in fitted.namespaces.iter_mut() {
+            let Some(columns) = columns.get(namespace) else {
+                continue;
+            };
+            properties.retain(|name, value| match misfit(columns, name, value) {
+                Some(why) => {
+                    left_out.push((format!("{namespace}.{name}"), why));
+                    false
+                }
+                None => true,
+            });
+        }
+        if left_out.is_empty() {
+            return Err(error);
+        }
+        host_result(self.ffi.create(product_to_ffi(&fitted)))?;
+        for (field, why) in left_out {
+            self.skipped.skip(&label, &field, why);
+        }
+        Ok(())
     }
 
     /// muninn's `update_properties`: changes only the properties named in
-    /// `update`; the catalogue sets `metadata_date`.
+    /// `update`; the catalogue sets `metadata_date`. Values that do not fit
+    /// their columns are left out as [`Archive::create_properties`] does.
     pub fn update_properties(&mut self, update: &Update) -> Result<()> {
-        host_result(self.ffi.update(update_to_ffi(update)))
+        self.update_fitted(update, true).map(drop)
+    }
+
+    /// Writes `update`; after a refusal, again without the values that do
+    /// not fit their columns. `false` when leaving those out left nothing
+    /// to change and `write_empty` is not set: then nothing was written.
+    fn update_fitted(&mut self, update: &Update, write_empty: bool) -> Result<bool> {
+        let error = match host_result(self.ffi.update(update_to_ffi(update))) {
+            Err(error) if !update.namespaces.is_empty() => error,
+            done => return done.map(|()| true),
+        };
+        let wanted: Vec<String> = update.namespaces.keys().cloned().collect();
+        let columns = self.property_types(&wanted)?;
+        let mut fitted = update.clone();
+        let mut left_out = Vec::new();
+        fitted.namespaces.retain(|namespace, change| {
+            let (Some(properties), Some(columns)) = (change.as_mut(), columns.get(namespace))
+            else {
+                return true;
+            };
+            let had = properties.len();
+            properties.retain(|name, value| {
+                let Some(value) = value else { return true };
+                match misfit(columns, name, value) {
+                    Some(why) => {
+                        left_out.push((format!("{namespace}.{name}"), why));
+                        false
+                    }
+                    None => true,
+                }
+            });
+            // A namespace whose every change was left out has none left.
+            had == 0 || !properties.is_empty()
+        });
+        if left_out.is_empty() {
+            return Err(error);
+        }
+        let label = format!("uuid {}", update.uuid.simple());
+        for (field, why) in left_out {
+            self.skipped.skip(&label, &field, why);
+        }
+        if fitted.is_empty() && !write_empty {
+            return Ok(false);
+        }
+        host_result(self.ffi.update(update_to_ffi(&fitted)))?;
+        Ok(true)
+    }
+
+    /// The catalogue's columns of these namespaces.
+    fn property_types(&mut self, namespaces: &[String]) -> Result<PropertyTypes> {
+        let answer = self.send(&Notice::PropertyTypes {
+            namespaces: namespaces.to_vec(),
+        })?;
+        decode_property_types(&answer).map_err(|e| anyhow!("{e}"))
     }
 
     /// Removes a product and its namespaces, tags and links. `false` when
@@ -193,14 +302,23 @@ impl<'a> Archive<'a> {
             }
             Some(existing) => {
                 let update = Update::between(&existing, product, force);
-                if update.is_empty() && !force {
-                    self.count_unchanged(1)?;
-                    return Ok(Outcome::Unchanged);
-                }
-                self.update_properties(&update)?;
-                Ok(Outcome::Updated)
+                self.apply_update(&update, force)
             }
         }
+    }
+
+    /// Writes the changes a plugin computed with [`Update::between`], or,
+    /// when there are none, counts the product unchanged ([`Archive::apply`]
+    /// does this itself). With `force` the update is written in any case.
+    /// A value that does not fit its column is left out (see
+    /// [`Archive::create_properties`]); when that leaves no change, the
+    /// product is unchanged too, rather than rewritten on every run.
+    pub fn apply_update(&mut self, update: &Update, force: bool) -> Result<Outcome> {
+        if (update.is_empty() && !force) || !self.update_fitted(update, force)? {
+            self.count_unchanged(1)?;
+            return Ok(Outcome::Unchanged);
+        }
+        Ok(Outcome::Updated)
     }
 
     /// Tells the host that this plugin is about to do slow work (a network
@@ -376,6 +494,36 @@ impl WatermarkTracker {
         self.reported = Some(due);
         Some(due)
     }
+}
+
+/// Why `value` cannot go into the property `name` of a namespace with these
+/// columns, as the catalogue's rules say; `None` when it can (or when the
+/// column does not exist yet and will take the value's type).
+fn misfit(
+    columns: &std::collections::BTreeMap<String, muninn_sync_model::PropertyType>,
+    name: &str,
+    value: &Value,
+) -> Option<String> {
+    let (column, property) = columns
+        .iter()
+        .find(|(column, _)| column.eq_ignore_ascii_case(name))?;
+    if column != name {
+        return Some(format!(
+            "spelt differently from the catalogue's column {column} only in case"
+        ));
+    }
+    let stored = property.value_type;
+    let fits = value.clone().coerce_to(stored).is_some()
+        || (stored == ValueType::Integer
+            && value.value_type() == ValueType::Real
+            && !property.fixed)
+        || (stored == ValueType::Text && value.value_type() == ValueType::Json && property.fixed);
+    (!fits).then(|| {
+        format!(
+            "{} where the catalogue's column is {stored}",
+            value.value_type()
+        )
+    })
 }
 
 fn read_product(ffi: &crate::ffi::FfiProduct) -> Result<Product> {

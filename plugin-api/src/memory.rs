@@ -124,7 +124,10 @@ use crate::ffi::{
     FfiArchive, FfiArchive_TO, FfiProduct, FfiScan, FfiScanRow, FfiUpdate, FfiUuid, FfiValue,
     FfiWalk, FfiWalkPosition,
 };
-use crate::notice::{encode_deletions, encode_product_types, Notice as PluginNotice};
+use crate::notice::{
+    encode_deletions, encode_product_types, encode_property_types, Notice as PluginNotice,
+    PropertyTypes,
+};
 use crate::plugin::{parse_config, Context, SyncRequest, Synchronizer};
 use crate::section::HOST_KEYS;
 use abi_stable::sabi_trait::TD_Opaque;
@@ -132,8 +135,8 @@ use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
 use anyhow::{anyhow, Result};
 use muninn_sync_model::{
     from_micros, raise_watermark, to_micros, truncate_to_micros, validate_namespace_name,
-    validate_property_name, Claim, CoreField, Ownership, Product, ProductTypeSummary, Timestamp,
-    Update, Uuid, Value, ValueType, WatermarkHold,
+    validate_property_name, Claim, CoreField, Ownership, Product, ProductTypeSummary, PropertyType,
+    Timestamp, Update, Uuid, Value, ValueType, WatermarkHold,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -904,6 +907,26 @@ impl MemoryArchive {
                     .map(|name| self.deletion(product_type, name))
                     .collect();
                 return Ok(encode_deletions(&times));
+            }
+            PluginNotice::PropertyTypes { namespaces } => {
+                let types: PropertyTypes = namespaces
+                    .iter()
+                    .filter_map(|namespace| {
+                        let columns = self.schema.get(namespace)?;
+                        let columns = columns
+                            .iter()
+                            .map(|(name, value_type)| {
+                                let column = PropertyType {
+                                    value_type: *value_type,
+                                    fixed: false,
+                                };
+                                (name.clone(), column)
+                            })
+                            .collect();
+                        Some((namespace.clone(), columns))
+                    })
+                    .collect();
+                return Ok(encode_property_types(&types));
             }
         }
         Ok(String::new())

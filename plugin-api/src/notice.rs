@@ -4,10 +4,12 @@
 //! and this module is the only place those strings are written or read.
 
 use muninn_sync_model::{
-    format_timestamp, parse_timestamp, Deletion, ProductTypeSummary, Timestamp,
+    format_timestamp, parse_timestamp, Deletion, ProductTypeSummary, PropertyType, Timestamp,
+    ValueType,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// One notification from a plugin to the host.
@@ -44,6 +46,11 @@ pub enum Notice {
         product_type: String,
         product_names: Vec<String>,
     },
+    /// Asks the types of the properties (columns) these namespaces have in
+    /// the catalogue; the answer is [`encode_property_types`]'s JSON. The
+    /// SDK asks when the catalogue refused a product, to leave out the
+    /// properties whose values do not fit their columns.
+    PropertyTypes { namespaces: Vec<String> },
 }
 
 /// Why a notification cannot be read.
@@ -100,6 +107,67 @@ struct DeletionsPayload {
     product_names: Vec<String>,
 }
 
+#[derive(Serialize, Deserialize)]
+struct PropertyTypesPayload {
+    namespaces: Vec<String>,
+}
+
+/// Namespace -> property (as the column is spelt) -> its column.
+pub type PropertyTypes = BTreeMap<String, BTreeMap<String, PropertyType>>;
+
+#[derive(Serialize, Deserialize)]
+struct PropertyTypeWire {
+    #[serde(rename = "type")]
+    value_type: String,
+    fixed: bool,
+}
+
+/// The host's answer to [`Notice::PropertyTypes`].
+pub fn encode_property_types(types: &PropertyTypes) -> String {
+    let wire: BTreeMap<&String, BTreeMap<&String, PropertyTypeWire>> = types
+        .iter()
+        .map(|(namespace, columns)| {
+            let columns = columns
+                .iter()
+                .map(|(name, column)| {
+                    let wire = PropertyTypeWire {
+                        value_type: column.value_type.name().to_string(),
+                        fixed: column.fixed,
+                    };
+                    (name, wire)
+                })
+                .collect();
+            (namespace, columns)
+        })
+        .collect();
+    serde_json::to_string(&wire).expect("plain data")
+}
+
+/// Reads the host's answer to [`Notice::PropertyTypes`].
+pub fn decode_property_types(answer: &str) -> Result<PropertyTypes, String> {
+    let wire: BTreeMap<String, BTreeMap<String, PropertyTypeWire>> =
+        serde_json::from_str(answer).map_err(|e| format!("unreadable property types: {e}"))?;
+    wire.into_iter()
+        .map(|(namespace, columns)| {
+            let columns = columns
+                .into_iter()
+                .map(|(name, column)| {
+                    let value_type = ValueType::from_name(&column.value_type)
+                        .ok_or_else(|| format!("unknown property type {:?}", column.value_type))?;
+                    Ok((
+                        name,
+                        PropertyType {
+                            value_type,
+                            fixed: column.fixed,
+                        },
+                    ))
+                })
+                .collect::<Result<_, String>>()?;
+            Ok((namespace, columns))
+        })
+        .collect()
+}
+
 impl Notice {
     /// The kind, as `notify` carries it.
     pub fn kind(&self) -> &'static str {
@@ -111,6 +179,7 @@ impl Notice {
             Notice::ProductTypes => "product_types",
             Notice::Deletion(_) => "deletion",
             Notice::Deletions { .. } => "deletions",
+            Notice::PropertyTypes { .. } => "property_types",
         }
     }
 
@@ -140,6 +209,7 @@ impl Notice {
                 product_type: product_type.clone(),
                 product_names: product_names.clone(),
             }),
+            Notice::PropertyTypes { namespaces } => Ok(json!({ "namespaces": namespaces })),
         };
         value.expect("a notice is plain data").to_string()
     }
@@ -187,6 +257,12 @@ impl Notice {
                 Ok(Notice::Deletions {
                     product_type: p.product_type,
                     product_names: p.product_names,
+                })
+            }
+            "property_types" => {
+                let p: PropertyTypesPayload = read(payload).map_err(malformed)?;
+                Ok(Notice::PropertyTypes {
+                    namespaces: p.namespaces,
                 })
             }
             other => Err(NoticeError::Unknown(other.to_string())),
@@ -262,6 +338,9 @@ mod tests {
                 product_type: "T".into(),
                 product_names: vec!["a".into(), "b".into()],
             },
+            Notice::PropertyTypes {
+                namespaces: vec!["eo".into()],
+            },
         ];
         for notice in notices {
             assert_eq!(
@@ -293,6 +372,22 @@ mod tests {
 
     #[test]
     fn answers_read_back() {
+        let types: PropertyTypes = [(
+            "eo".to_string(),
+            [(
+                "cloud_cover".to_string(),
+                PropertyType {
+                    value_type: ValueType::Real,
+                    fixed: true,
+                },
+            )]
+            .into(),
+        )]
+        .into();
+        assert_eq!(
+            decode_property_types(&encode_property_types(&types)).unwrap(),
+            types
+        );
         let time = parse_timestamp("2024-01-01T00:00:00Z").unwrap();
         assert_eq!(
             decode_deletions(&encode_deletions(&[Some(time), None])).unwrap(),

@@ -219,7 +219,9 @@ impl<S: Synchronizer> FfiSynchronizer for Adapter<S> {
         guarded(|| {
             let request = SyncRequest::from_ffi(request)?;
             let mut archive = Archive::new(archive);
-            self.0.sync(&mut archive, &request)
+            let synced = self.0.sync(&mut archive, &request);
+            archive.skipped().log_summary();
+            synced
         })
     }
 }

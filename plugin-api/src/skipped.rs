@@ -9,6 +9,7 @@
 //! per run, naming the first product, counts the rest, and sums them up at
 //! the end.
 
+use muninn_sync_model::printable;
 use std::collections::BTreeMap;
 use std::fmt::Display;
 
@@ -41,10 +42,10 @@ impl SkippedFields {
         }
         let reason = reason.to_string();
         tracing::warn!(
-            product = %product.escape_debug(),
-            field = %field.escape_debug(),
+            product = %printable(product),
+            field = %printable(field),
             "left out a field the product could do without: {} (other products with this field left out are counted, not logged)",
-            reason.escape_debug()
+            printable(&reason)
         );
         self.by_field.insert(
             field.to_string(),
@@ -74,7 +75,7 @@ impl SkippedFields {
         let counts: Vec<String> = self
             .by_field
             .iter()
-            .map(|(field, skips)| format!("{} x{}", field.escape_debug(), skips.count))
+            .map(|(field, skips)| format!("{} x{}", printable(field), skips.count))
             .collect();
         tracing::warn!(
             total = self.total(),

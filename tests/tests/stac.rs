@@ -317,7 +317,7 @@ fn a_cql2_filter_on_updated_is_used_when_it_works_and_doubted_when_it_does_not()
 }
 
 #[test]
-fn an_item_the_catalogue_refuses_is_skipped_and_reported_and_the_rest_syncs() {
+fn a_value_that_does_not_fit_its_column_is_left_out_and_a_bad_time_fails_the_item() {
     let mut items = five_items();
     items[2]["properties"]["eo:cloud_cover"] = json!("cloudy"); // text in a real column
     items[3]["properties"]["datetime"] = json!("not a time");
@@ -329,19 +329,24 @@ fn an_item_the_catalogue_refuses_is_skipped_and_reported_and_the_rest_syncs() {
     let base = serve(state);
     let archive = archive(&base, "prune = true");
     let run = archive.sync(&["stac"]);
-    run.assert_error(
-        1,
-        &[
-            "2 product(s) could not be synced",
-            "S2MSI2A/S2_3",
-            "is real in the catalogue",
-        ],
-    );
-    assert!(run.stderr.contains("s2/S2_4"), "{}", run.stderr);
+    run.assert_error(1, &["1 product(s) could not be synced", "s2/S2_4"]);
     assert!(run.stderr.contains("not pruning"), "{}", run.stderr);
+    // The item whose cloud cover is text is kept without it.
+    assert!(
+        run.stderr.contains("left out a field the product could do without: text where the catalogue's column is real")
+            && run.stderr.contains("product=S2MSI2A/S2_3"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(
         archive.strings("SELECT product_name FROM core ORDER BY 1"),
-        ["S2_1", "S2_2", "S2_5"]
+        ["S2_1", "S2_2", "S2_3", "S2_5"]
+    );
+    let again = archive.sync(&["stac"]);
+    assert!(
+        again.stderr.contains("0 created, 0 updated"),
+        "a product kept without a field is unchanged on the next run:\n{}",
+        again.stderr
     );
 }
 

@@ -355,7 +355,7 @@ fn a_malformed_line_is_reported_and_the_rest_is_synced() {
 }
 
 #[test]
-fn a_namespace_value_of_the_wrong_type_skips_that_product_only() {
+fn a_namespace_value_of_the_wrong_type_is_left_out_and_the_product_kept() {
     let archive = Archive::with_feed();
     let mut wrong = product("T", "wrong", "2024-01-02T00:00:00Z");
     wrong["namespaces"]["eo"]["cloud_cover"] = json!("cloudy");
@@ -364,9 +364,24 @@ fn a_namespace_value_of_the_wrong_type_skips_that_product_only() {
         &[product("T", "right", "2024-01-01T00:00:00Z"), wrong],
     );
     let run = archive.sync(&["feed"]);
-    run.assert_error(1, &["T/wrong", "eo.cloud_cover is real"]);
-    assert_eq!(archive.strings("SELECT product_name FROM core"), ["right"]);
-    assert_eq!(archive.count("SELECT count(*) FROM eo"), 1);
+    run.assert_ok();
+    assert!(
+        run.stderr.contains("left out a field the product could do without: text where the catalogue's column is real")
+            && run.stderr.contains("product=T/wrong field=eo.cloud_cover"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("eo.cloud_cover x1"), "{}", run.stderr);
+    assert_eq!(
+        archive.strings("SELECT c.product_name || ' ' || quote(e.cloud_cover) || ' ' || e.platform FROM core c JOIN eo e USING (uuid) ORDER BY 1"),
+        ["right 12.5 sentinel-2a", "wrong NULL sentinel-2a"]
+    );
+    // The value still does not fit next time: no change, nothing written.
+    let before = archive.metadata_dates();
+    let again = archive.sync(&["feed", "--force"]);
+    again.assert_ok();
+    assert!(again.stderr.contains("0 failed"), "{}", again.stderr);
+    assert_ne!(archive.metadata_dates(), before, "--force rewrites");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use anyhow::{anyhow, Context};
 use chrono::Utc;
 use muninn_sync_model::{
     format_timestamp, truncate_to_micros, CoreField, Deletion, Product, ProductTypeSummary,
-    Timestamp, Update, Uuid, Value, ValueType,
+    PropertyType, Timestamp, Update, Uuid, Value, ValueType,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params_from_iter, Connection};
@@ -1157,6 +1157,29 @@ impl Catalogue for SqliteCatalogue {
         product_names: &[&str],
     ) -> Result<Vec<Option<Timestamp>>> {
         self.read_deletions(synchronizer, product_type, product_names)
+    }
+
+    fn property_types(
+        &self,
+        namespaces: &[String],
+    ) -> Result<BTreeMap<String, BTreeMap<String, PropertyType>>> {
+        self.begin()?;
+        Ok(namespaces
+            .iter()
+            .filter_map(|namespace| {
+                let table = self.namespaces.get(namespace)?;
+                let columns = table
+                    .columns
+                    .iter()
+                    .map(|(column, value_type)| {
+                        let fixed = table.declared.contains(column);
+                        let value_type = *value_type;
+                        (column.clone(), PropertyType { value_type, fixed })
+                    })
+                    .collect();
+                Some((namespace.clone(), columns))
+            })
+            .collect())
     }
 
     fn commit(&mut self) -> Result<()> {

@@ -334,11 +334,7 @@ fn apply_one(
         ));
     }
     let update = Update::between(&existing, product, force);
-    if update.is_empty() && !force {
-        archive.count_unchanged(1)
-    } else {
-        archive.update_properties(&update)
-    }
+    archive.apply_update(&update, force).map(drop)
 }
 
 /// Reads a query's pages on a thread of their own while `consume` applies

@@ -513,11 +513,7 @@ impl Read {
                 None => archive.create_properties(&mapped.product),
                 Some(existing) => {
                     let update = Update::between(&existing, &mapped.product, force);
-                    if update.is_empty() && !force {
-                        archive.count_unchanged(1)
-                    } else {
-                        archive.update_properties(&update)
-                    }
+                    archive.apply_update(&update, force).map(drop)
                 }
             };
             if let Err(error) = outcome {
