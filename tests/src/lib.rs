@@ -269,14 +269,15 @@ pub fn build_outside_plugin(work: &Path, plugin_api_dir: &Path) -> PathBuf {
     std::fs::write(crate_dir.join("Cargo.toml"), manifest).expect("write the manifest");
     std::fs::copy(fixture.join("src/lib.rs"), crate_dir.join("src/lib.rs"))
         .expect("copy the source");
-    // The workspace's lock file pins the same dependency versions, so the
-    // build needs nothing that is not already downloaded.
+    // The workspace's lock file pins the same dependency versions as the
+    // workspace's build. Not offline: a machine that never built the
+    // project has not downloaded them all (cargo fetches what is missing).
     std::fs::copy(workspace().join("Cargo.lock"), crate_dir.join("Cargo.lock"))
         .expect("copy Cargo.lock");
     let target = workspace().join("target/outside-plugins");
     let output = cargo()
         .current_dir(&crate_dir)
-        .args(["build", "--quiet", "--offline"])
+        .args(["build", "--quiet"])
         .env("CARGO_TARGET_DIR", &target)
         .output()
         .expect("run cargo build for the outside plugin");

@@ -711,7 +711,9 @@ fn listing_plugin() -> &'static Path {
             );
         std::fs::write(work.path().join("Cargo.toml"), manifest).unwrap();
         std::fs::copy(source.join("src/lib.rs"), work.path().join("src/lib.rs")).unwrap();
-        // The workspace's lock file: everything it needs is downloaded already.
+        // The workspace's lock file, for the workspace's versions; not
+        // offline, so a machine that never built the project fetches
+        // what it lacks.
         std::fs::copy(
             workspace().join("Cargo.lock"),
             work.path().join("Cargo.lock"),
@@ -720,7 +722,7 @@ fn listing_plugin() -> &'static Path {
         let target = workspace().join("target/outside-plugins");
         let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(work.path())
-            .args(["build", "--quiet", "--offline"])
+            .args(["build", "--quiet"])
             .env("CARGO_TARGET_DIR", &target)
             .output()
             .expect("run cargo build for the listing plugin");

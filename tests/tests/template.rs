@@ -5,7 +5,7 @@
 //!
 //! Cargo may download here: on a machine that has never built the template,
 //! its lock file names crates (platform-specific ones among them) that no
-//! build of the workspace fetched, so `--offline` would fail there.
+//! build of the workspace fetched, so an offline build would fail there.
 
 use muninn_sync_e2e::{muninn_sync, workspace, Archive, BASE_CONFIG};
 use std::path::{Path, PathBuf};
@@ -246,7 +246,7 @@ fn locked_packages(lock: &Path) -> Vec<String> {
 
 /// `cargo fetch --locked` in a crate: it fails when the lock file needs a
 /// change for the manifest, and otherwise downloads every package the lock
-/// file names, for every platform (what `--offline` builds would lack).
+/// file names, for every platform (what offline builds would lack).
 fn fetch_locked(crate_dir: &Path) -> Output {
     cargo(crate_dir, &["fetch", "--locked"])
 }

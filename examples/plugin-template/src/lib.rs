@@ -130,7 +130,7 @@ impl Synchronizer for CsvListing {
 
 impl CsvListing {
     /// Removes the products of the window that the listing no longer names;
-    /// returns how many.
+    /// returns how many were removed.
     fn remove_unlisted(
         &self,
         archive: &mut Archive<'_>,
@@ -157,11 +157,27 @@ impl CsvListing {
                     .map_or(true, |p| !listed.contains(p.product_name.as_str()))
             })
             .collect::<Result<_>>()?;
+        let mut removed = 0;
         for product in &gone {
-            archive.remove(product.uuid)?;
-            tracing::debug!(product = %product.product_name, "removed: no longer listed");
+            // The host removes only this synchronizer's own products (or
+            // those its section lets it adopt): another's is left alone,
+            // with a warning from the host, and `remove` says false.
+            match archive.remove(product.uuid) {
+                Ok(true) => {
+                    removed += 1;
+                    tracing::debug!(product = %product.product_name, "removed: no longer listed");
+                }
+                Ok(false) => {}
+                // One product that cannot be removed does not end the run:
+                // it is reported, and the run ends with an error naming it.
+                Err(error) => archive.report_failure_of_type(
+                    &self.product_type,
+                    &product.product_name,
+                    &error.context("removing a product the listing no longer names"),
+                )?,
+            }
         }
-        Ok(gone.len())
+        Ok(removed)
     }
 }
 

@@ -227,3 +227,21 @@ fn configuration_and_listing_errors_say_what_to_fix() {
         "{header}"
     );
 }
+
+#[test]
+fn another_synchronizers_products_are_left_alone() {
+    let remote = Remote::new("another_synchronizers");
+    remote.list(&["a,2024-01-01T00:00:00Z,1,"]);
+    let mut archive = MemoryArchive::new();
+    // A product of the same type that another synchronizer made.
+    let mut theirs = muninn_sync_plugin_api::Product::new("LISTED", "theirs");
+    theirs.namespaces.insert(
+        "listing".into(),
+        [("modified".to_string(), Value::Timestamp(t("2024-01-02")))].into(),
+    );
+    archive.insert_owned(theirs, "mirror").unwrap();
+    let report = remote.sync(&mut archive, &SyncRequest::default());
+    assert_eq!((report.created, report.removed), (1, 0), "{report}");
+    assert_eq!(report.left_alone.len(), 1, "{report:?}");
+    assert_eq!(archive.names("LISTED"), ["a", "theirs"]);
+}
