@@ -95,7 +95,7 @@ pub use muninn_sync_model::{
     Product, ProductTypeSummary, Timestamp, Update, Uuid, Value, ValueType,
 };
 pub use plugin::{parse_config, Context, SyncRequest, Synchronizer};
-pub use skipped::{FieldSkips, SkippedFields};
+pub use skipped::{shown, FieldSkips, SkippedFields};
 
 // The crates a plugin uses with the SDK, so that it needs no dependency of
 // its own on them and gets the versions the SDK is built with.

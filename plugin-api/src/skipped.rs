@@ -85,6 +85,20 @@ impl SkippedFields {
     }
 }
 
+/// A remote's value as a warning about it shows it: a string without its
+/// quotes, anything else as JSON, cut short after 80 characters so that
+/// one huge value does not flood the log.
+pub fn shown(value: &serde_json::Value) -> String {
+    let text = match value {
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    match text.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::SkippedFields;

@@ -181,6 +181,16 @@ const LOCK_PATIENCE: Duration = Duration::from_secs(60);
 /// How often a waiting writer asks for the write lock again.
 const LOCK_POLL: Duration = Duration::from_millis(2);
 
+/// Opens a catalogue database read-only: nothing in it is created or
+/// written, and no lock a running sync waits for is taken.
+pub(crate) fn open_read_only(path: &std::path::Path) -> anyhow::Result<Connection> {
+    Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open the catalogue database \"{}\"", path.display()))
+}
+
 /// SQLite's busy handler. Its default one sleeps longer and longer between
 /// tries (up to 100 ms), so a writer that commits batches back to back
 /// could starve another synchronizer of the archive; polling every 2 ms
@@ -404,16 +414,7 @@ impl SqliteCatalogue {
     /// Whether the catalogue has muninn's tables and all of muninn-sync's,
     /// read without writing anything.
     fn is_set_up(options: &SqliteOptions) -> anyhow::Result<bool> {
-        let mut conn = Connection::open_with_flags(
-            &options.path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .with_context(|| {
-            format!(
-                "cannot open the catalogue database \"{}\"",
-                options.path.display()
-            )
-        })?;
+        let mut conn = open_read_only(&options.path)?;
         conn.busy_handler(Some(wait_for_turn))?;
         let tables = Tables::new(&options.table_prefix);
         let describe = || format!("catalogue \"{}\"", options.path.display());
@@ -427,11 +428,7 @@ impl SqliteCatalogue {
     /// Copies a database file while holding a read lock on it, so that no
     /// writer commits half-way through the copy.
     fn copy_consistently(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
-        let mut conn =
-            Connection::open_with_flags(from, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .with_context(|| {
-                    format!("cannot open the catalogue database \"{}\"", from.display())
-                })?;
+        let mut conn = open_read_only(from)?;
         conn.busy_handler(Some(wait_for_turn))?;
         conn.execute_batch("BEGIN; SELECT count(*) FROM sqlite_master;")
             .with_context(|| format!("cannot read the catalogue \"{}\"", from.display()))?;

@@ -235,21 +235,11 @@ impl RunHistory {
     /// Opens the catalogue's history; `None` when the database file does
     /// not exist yet (no run has created it).
     pub fn open(options: &SqliteOptions) -> anyhow::Result<Option<RunHistory>> {
-        use anyhow::Context as _;
         super::schema::validate_table_prefix(&options.table_prefix)?;
         if !options.path.exists() {
             return Ok(None);
         }
-        let conn = Connection::open_with_flags(
-            &options.path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .with_context(|| {
-            format!(
-                "cannot open the catalogue database \"{}\"",
-                options.path.display()
-            )
-        })?;
+        let conn = super::open_read_only(&options.path)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         if let Err(error) = conn.execute_batch("SELECT count(*) FROM sqlite_master") {
             let locked = matches!(

@@ -3,7 +3,7 @@
 
 use anyhow::{anyhow, Result};
 use muninn_sync_plugin_api::model::{parse_timestamp, validate_property_name};
-use muninn_sync_plugin_api::{Geometry, Product, Timestamp, Uuid, Value};
+use muninn_sync_plugin_api::{shown, Geometry, Product, Timestamp, Uuid, Value};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 
@@ -188,19 +188,6 @@ pub fn map_product(json: &Json, mapping: &Mapping<'_>) -> Result<Mapped> {
         product,
         left_out: left_out.0,
     })
-}
-
-/// A value as a warning shows it: text as it is, other values as JSON, cut
-/// short.
-fn shown(value: &Json) -> String {
-    let text = match value {
-        Json::String(text) => text.clone(),
-        other => other.to_string(),
-    };
-    match text.char_indices().nth(60) {
-        Some((end, _)) => format!("{}...", &text[..end]),
-        None => text,
-    }
 }
 
 /// Whether a value is a string of nothing but white space.

@@ -2,7 +2,7 @@
 
 use anyhow::{anyhow, Result};
 use muninn_sync_plugin_api::model::{derived_uuid, parse_timestamp};
-use muninn_sync_plugin_api::{Geometry, Product, SkippedFields, Timestamp, Value};
+use muninn_sync_plugin_api::{shown, Geometry, Product, SkippedFields, Timestamp, Value};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 
@@ -257,19 +257,6 @@ fn bbox_polygon(bbox: &Json) -> std::result::Result<Geometry, String> {
     } else {
         Geometry::MultiPolygon(vec![square(west, 180.0), square(-180.0, east)])
     })
-}
-
-/// A JSON value for a message (a string without its quotes, which the
-/// log would escape), cut short.
-fn shown(value: &Json) -> String {
-    let text = match value {
-        Json::String(text) => text.clone(),
-        other => other.to_string(),
-    };
-    match text.char_indices().nth(80) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text,
-    }
 }
 
 /// The key and fields of the asset `choice` picks.
