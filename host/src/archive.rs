@@ -909,6 +909,59 @@ mod tests {
     }
 
     #[test]
+    fn a_plugin_learns_the_product_types_and_what_it_owns_of_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        let mut catalogue = SqliteCatalogue::open(&SqliteOptions::new(&path)).unwrap();
+        let mut made_by_muninn = Product::new("S1", "old");
+        made_by_muninn.validity_start =
+            Some(muninn_sync_model::parse_timestamp("2020-05-01").unwrap());
+        catalogue.create(&made_by_muninn).unwrap();
+        catalogue.commit().unwrap();
+        let rules = RunRules {
+            ownership: muninn_sync_model::Ownership::new("s"),
+            ..RunRules::default()
+        };
+        let control = RunControl::new();
+        let shared = Shared::new(&mut catalogue, rules, &control, None);
+        let mut handle = shared.handle();
+        let mut new = Product::new("S1", "new");
+        new.validity_start = Some(muninn_sync_model::parse_timestamp("2024-01-01").unwrap());
+        assert!(handle.create(product_to_ffi(&new)).is_ok());
+        assert!(handle.create(ffi("t")).is_ok());
+        let answer = handle
+            .notify(RStr::from_str("product_types"), RStr::from_str("{}"))
+            .unwrap();
+        let types = muninn_sync_plugin_api::notice::decode_product_types(answer.as_str()).unwrap();
+        let summary: Vec<String> = types
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {} {} {:?} {:?}",
+                    t.product_type,
+                    t.count,
+                    t.owned,
+                    t.validity_start_min.map(|m| m.to_rfc3339()),
+                    t.validity_start_max.map(|m| m.to_rfc3339())
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "S1 2 1 Some(\"2020-05-01T00:00:00+00:00\") Some(\"2024-01-01T00:00:00+00:00\")",
+                "T 1 1 None None"
+            ]
+        );
+        // A malformed notice is named, not taken for something else.
+        let malformed = notify(&mut handle, "product_failed", "{\"message\": 1}").unwrap_err();
+        assert!(
+            malformed.starts_with("malformed notification \"product_failed\""),
+            "{malformed}"
+        );
+    }
+
+    #[test]
     fn a_signal_commits_the_batch_and_stops_the_run() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.sqlite");
