@@ -80,9 +80,18 @@
 //!   helper of your own that takes one; [`MemoryArchive::take_report`] then
 //!   says what it did.
 //! - [`MemoryArchive::insert`] and [`MemoryArchive::set_watermark`] set up
-//!   what earlier runs left; [`MemoryArchive::product`],
-//!   [`MemoryArchive::names`], [`MemoryArchive::products`] and
-//!   [`MemoryArchive::watermarks`] show what the archive holds now.
+//!   what earlier runs left: `insert` a product nobody owns (as muninn, or
+//!   a muninn-sync older than owner records, left it),
+//!   [`MemoryArchive::insert_owned`] one that a named synchronizer made;
+//!   [`MemoryArchive::product`], [`MemoryArchive::names`],
+//!   [`MemoryArchive::products`], [`MemoryArchive::watermarks`],
+//!   [`MemoryArchive::owner`] and [`MemoryArchive::deletion`] show what the
+//!   archive holds now.
+//! - The archive runs as the synchronizer `test` unless
+//!   [`MemoryArchive::set_synchronizer`] names another;
+//!   [`MemoryArchive::set_adoption`] lets it take over products nobody owns
+//!   (`adopt = true`) or other synchronizers' (`adopt_from`).
+//!   [`MemoryArchive::run`] sets both from the section.
 //!
 //! What the archive does as the catalogue does:
 //!
@@ -92,7 +101,13 @@
 //! - `update` changes only what the [`Update`] names, refuses a product that
 //!   is not there, the uuid and `metadata_date`, and a change that makes a
 //!   duplicate; it sets `metadata_date`.
-//! - `remove` says whether there was a product to remove.
+//! - Ownership follows muninn-sync's rule ([`muninn_sync_model::Ownership`]):
+//!   `create` makes the running synchronizer the owner; an `update` by one
+//!   whose section lets it adopt the product takes it over; `remove` removes
+//!   only the synchronizer's own products and those it may take over, and
+//!   leaves any other where it is, answering `false` and noting it, with
+//!   muninn-sync's reason, in [`SyncReport::left_alone`].
+//! - `remove` says whether it removed a product.
 //! - A namespace property's first value fixes its type for every product: a
 //!   value of another type is refused, except that a whole number in a real
 //!   property is widened, and a real in an integer property widens the
@@ -102,11 +117,16 @@
 //!   pages.
 //! - Every change of a product is all or nothing: a refused product leaves
 //!   nothing behind.
-//! - `notify` knows `product_failed`, `unchanged`, `watermark` and `idle`,
-//!   and refuses other kinds as muninn-sync does. Watermarks follow
-//!   muninn-sync's rules: never lowered, held once a product failed, and,
-//!   when the window has a start, raised only for the product types whose
-//!   stored watermark lies at or after it.
+//! - `notify` knows every kind muninn-sync knows
+//!   ([`crate::notice::Notice`]), and refuses other kinds as muninn-sync
+//!   does. It answers `product_types` (with the running synchronizer's
+//!   `owned` counts), `property_types` and `deletions` as muninn-sync does,
+//!   and keeps the tombstones `deletion` records (a later time of the same
+//!   product wins). Watermarks follow muninn-sync's rules: never lowered,
+//!   held once a product of their type failed (every type's after a
+//!   failure reported without a type), and, when the window has a start,
+//!   raised only for the product types whose stored watermark lies at or
+//!   after it.
 //!
 //! Errors carry muninn-sync's messages (`create: product T/a: a product with
 //! this product_type and product_name already exists`), so a test can match
