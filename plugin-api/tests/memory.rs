@@ -3,6 +3,7 @@
 
 use abi_stable::std_types::RStr;
 use anyhow::{anyhow, Result};
+use muninn_sync_plugin_api::convert::product_to_ffi;
 use muninn_sync_plugin_api::ffi::FfiArchive;
 use muninn_sync_plugin_api::memory::{configure, Failure, MemoryArchive, Notice};
 use muninn_sync_plugin_api::model::{from_micros, to_micros};
@@ -205,28 +206,36 @@ fn namespace_properties_keep_their_first_type() {
     memory
         .insert(with_ns("T", "a", "eo", &[("cloud", Value::Integer(12))]))
         .unwrap();
-    let mut archive = memory.archive();
-    let refused = archive
-        .create_properties(&with_ns("T", "b", "eo", &[("cloud", Value::from("lots"))]))
+    // The catalogue refuses a value of another type, and a name that
+    // differs from a column's only in case...
+    let lots = with_ns("T", "b", "eo", &[("cloud", Value::from("lots"))]);
+    let refused = memory
+        .create(product_to_ffi(&lots))
         .unwrap_err()
         .to_string();
     assert!(
         refused.ends_with("property eo.cloud is integer in the catalogue, not text"),
         "{refused}"
     );
-    assert_eq!(
-        archive.product_by_name("T", "b", &[]).unwrap(),
-        None,
-        "nothing of it stays"
-    );
-    let refused = archive
-        .create_properties(&with_ns("T", "c", "eo", &[("Cloud", Value::Integer(1))]))
+    let capital = with_ns("T", "c", "eo", &[("Cloud", Value::Integer(1))]);
+    let refused = memory
+        .create(product_to_ffi(&capital))
         .unwrap_err()
         .to_string();
     assert!(
         refused.contains("clashes with the existing column eo.cloud"),
         "{refused}"
     );
+    assert!(memory.product("T", "b").is_none(), "nothing of it stays");
+    // ...and the SDK then creates the product without that property,
+    // counting what it left out.
+    let mut archive = memory.archive();
+    archive.create_properties(&lots).unwrap();
+    archive.create_properties(&capital).unwrap();
+    let b = archive.product_by_name("T", "b", &["eo"]).unwrap().unwrap();
+    assert_eq!(b.namespaces.get("eo").map(|eo| eo.len()), Some(0));
+    assert_eq!(archive.skipped().by_field()["eo.cloud"].count, 1);
+    assert_eq!(archive.skipped().by_field()["eo.Cloud"].count, 1);
     // A fraction widens the property for every product.
     archive
         .create_properties(&with_ns("T", "d", "eo", &[("cloud", Value::Real(2.5))]))
