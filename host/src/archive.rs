@@ -71,7 +71,8 @@ pub struct RunRules {
     /// The run's record, whose counts and watermarks each commit updates;
     /// `None` in a dry run.
     pub run_id: Option<i64>,
-    /// Write nothing: the whole run is one transaction, rolled back.
+    /// Write nothing: each batch is rolled back where a real run would
+    /// commit it.
     pub dry_run: bool,
     pub fail_fast: bool,
     /// The product types whose watermark this run may raise (see

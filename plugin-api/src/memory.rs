@@ -261,9 +261,9 @@ pub struct Notice {
 /// Makes a synchronizer from its configuration section, as muninn-sync
 /// does: `section` is the section's body in TOML (without its header);
 /// the keys muninn-sync reads itself (`module`, `plugin`, `incremental`,
-/// `lookback`, `inactivity_timeout`) are taken out, the rest is converted
-/// to JSON (dates and times as text) and read into the plugin's `Config`,
-/// and [`Synchronizer::new`] gets it with `context`.
+/// `lookback`, `inactivity_timeout`, `adopt`, `adopt_from`) are taken out,
+/// the rest is converted to JSON (dates and times as text) and read into
+/// the plugin's `Config`, and [`Synchronizer::new`] gets it with `context`.
 ///
 /// For a configuration already in JSON, call
 /// [`parse_config`] and `S::new` yourself.

@@ -244,12 +244,21 @@ impl Odata {
                         );
                         continue;
                     };
-                    let existed = archive.remove(uuid).map_err(|e| {
-                        anyhow!(
-                            "removing {name} ({}), deleted from the service: {e:#}",
-                            entry.id
-                        )
-                    })?;
+                    // The host removes only this synchronizer's own
+                    // products (it warns about the others); one removal
+                    // that fails is reported and the others go on.
+                    let existed = match archive.remove(uuid) {
+                        Ok(existed) => existed,
+                        Err(error) => {
+                            let what = format!("{product_type}/{name}");
+                            let error = error.context(format!(
+                                "removing {name} ({}), deleted from the service",
+                                entry.id
+                            ));
+                            archive.report_failure_of_type(product_type, &what, &error)?;
+                            continue;
+                        }
+                    };
                     if existed {
                         removed += 1;
                         let cause = entry

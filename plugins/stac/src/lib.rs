@@ -446,12 +446,25 @@ impl Stac {
                 gone
             }
         };
+        let mut removed = 0usize;
         for uuid in &gone {
-            archive.remove(*uuid)?;
+            // The host removes only this synchronizer's own products (it
+            // warns about the others); one removal that fails is reported
+            // and the prune goes on.
+            match archive.remove(*uuid) {
+                Ok(true) => removed += 1,
+                Ok(false) => {}
+                Err(error) => archive.report_failure_of_type(
+                    product_type,
+                    &format!("{product_type}/uuid {}", uuid.simple()),
+                    &error.context("pruning a product the server no longer has"),
+                )?,
+            }
         }
         tracing::info!(
             product_type,
-            removed = gone.len(),
+            removed,
+            left = gone.len() - removed,
             "pruned products the server no longer has"
         );
         Ok(())

@@ -1,7 +1,8 @@
 //! A muninn-sync synchronizer: keeps one product type in step with a JSON
 //! listing. The port of tests/python/listing/listing_sync.py.
 
-use anyhow::Context as _;
+use muninn_sync_plugin_api::anyhow::{self, Context as _};
+use muninn_sync_plugin_api::serde;
 use muninn_sync_plugin_api::{
     export_plugin, parse_timestamp, Archive, Context, Product, SyncRequest, Synchronizer,
 };
@@ -9,7 +10,8 @@ use std::path::PathBuf;
 
 /// The `[synchronizer:<name>]` section without `module` (and `plugin`).
 #[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+// serde's derive is told where serde is: the plugin has no serde of its own.
+#[serde(crate = "muninn_sync_plugin_api::serde", deny_unknown_fields)]
 struct Config {
     path: String,
     product_type: String,
@@ -17,6 +19,7 @@ struct Config {
 
 /// One entry of the listing.
 #[derive(serde::Deserialize)]
+#[serde(crate = "muninn_sync_plugin_api::serde")]
 struct Entry {
     name: String,
     modified: String,
@@ -57,9 +60,7 @@ impl Synchronizer for Listing {
                 continue; // the window is [start, end)
             }
             if entry.deleted {
-                if let Some(found) =
-                    archive.product_by_name(&self.product_type, &entry.name, &[])?
-                {
+                if let Some(found) = archive.product_by_name(&self.product_type, &entry.name, &[])? {
                     archive.remove(found.uuid)?;
                 }
             } else {
