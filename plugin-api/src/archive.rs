@@ -246,15 +246,19 @@ impl<'a> Archive<'a> {
         if left_out.is_empty() {
             return Err(error);
         }
-        let label = format!("uuid {}", update.uuid.simple());
+        let written = !fitted.is_empty() || write_empty;
+        if written {
+            host_result(self.ffi.update(update_to_ffi(&fitted)))?;
+        }
+        // Named as the product is known (a misfit is rare: one look-up).
+        let label = match self.product_by_uuid(update.uuid, &[]) {
+            Ok(Some(product)) => format!("{}/{}", product.product_type, product.product_name),
+            _ => format!("uuid {}", update.uuid.simple()),
+        };
         for (field, why) in left_out {
             self.skipped.skip(&label, &field, why);
         }
-        if fitted.is_empty() && !write_empty {
-            return Ok(false);
-        }
-        host_result(self.ffi.update(update_to_ffi(&fitted)))?;
-        Ok(true)
+        Ok(written)
     }
 
     /// The catalogue's columns of these namespaces.
