@@ -132,6 +132,10 @@ pub struct State<'c> {
     /// Products the plugin asked to remove that another synchronizer (or
     /// nobody, without `adopt`) owns, and were left alone.
     left_alone: u64,
+    /// Products created in the open batch whose owner is not recorded
+    /// yet: recorded together, in key order, before anything reads owners
+    /// and before the commit (see [`State::record_owners`]).
+    unclaimed: Vec<Uuid>,
     failures: Vec<Failure>,
     would: WouldChange,
     stop: Option<Stop>,
@@ -159,6 +163,7 @@ impl<'c> Shared<'c> {
                 watermarks: Watermarks::new(),
                 held: WatermarkHold::default(),
                 left_alone: 0,
+                unclaimed: Vec::new(),
                 failures: Vec::new(),
                 would: WouldChange::default(),
                 stop: None,
@@ -382,12 +387,14 @@ impl State<'_> {
     /// within a batch only.
     fn commit_batch(&mut self) -> Result<(), CatalogueError> {
         if self.rules.dry_run {
+            self.unclaimed.clear();
             self.catalogue.rollback()?;
             self.watermarks.clear();
             self.pending = 0;
             self.batch_started = None;
             return Ok(());
         }
+        self.record_owners()?;
         if let Some(run) = self.rules.run_id {
             self.catalogue
                 .record_progress(run, &self.counts, &self.watermarks)?;
@@ -424,10 +431,29 @@ impl State<'_> {
         raise_watermark(&mut self.watermarks, product_type, time);
     }
 
+    /// Records this synchronizer as the owner of the products the batch
+    /// created. One row per product in key order, rather than one as each
+    /// is created: rows in uuid order land on neighbouring pages of the
+    /// owner table and of core's uuid index (which the foreign key looks
+    /// up), where rows in creation order hit a random page each, which
+    /// cost a first sync a tenth of its speed.
+    fn record_owners(&mut self) -> Result<(), CatalogueError> {
+        if self.unclaimed.is_empty() {
+            return Ok(());
+        }
+        let mut uuids = std::mem::take(&mut self.unclaimed);
+        let synchronizer = self.rules.ownership.synchronizer.clone();
+        let claimed = self.catalogue.claim(&uuids, &synchronizer);
+        uuids.clear();
+        self.unclaimed = uuids; // keeps its capacity for the next batch
+        claimed
+    }
+
     /// Whether the plugin may remove the stored product `uuid`: its own, or
     /// one its section lets it take over. Another's is left alone with a
     /// warning naming both (the first few; the end of the run counts all).
     fn may_remove(&mut self, uuid: Uuid, product: &str) -> Result<bool, CatalogueError> {
+        self.record_owners()?;
         let owner = self.catalogue.owners(&[uuid])?.pop().flatten();
         let Claim::LeaveAlone(why) = self.rules.ownership.claim(owner.as_deref()) else {
             return Ok(true);
@@ -581,8 +607,7 @@ impl FfiArchive for ArchiveHandle<'_, '_> {
                 .catalogue
                 .create(&product)
                 .map_err(|e| name_product(e, &product.product_type, &product.product_name))?;
-            let owner = &state.rules.ownership.synchronizer;
-            state.catalogue.claim(&[product.uuid], owner)?;
+            state.unclaimed.push(product.uuid);
             state.counts.created += 1;
             state.pending += 1;
             if state.rules.dry_run {
@@ -610,6 +635,8 @@ impl FfiArchive for ArchiveHandle<'_, '_> {
             // that another synchronizer owns stays theirs (both feed it).
             let ownership = &state.rules.ownership;
             if ownership.adopt_unowned || !ownership.adopt_from.is_empty() {
+                state.record_owners()?;
+                let ownership = &state.rules.ownership;
                 let owner = state.catalogue.owners(&[update.uuid])?.pop().flatten();
                 if ownership.claim(owner.as_deref()) == Claim::TakeOver {
                     let synchronizer = ownership.synchronizer.clone();
@@ -682,6 +709,7 @@ impl FfiArchive for ArchiveHandle<'_, '_> {
                 Ok(RString::new())
             }),
             Notice::ProductTypes => self.shared.call("list of product types", |state| {
+                state.record_owners()?;
                 let synchronizer = &state.rules.ownership.synchronizer;
                 let summaries = state.catalogue.product_types(synchronizer)?;
                 Ok(encode_product_types(&summaries).into())
