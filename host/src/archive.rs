@@ -81,6 +81,9 @@ pub struct RunRules {
     /// The synchronizer that runs: it owns what it creates, and may remove
     /// only what it owns or its section lets it take over.
     pub ownership: Ownership,
+    /// No watermark is raised past this time (the run's start plus the
+    /// section's `future_tolerance`); `None`: no limit.
+    pub watermark_limit: Option<Timestamp>,
 }
 
 /// Which product types' watermarks a run may raise.
@@ -132,6 +135,9 @@ pub struct State<'c> {
     /// Products the plugin asked to remove that another synchronizer (or
     /// nobody, without `adopt`) owns, and were left alone.
     left_alone: u64,
+    /// The product types whose watermark a time past
+    /// [`RunRules::watermark_limit`] did not raise, each reported once.
+    ahead: std::collections::BTreeSet<String>,
     /// Products created in the open batch whose owner is not recorded
     /// yet: recorded together, in key order, before anything reads owners
     /// and before the commit (see [`State::record_owners`]).
@@ -163,6 +169,7 @@ impl<'c> Shared<'c> {
                 watermarks: Watermarks::new(),
                 held: WatermarkHold::default(),
                 left_alone: 0,
+                ahead: Default::default(),
                 unclaimed: Vec::new(),
                 failures: Vec::new(),
                 would: WouldChange::default(),
@@ -421,6 +428,18 @@ impl State<'_> {
 
     fn raise_watermark(&mut self, product_type: &str, time: Timestamp) {
         if self.held.holds(product_type) {
+            return;
+        }
+        if let Some(limit) = self.rules.watermark_limit.filter(|limit| time > *limit) {
+            if self.ahead.insert(product_type.to_string()) {
+                tracing::warn!(
+                    product_type = %printable(product_type),
+                    "watermark not raised to {}: later than this run's start plus future_tolerance ({}); \
+                     a remote's time that far ahead would hold every later incremental run back",
+                    muninn_sync_model::format_timestamp(&time),
+                    muninn_sync_model::format_timestamp(&limit)
+                );
+            }
             return;
         }
         if let WatermarkTypes::Only(types) = &self.rules.watermark_types {

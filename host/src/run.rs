@@ -235,6 +235,10 @@ pub fn run(args: &Args) -> Result<()> {
         fail_fast: args.fail_fast,
         watermark_types: window.watermark_types.clone(),
         ownership: section.ownership.clone(),
+        watermark_limit: muninn_sync_model::watermark_limit(
+            started,
+            Some(muninn_sync_model::DEFAULT_FUTURE_TOLERANCE),
+        ),
         ..RunRules::default()
     };
     let shared = Shared::new(

@@ -23,7 +23,7 @@ pub use timestamp::{
 };
 pub use uuid::Uuid;
 pub use value::{Value, ValueType};
-pub use watermark::{raise_watermark, WatermarkHold};
+pub use watermark::{raise_watermark, watermark_limit, WatermarkHold, DEFAULT_FUTURE_TOLERANCE};
 
 /// `text` with its control characters (newlines, escape bytes, ...)
 /// written as escapes, for a log line: text from a remote or a file must

@@ -32,6 +32,23 @@ impl WatermarkHold {
     }
 }
 
+/// How far past the start of a run a product's time may lie and still
+/// raise a watermark, by default: clocks differ, and a remote may stamp a
+/// change a little ahead, but a time a day ahead is a remote's mistake
+/// (or malice). Watermarks never go back, so one time of 9999-12-31 would
+/// otherwise start every later incremental run after every real change.
+pub const DEFAULT_FUTURE_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// The latest time a run that started at `started` lets raise a
+/// watermark, with `tolerance` (`None`: no limit).
+pub fn watermark_limit(
+    started: Timestamp,
+    tolerance: Option<std::time::Duration>,
+) -> Option<Timestamp> {
+    let tolerance = chrono::Duration::from_std(tolerance?).ok()?;
+    started.checked_add_signed(tolerance)
+}
+
 /// Raises `product_type`'s watermark in `watermarks` to `time`; a
 /// watermark is never lowered.
 pub fn raise_watermark(
@@ -57,6 +74,16 @@ mod tests {
         assert!(hold.holds("A") && !hold.holds("B"));
         hold.hold(None);
         assert!(hold.holds("B"));
+    }
+
+    #[test]
+    fn the_limit_lies_a_tolerance_after_the_start() {
+        let started = parse_timestamp("2024-01-01T00:00:00Z").unwrap();
+        assert_eq!(
+            watermark_limit(started, Some(DEFAULT_FUTURE_TOLERANCE)),
+            Some(parse_timestamp("2024-01-02T00:00:00Z").unwrap())
+        );
+        assert_eq!(watermark_limit(started, None), None);
     }
 
     #[test]

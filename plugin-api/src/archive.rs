@@ -485,6 +485,18 @@ impl WatermarkTracker {
         }
     }
 
+    /// The watermarks to report now, oldest first: the last time whose
+    /// changes are all handed over, and when `finished` the latest one
+    /// too. Report each: a host that refuses the latest (a time far in the
+    /// future, see `future_tolerance`) still takes the one before.
+    pub fn due_times(&mut self, finished: bool) -> Vec<Timestamp> {
+        let mut times: Vec<Timestamp> = self.due(false).into_iter().collect();
+        if finished {
+            times.extend(self.due(true));
+        }
+        times
+    }
+
     /// The watermark to report now, if it moved since the last one:
     /// `finished` when no more changes follow (then the latest time is
     /// complete too). Call it after the changes seen so far were applied.
@@ -696,5 +708,15 @@ mod watermark_tests {
         assert_eq!(tracker.due(false), None, "already reported");
         assert_eq!(tracker.due(true), Some(t("2024-01-02")));
         assert_eq!(tracker.due(true), None);
+    }
+
+    #[test]
+    fn at_the_end_the_last_complete_time_comes_before_the_latest() {
+        let t = |s: &str| parse_timestamp(s).unwrap();
+        let mut tracker = WatermarkTracker::default();
+        tracker.saw(t("2024-01-01"));
+        tracker.saw(t("9999-12-31"));
+        assert_eq!(tracker.due_times(true), [t("2024-01-01"), t("9999-12-31")]);
+        assert!(tracker.due_times(true).is_empty());
     }
 }

@@ -155,8 +155,9 @@ use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
 use anyhow::{anyhow, Result};
 use muninn_sync_model::{
     from_micros, raise_watermark, to_micros, truncate_to_micros, validate_namespace_name,
-    validate_property_name, Claim, CoreField, Ownership, Product, ProductTypeSummary, PropertyType,
-    Timestamp, Update, Uuid, Value, ValueType, WatermarkHold,
+    validate_property_name, watermark_limit, Claim, CoreField, Ownership, Product,
+    ProductTypeSummary, PropertyType, Timestamp, Update, Uuid, Value, ValueType, WatermarkHold,
+    DEFAULT_FUTURE_TOLERANCE,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -845,6 +846,12 @@ impl MemoryArchive {
     fn raise_watermark(&mut self, product_type: &str, time: Timestamp) {
         let run = &mut self.run;
         if run.held.holds(product_type) {
+            return;
+        }
+        // As muninn-sync: no watermark past the run's start plus the
+        // default future_tolerance.
+        if watermark_limit(now(), Some(DEFAULT_FUTURE_TOLERANCE)).is_some_and(|limit| time > limit)
+        {
             return;
         }
         if let Some(types) = &run.watermark_types {

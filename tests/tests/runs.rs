@@ -975,3 +975,38 @@ fn a_malformed_line_holds_only_its_own_product_types_watermark() {
         ["2024-01-04 10:00:00"]
     );
 }
+
+#[test]
+fn a_time_far_in_the_future_does_not_pin_the_watermark() {
+    let archive = Archive::with_feed();
+    archive.write_feed(
+        "feed.jsonl",
+        &[
+            product("T", "A", "2024-01-01T10:00:00Z"),
+            product("T", "FUTURE", "9999-12-31T00:00:00Z"),
+        ],
+    );
+    let run = archive.sync(&["feed", "--incremental"]);
+    run.assert_ok();
+    assert!(
+        run.stderr.contains(
+            "WARN: watermark not raised to 9999-12-31 00:00:00: later than this run's start plus future_tolerance"
+        ),
+        "{}",
+        run.stderr
+    );
+    // The product is synced; the watermark stays at the last real time.
+    assert_eq!(archive.count("SELECT count(*) FROM core"), 2);
+    assert_eq!(
+        archive.strings("SELECT watermark FROM muninn_sync_watermarks"),
+        ["2024-01-01 10:00:00"]
+    );
+    // So the next incremental run still sees a later real change.
+    append(&archive, &[product("T", "B", "2024-02-01T10:00:00Z")]);
+    let next = archive.sync(&["feed", "--incremental"]);
+    next.assert_ok();
+    assert_eq!(
+        archive.count("SELECT count(*) FROM core WHERE product_name = 'B'"),
+        1
+    );
+}

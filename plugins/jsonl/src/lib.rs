@@ -159,7 +159,7 @@ impl<'t> Progress<'t> {
     /// been applied. `finished`: every line has been visited.
     fn report(&mut self, archive: &mut Archive<'_>, finished: bool) -> Result<()> {
         archive.count_unchanged(std::mem::take(&mut self.unchanged))?;
-        if let Some(done) = self.watermark.due(finished) {
+        for done in self.watermark.due_times(finished) {
             for product_type in self.types {
                 archive.advance_watermark(product_type, done)?;
             }

@@ -152,7 +152,7 @@ impl Odata {
                 .map(|()| tracing::debug!(collection, product_type, products, "applied a page"))
             },
         )?;
-        if let Some(done) = watermark.due(true) {
+        for done in watermark.due_times(true) {
             archive.advance_watermark(product_type, done)?;
         }
         tracing::info!(
