@@ -490,9 +490,13 @@ impl WatermarkTracker {
     /// too. Report each: a host that refuses the latest (a time far in the
     /// future, see `future_tolerance`) still takes the one before.
     pub fn due_times(&mut self, finished: bool) -> Vec<Timestamp> {
-        let mut times: Vec<Timestamp> = self.due(false).into_iter().collect();
-        if finished {
-            times.extend(self.due(true));
+        let latest = if finished { self.current } else { None };
+        let mut times = Vec::new();
+        for time in [self.complete, latest].into_iter().flatten() {
+            if self.reported.is_none_or(|reported| time > reported) {
+                times.push(time);
+                self.reported = Some(time);
+            }
         }
         times
     }
