@@ -252,6 +252,30 @@ impl Geometry {
         }
     }
 
+    /// Checks that every coordinate lies on the WGS 84 globe: latitude in
+    /// [-90, 90], longitude in [-180, 180] (a footprint that crosses the
+    /// antimeridian is cut there first, see [`Geometry::within_longitudes`]).
+    /// SpatiaLite stores anything, but a point off the globe matches no
+    /// spatial query a user writes and breaks muninn's and SpatiaLite's
+    /// geodesic functions. The error names the first coordinate outside.
+    pub fn check_wgs84(&self) -> Result<(), GeometryError> {
+        let mut outside = None;
+        self.for_each_point(&mut |p| {
+            if outside.is_some() {
+                return;
+            }
+            if !(-90.0..=90.0).contains(&p.y) {
+                outside = Some(format!("latitude {} lies outside [-90, 90]", p.y));
+            } else if !(-180.0..=180.0).contains(&p.x) {
+                outside = Some(format!("longitude {} lies outside [-180, 180]", p.x));
+            }
+        });
+        match outside {
+            Some(why) => error(why),
+            None => Ok(()),
+        }
+    }
+
     /// Checks the rules muninn's decoder enforces: nothing empty, lines of at
     /// least two points, closed rings of at least four points, finite numbers.
     fn validate(&self) -> Result<(), GeometryError> {
@@ -744,6 +768,33 @@ mod tests {
             ("POINT(a b)", "number"),
         ] {
             let message = Geometry::from_wkt(wkt).unwrap_err().to_string();
+            assert!(message.contains(why), "{wkt}: {message}");
+        }
+    }
+
+    #[test]
+    fn coordinates_must_lie_on_the_globe() {
+        for fine in [
+            "POINT(180 90)",
+            "POINT(-180 -90)",
+            "POLYGON((-180 -90, 180 -90, 180 90, -180 -90))",
+        ] {
+            assert!(
+                Geometry::from_wkt(fine).unwrap().check_wgs84().is_ok(),
+                "{fine}"
+            );
+        }
+        for (wkt, why) in [
+            ("POINT(5 90.5)", "latitude 90.5"),
+            ("POLYGON((5 89, 6 89, 6 95, 5 89))", "latitude 95"),
+            ("LINESTRING(0 0, -181 0)", "longitude -181"),
+            ("MULTIPOINT((1 1), (200 10))", "longitude 200"),
+        ] {
+            let message = Geometry::from_wkt(wkt)
+                .unwrap()
+                .check_wgs84()
+                .unwrap_err()
+                .to_string();
             assert!(message.contains(why), "{wkt}: {message}");
         }
     }

@@ -18,8 +18,8 @@ pub use geometry::{Geometry, GeometryError, Point};
 pub use ownership::{Claim, Ownership};
 pub use product::{derived_uuid, CoreField, Namespace, Product, Update, PRODUCT_UUID_NAMESPACE};
 pub use timestamp::{
-    format_timestamp, from_micros, parse_rfc3339, parse_timestamp, to_micros, truncate_to_micros,
-    Timestamp, TimestampError,
+    check_storable_timestamp, format_timestamp, from_micros, parse_rfc3339, parse_timestamp,
+    to_micros, truncate_to_micros, Timestamp, TimestampError, STORABLE_YEARS,
 };
 pub use uuid::Uuid;
 pub use value::{Value, ValueType};
@@ -60,8 +60,87 @@ pub fn validate_namespace_name(name: &str) -> Result<(), String> {
             "invalid namespace name \"{name}\": the name is reserved for the catalogue's own tables"
         ));
     }
+    if SQL_KEYWORDS_NOT_NAMES.binary_search(&name).is_ok() {
+        return Err(format!(
+            "invalid namespace name \"{name}\": it is an SQL keyword, and muninn's own SQL does not quote \
+             table names, so muninn could never read a namespace table named so; choose another name"
+        ));
+    }
     Ok(())
 }
+
+/// SQLite's keywords that SQLite does not take as an unquoted table name
+/// (in `CREATE TABLE x`, `FROM x`, `JOIN x ON x.uuid = ...`, `INSERT INTO
+/// x`, ...), in order. muninn writes its SQL with names unquoted, so it
+/// cannot use a namespace named like one; the others (`key`, `match`,
+/// `plan`, ...) work unquoted and stay allowed. The catalogue's tests check
+/// this list against the SQLite it is built with.
+pub const SQL_KEYWORDS_NOT_NAMES: [&str; 64] = [
+    "add",
+    "all",
+    "alter",
+    "and",
+    "as",
+    "autoincrement",
+    "between",
+    "case",
+    "cast",
+    "check",
+    "collate",
+    "commit",
+    "constraint",
+    "create",
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "default",
+    "deferrable",
+    "delete",
+    "distinct",
+    "drop",
+    "else",
+    "escape",
+    "except",
+    "exists",
+    "foreign",
+    "from",
+    "group",
+    "having",
+    "if",
+    "in",
+    "index",
+    "insert",
+    "intersect",
+    "into",
+    "is",
+    "isnull",
+    "join",
+    "limit",
+    "not",
+    "nothing",
+    "notnull",
+    "null",
+    "on",
+    "or",
+    "order",
+    "primary",
+    "raise",
+    "references",
+    "returning",
+    "select",
+    "set",
+    "table",
+    "then",
+    "to",
+    "transaction",
+    "union",
+    "unique",
+    "update",
+    "using",
+    "values",
+    "when",
+    "where",
+];
 
 /// Checks a namespaced property name: a letter followed by letters, digits or
 /// '_'. Upper case is allowed because remote catalogues use camelCase
@@ -101,6 +180,17 @@ mod tests {
         assert!(validate_namespace_name("core").is_err());
         assert!(validate_namespace_name("tag").is_err());
         assert!(validate_namespace_name("muninn_sync_runs").is_err());
+        for keyword in ["order", "select", "group", "where"] {
+            let message = validate_namespace_name(keyword).unwrap_err();
+            assert!(message.contains("SQL keyword"), "{message}");
+        }
+        assert!(validate_namespace_name("orders").is_ok());
+        assert!(validate_namespace_name("key").is_ok());
+    }
+
+    #[test]
+    fn the_keyword_list_is_in_order() {
+        assert!(SQL_KEYWORDS_NOT_NAMES.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

@@ -295,8 +295,43 @@ impl Product {
 
     /// Checks what muninn checks before it stores a product: non-empty type
     /// and name, a physical name that is a basename, a relative archive path,
-    /// well-formed namespace and property names.
+    /// well-formed namespace and property names; and that the catalogue can
+    /// store every value and read it back ([`Value::check_storable`]): no
+    /// NUL in text, times in the years 1 to 9999, footprints on the globe.
+    /// The error names the property at fault. `metadata_date` is not
+    /// checked: the catalogue sets it.
     pub fn validate(&self) -> Result<(), String> {
+        // Checked in place: core_value would copy every text and footprint.
+        let texts = [
+            (CoreField::ProductType, Some(&self.product_type)),
+            (CoreField::ProductName, Some(&self.product_name)),
+            (CoreField::PhysicalName, Some(&self.physical_name)),
+            (CoreField::Hash, self.hash.as_ref()),
+            (CoreField::ArchivePath, self.archive_path.as_ref()),
+            (CoreField::RemoteUrl, self.remote_url.as_ref()),
+        ];
+        for (field, text) in texts {
+            if let Some(text) = text {
+                crate::value::check_text(text).map_err(|e| format!("{}: {e}", field.name()))?;
+            }
+        }
+        let times = [
+            (CoreField::ArchiveDate, self.archive_date),
+            (CoreField::ValidityStart, self.validity_start),
+            (CoreField::ValidityStop, self.validity_stop),
+            (CoreField::CreationDate, self.creation_date),
+        ];
+        for (field, time) in times {
+            if let Some(time) = time {
+                crate::check_storable_timestamp(&time)
+                    .map_err(|e| format!("{}: {e}", field.name()))?;
+            }
+        }
+        if let Some(footprint) = &self.footprint {
+            footprint
+                .check_wgs84()
+                .map_err(|e| format!("footprint: {e}"))?;
+        }
         if self.product_type.is_empty() {
             return Err("product_type is empty".into());
         }
@@ -321,9 +356,12 @@ impl Product {
         }
         for (namespace, properties) in &self.namespaces {
             crate::validate_namespace_name(namespace)?;
-            for name in properties.keys() {
+            for (name, value) in properties {
                 crate::validate_property_name(name)
                     .map_err(|e| format!("namespace {namespace}: {e}"))?;
+                value
+                    .check_storable()
+                    .map_err(|e| format!("{namespace}.{name}: {e}"))?;
             }
         }
         Ok(())
@@ -544,5 +582,44 @@ mod tests {
         let mut p = product();
         p.namespaces.insert("Bad".into(), Namespace::new());
         assert!(p.validate().unwrap_err().contains("Bad"));
+    }
+
+    #[test]
+    fn validation_refuses_what_the_catalogue_cannot_read_back() {
+        let late = parse_timestamp("9999-12-31T23:59:59-01:00").unwrap();
+        let mut p = product();
+        p.validity_stop = Some(late);
+        let message = p.validate().unwrap_err();
+        assert!(
+            message.starts_with("validity_stop: 10000-01-01"),
+            "{message}"
+        );
+        let mut p = product();
+        p.namespaces
+            .get_mut("eo")
+            .unwrap()
+            .insert("sensed".into(), Value::Timestamp(late));
+        assert!(p.validate().unwrap_err().starts_with("eo.sensed: "));
+        for field in [
+            CoreField::ProductType,
+            CoreField::ProductName,
+            CoreField::PhysicalName,
+        ] {
+            let mut p = product();
+            p.set_core_value(field, Some(Value::from("S2\0X"))).unwrap();
+            let message = p.validate().unwrap_err();
+            assert!(message.starts_with(field.name()), "{message}");
+            assert!(message.contains("NUL"), "{message}");
+        }
+        let mut p = product();
+        p.footprint = Some(Geometry::from_wkt("POINT(181 0)").unwrap());
+        assert!(p
+            .validate()
+            .unwrap_err()
+            .starts_with("footprint: longitude 181"));
+        // The catalogue sets metadata_date; a wrong one given is ignored.
+        let mut p = product();
+        p.metadata_date = Some(late);
+        assert!(p.validate().is_ok());
     }
 }

@@ -151,6 +151,28 @@ pub fn format_timestamp(timestamp: &Timestamp) -> String {
     text
 }
 
+/// The years a timestamp the catalogue stores may lie in: what its text
+/// form (`YYYY-MM-DD ...`, four digits) reads back as, and what Python
+/// muninn's `datetime` can hold. A time outside them would be written as
+/// `10000-01-01 ...` or `0000-...`, which neither muninn nor muninn-sync
+/// reads back, so every later look-up of the product would fail.
+pub const STORABLE_YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
+
+/// Whether the catalogue can store `timestamp` and read it back: its year
+/// (UTC) in [`STORABLE_YEARS`]. The error shows the time and the range.
+pub fn check_storable_timestamp(timestamp: &Timestamp) -> Result<(), String> {
+    use chrono::Datelike;
+    if STORABLE_YEARS.contains(&timestamp.year()) {
+        return Ok(());
+    }
+    Err(format!(
+        "{} (UTC) lies outside the years {} to {} that the catalogue (and Python muninn) can read back",
+        format_timestamp(timestamp),
+        STORABLE_YEARS.start(),
+        STORABLE_YEARS.end()
+    ))
+}
+
 /// Drops the digits past the microsecond.
 pub fn truncate_to_micros(timestamp: Timestamp) -> Timestamp {
     timestamp.trunc_subsecs(6)
@@ -246,6 +268,21 @@ mod tests {
             ts("0900-01-02T03:04:05.000007Z"),
             "0900-01-02 03:04:05.000007"
         );
+    }
+
+    #[test]
+    fn only_years_1_to_9999_are_storable() {
+        let t = |text: &str| parse_timestamp(text).unwrap();
+        assert!(check_storable_timestamp(&t("0001-01-01T00:00:00Z")).is_ok());
+        assert!(check_storable_timestamp(&t("9999-12-31T23:59:59.999999Z")).is_ok());
+        // Valid times whose UTC lies past either end.
+        let late = check_storable_timestamp(&t("9999-12-31T23:59:59-01:00")).unwrap_err();
+        assert!(late.contains("10000-01-01 00:59:59"), "{late}");
+        assert!(late.contains("1 to 9999"), "{late}");
+        assert!(check_storable_timestamp(&t("0001-01-01T00:30:00+01:00")).is_err());
+        assert!(check_storable_timestamp(&t("0000-06-01")).is_err());
+        let negative = from_micros(-70_000_000_000_000_000).unwrap();
+        assert!(check_storable_timestamp(&negative).is_err());
     }
 
     #[test]

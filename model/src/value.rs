@@ -81,6 +81,21 @@ impl Value {
         }
     }
 
+    /// Whether the catalogue can store the value and read it back as it was:
+    /// text without NUL characters (SQLite's text functions and Python's
+    /// C-string APIs stop at the first), a time in the years 1 to 9999
+    /// ([`crate::check_storable_timestamp`]), a geometry on the WGS 84
+    /// globe ([`Geometry::check_wgs84`]). The error says what is wrong,
+    /// not where: the caller names the property.
+    pub fn check_storable(&self) -> Result<(), String> {
+        match self {
+            Value::Text(text) => check_text(text),
+            Value::Timestamp(t) => crate::check_storable_timestamp(t),
+            Value::Geometry(g) => g.check_wgs84().map_err(|e| e.to_string()),
+            _ => Ok(()),
+        }
+    }
+
     /// The value converted to `wanted`, where that loses nothing a user
     /// would miss: an integer stored in a real column. Otherwise `None`.
     pub fn coerce_to(self, wanted: ValueType) -> Option<Value> {
@@ -105,6 +120,17 @@ impl Value {
             serde_json::Value::String(s) => Value::Text(s),
             other => Value::Json(other),
         })
+    }
+}
+
+/// Refuses a text with a NUL character (shown as its position: the text
+/// itself may be long, and is the remote's).
+pub(crate) fn check_text(text: &str) -> Result<(), String> {
+    match text.find('\0') {
+        Some(at) => Err(format!(
+            "the text has a NUL character (at byte {at}), which SQLite's text functions and Python muninn cut the text at"
+        )),
+        None => Ok(()),
     }
 }
 
@@ -176,6 +202,25 @@ mod tests {
         );
         assert_eq!(Value::Real(3.5).coerce_to(ValueType::Integer), None);
         assert_eq!(Value::from("3").coerce_to(ValueType::Integer), None);
+    }
+
+    #[test]
+    fn values_the_catalogue_cannot_read_back_are_named() {
+        assert!(Value::from("fine").check_storable().is_ok());
+        assert!(Value::from("a\0b")
+            .check_storable()
+            .unwrap_err()
+            .contains("NUL"));
+        let late = crate::parse_timestamp("9999-12-31T23:59:59-01:00").unwrap();
+        assert!(Value::Timestamp(late).check_storable().is_err());
+        let pole = Geometry::from_wkt("POINT(0 91)").unwrap();
+        assert!(Value::Geometry(pole)
+            .check_storable()
+            .unwrap_err()
+            .contains("latitude 91"));
+        assert!(Value::Json(serde_json::json!("a\u{0}b"))
+            .check_storable()
+            .is_ok());
     }
 
     #[test]
