@@ -24,9 +24,35 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        write!(writer, "{}: ", event.metadata().level())?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
+        let mut fields = String::new();
+        ctx.field_format()
+            .format_fields(Writer::new(&mut fields), event)?;
+        writeln!(
+            writer,
+            "{}: {}",
+            event.metadata().level(),
+            safe_line(&fields)
+        )
+    }
+}
+
+/// The most characters one log line shows: a remote's name or message is
+/// repeated in a log line at most this long.
+const MAX_LINE: usize = 8192;
+
+/// `text` as one log line may show it: control characters escaped (a
+/// newline in a product name from a remote must not forge an `ERROR:`
+/// line, an escape byte must not reach the terminal) and cut after
+/// [`MAX_LINE`] characters, saying how much was left out.
+pub fn safe_line(text: &str) -> String {
+    let printable = muninn_sync_model::printable(text);
+    match printable.char_indices().nth(MAX_LINE) {
+        Some((cut, _)) => format!(
+            "{}... ({} more characters not shown)",
+            &printable[..cut],
+            printable[cut..].chars().count()
+        ),
+        None => printable.into_owned(),
     }
 }
 
@@ -75,5 +101,25 @@ impl FfiHost for HostServices {
             level::DEBUG => tracing::debug!("[{plugin}] {message}"),
             _ => tracing::trace!("[{plugin}] {message}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{safe_line, MAX_LINE};
+
+    #[test]
+    fn a_log_line_cannot_be_forged_or_flooded() {
+        assert_eq!(
+            safe_line("name\nERROR: forged\u{1b}[2J"),
+            "name\\nERROR: forged\\u{1b}[2J"
+        );
+        let long = "x".repeat(MAX_LINE + 5);
+        let shown = safe_line(&long);
+        assert!(
+            shown.ends_with("... (5 more characters not shown)"),
+            "{shown}"
+        );
+        assert_eq!(shown.chars().filter(|c| *c == 'x').count(), MAX_LINE);
     }
 }

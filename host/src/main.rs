@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("ERROR: {error:#}");
+            eprintln!("ERROR: {}", logging::safe_line(&format!("{error:#}")));
             ExitCode::from(run::exit_code_of(&error))
         }
     }

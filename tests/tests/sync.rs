@@ -622,3 +622,37 @@ fn a_product_deleted_later_in_the_feed_does_not_come_back_with_an_older_window()
         ["A", "B"]
     );
 }
+
+#[test]
+fn names_from_a_feed_cannot_forge_log_lines_or_reach_the_terminal_raw() {
+    let archive = Archive::with_feed();
+    // Refused by the catalogue for their uuid, which the first product has:
+    // the failures name the products.
+    let uuid = "0c6a0e2d-5a6b-4d3e-9d1a-3f1e2d3c4b5a";
+    let mut first = product("T", "A", "2024-01-01T00:00:00Z");
+    first["uuid"] = json!(uuid);
+    let mut hostile = product("T", "X\nERROR: forged\u{1b}[2J", "2024-01-02T00:00:00Z");
+    hostile["uuid"] = json!(uuid);
+    let mut huge = product("T", &"Y".repeat(100_000), "2024-01-03T00:00:00Z");
+    huge["uuid"] = json!(uuid);
+    archive.write_feed("feed.jsonl", &[first, hostile, huge]);
+    let run = archive.sync(&["feed"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        !run.stderr.contains('\u{1b}'),
+        "an escape byte reached the terminal"
+    );
+    for line in run.stderr.lines() {
+        assert!(!line.starts_with("ERROR: forged"), "a forged line: {line}");
+        assert!(
+            line.chars().count() < 9000,
+            "a line of {} characters",
+            line.chars().count()
+        );
+    }
+    assert!(
+        run.stderr.contains("X\\nERROR: forged\\u{1b}[2J"),
+        "{}",
+        run.stderr
+    );
+}
