@@ -78,8 +78,11 @@ pub struct Busy {
 
 /// The lock file of `synchronizer` for the catalogue `database`:
 /// `<database>.<synchronizer>.sync-lock`, with characters that do not belong
-/// in a file name replaced.
+/// in a file name replaced, beside the database file itself: every path to
+/// one catalogue (a symlink, another relative path from a configuration
+/// elsewhere) meets one lock, as they all write one file.
 pub fn lock_path(database: &Path, synchronizer: &str) -> PathBuf {
+    let database = canonical(database);
     let safe: String = synchronizer
         .chars()
         .map(|c| {
@@ -93,6 +96,27 @@ pub fn lock_path(database: &Path, synchronizer: &str) -> PathBuf {
     let mut name = database.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{safe}.sync-lock"));
     database.with_file_name(name)
+}
+
+/// The database's canonical path: the file's when it exists, else its
+/// directory's with the file name, as the first run creates the file
+/// there. A directory that does not exist leaves the path as given (the
+/// catalogue cannot be opened there either). A hard link is another name
+/// the kernel does not tell apart: it gets its own lock.
+fn canonical(database: &Path) -> PathBuf {
+    if let Ok(path) = database.canonicalize() {
+        return path;
+    }
+    let (Some(dir), Some(name)) = (database.parent(), database.file_name()) else {
+        return database.to_path_buf();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    dir.canonicalize()
+        .map_or_else(|_| database.to_path_buf(), |dir| dir.join(name))
 }
 
 impl RunLock {
@@ -208,6 +232,35 @@ fn read_text(file: &mut File) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_path_to_one_database_has_one_lock_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(real.join("sub")).unwrap();
+        std::os::unix::fs::symlink(&real, real.join("link")).unwrap();
+        let expected = real.join("archive.sqlite.feed.sync-lock");
+        // Before the first run creates the file, and after.
+        for create in [false, true] {
+            if create {
+                std::fs::write(real.join("archive.sqlite"), "").unwrap();
+                std::os::unix::fs::symlink("archive.sqlite", real.join("alias.sqlite")).unwrap();
+                assert_eq!(lock_path(&real.join("alias.sqlite"), "feed"), expected);
+            }
+            for path in [
+                real.join("archive.sqlite"),
+                real.join("sub/../archive.sqlite"),
+                real.join("link/archive.sqlite"),
+            ] {
+                assert_eq!(lock_path(&path, "feed"), expected, "{}", path.display());
+            }
+        }
+        // Nowhere to canonicalize: the path as given.
+        assert_eq!(
+            lock_path(Path::new("/nonexistent/x.sqlite"), "feed"),
+            Path::new("/nonexistent/x.sqlite.feed.sync-lock")
+        );
+    }
 
     #[test]
     fn a_second_taker_is_told_who_holds_the_lock_and_takes_it_over_once_free() {
