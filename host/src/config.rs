@@ -302,12 +302,8 @@ impl ArchiveConfig {
         };
         let connection_string = text_key("connection_string")?
             .ok_or_else(|| anyhow!("configuration file \"{file}\", section [sqlite]: missing key \"connection_string\" (the database file)"))?;
-        if connection_string.trim().is_empty() || connection_string.trim() == ":memory:" {
-            bail!(
-                "{}: connection_string must name a database file, not {connection_string:?} (a temporary database would keep nothing)",
-                source.at("sqlite", Some("connection_string"))
-            );
-        }
+        check_database_file(&connection_string, source.ini)
+            .with_context(|| source.at_key("sqlite", "connection_string"))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut options = SqliteOptions::new(resolve(base, &connection_string));
         if let Some(mod_spatialite) = text_key("mod_spatialite_path")? {
@@ -444,6 +440,49 @@ pub fn resolve(base: &Path, path: &str) -> PathBuf {
     } else {
         base.join(path)
     }
+}
+
+/// Refuses a `connection_string` that names no file: SQLite's temporary
+/// and in-memory databases (`""`, `:memory:`, and as URIs `file::memory:`,
+/// `file:x?mode=memory`, `file:`) keep nothing, so every run would report
+/// products created and the next would find none. Any other `file:` URI is
+/// refused too: muninn opens the value as a file name, and SQLite would
+/// read it as a URI or as a file name depending on how the configuration
+/// file was named (relative paths are joined to its directory).
+/// `ini`: the file is muninn's `.cfg` form, which writes values unquoted.
+fn check_database_file(connection_string: &str, ini: bool) -> Result<()> {
+    let text = connection_string.trim();
+    let uri = text
+        .get(..5)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("file:"))
+        .map(|_| &text[5..]);
+    let keeps_nothing = match uri {
+        None => text.is_empty() || text == ":memory:",
+        Some(rest) => {
+            let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+            let path = path.split_once('#').map_or(path, |(path, _)| path);
+            path.is_empty()
+                || path == ":memory:"
+                || query.split('&').any(|parameter| {
+                    let (key, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+                    (key == "mode" && value == "memory") || (key == "vfs" && value == "memdb")
+                })
+        }
+    };
+    if keeps_nothing {
+        bail!("{connection_string:?} is a temporary or in-memory SQLite database, which would keep nothing: connection_string must name a database file");
+    }
+    if let Some(rest) = uri {
+        let path = rest.split(['?', '#']).next().unwrap_or_default();
+        let path = path.strip_prefix("//localhost").unwrap_or(path);
+        let path = if ini {
+            path.to_string()
+        } else {
+            format!("\"{path}\"")
+        };
+        bail!("{connection_string:?} is a SQLite URI; muninn-sync, like muninn, reads connection_string as the database file's path: write connection_string = {path} (a file whose name starts with \"file:\" is written ./file:...)");
+    }
+    Ok(())
 }
 
 /// muninn's synchronizer names: `[a-zA-Z][_\-a-zA-Z0-9]*`.
@@ -627,6 +666,46 @@ path = "feed.jsonl"
             &GOOD.replace("\"sqlite\"\nstorage", "\"postgresql\"\nstorage"),
         ));
         assert!(postgres.contains("postgresql"), "{postgres}");
+    }
+
+    #[test]
+    fn connection_strings_that_keep_nothing_or_are_uris_are_refused() {
+        for nothing in [
+            "",
+            "  ",
+            ":memory:",
+            " :memory: ",
+            "file::memory:",
+            "File::memory:?cache=shared",
+            "file:x.sqlite?mode=memory",
+            "file:x.sqlite?cache=shared&mode=memory",
+            "file:/x.sqlite?vfs=memdb",
+            "file:",
+            "file:?mode=rwc",
+            "file:#x",
+        ] {
+            let refused = message(parse(
+                &GOOD.replace("\"demo.sqlite\"", &format!("{nothing:?}")),
+            ));
+            assert!(
+                refused.starts_with("configuration file \"/etc/muninn/demo.toml\", section [sqlite], key \"connection_string\": ")
+                    && refused.contains("would keep nothing"),
+                "{nothing:?}: {refused}"
+            );
+        }
+        let uri = message(parse(
+            &GOOD.replace("\"demo.sqlite\"", "\"file:/srv/demo.sqlite?mode=rwc\""),
+        ));
+        assert!(
+            uri.contains("is a SQLite URI")
+                && uri.contains("write connection_string = \"/srv/demo.sqlite\""),
+            "{uri}"
+        );
+        // Names that only look alike are files.
+        for file in ["memory.sqlite", ":memory:.sqlite", "file.sqlite", "files:x"] {
+            let config = parse(&GOOD.replace("\"demo.sqlite\"", &format!("{file:?}"))).unwrap();
+            assert_eq!(config.sqlite.path, Path::new("/etc/muninn").join(file));
+        }
     }
 
     #[test]
