@@ -60,6 +60,36 @@ fn refused_name(error: anyhow::Error, what: &str) -> CatalogueError {
     }
 }
 
+/// Reports a stored time muninn-sync cannot read, which a look-up then
+/// takes as absent: one written before times were checked (a UTC past
+/// 9999-12-31 was stored as `10000-01-01 ...`), or by another tool. The
+/// run goes on; a sync that sets the property again writes a readable
+/// time over it, and SQL can clear it.
+fn report_unreadable_time(
+    table: &str,
+    column: &str,
+    product: Option<&Product>,
+    uuid: &Uuid,
+    why: &str,
+) {
+    let product = product.map(|p| {
+        format!(
+            "{}/{}",
+            muninn_sync_model::printable(&p.product_type),
+            muninn_sync_model::printable(&p.product_name)
+        )
+    });
+    tracing::warn!(
+        table,
+        column,
+        product = product.as_deref().unwrap_or("?"),
+        uuid = %uuid.simple(),
+        error = %muninn_sync_model::printable(why),
+        "the catalogue holds a time muninn-sync cannot read; it is taken as absent \
+         (a sync that sets the property writes over it, or clear it with SQL)"
+    );
+}
+
 /// Adds a parameter; returns its placeholder.
 fn bind(params: &mut Vec<SqlValue>, value: SqlValue) -> String {
     params.push(value);
@@ -507,13 +537,34 @@ impl SqliteCatalogue {
 
     fn read_core(&self, row: &rusqlite::Row<'_>) -> Result<Product> {
         let mut product = Product::with_uuid(Uuid::nil(), "", "");
+        let mut unreadable = Vec::new();
         for (index, field) in CoreField::ALL.into_iter().enumerate() {
             let raw = row.get_ref(index)?;
-            let value = from_sql(raw, field.value_type())
-                .map_err(|e| CatalogueError::Storage(anyhow!("core.{} holds {e}", field.name())))?;
+            let value = match from_sql(raw, field.value_type()) {
+                Ok(value) => value,
+                Err(why) if field.value_type() == ValueType::Timestamp => {
+                    unreadable.push((field.name(), why));
+                    continue; // absent (metadata_date too, which the next write sets)
+                }
+                Err(why) => {
+                    return Err(CatalogueError::Storage(anyhow!(
+                        "core.{} holds {why}",
+                        field.name()
+                    )))
+                }
+            };
             product
                 .set_core_value(field, value)
                 .map_err(|e| CatalogueError::Storage(anyhow!(e)))?;
+        }
+        for (column, why) in unreadable {
+            report_unreadable_time(
+                &self.tables.core,
+                column,
+                Some(&product),
+                &product.uuid,
+                &why,
+            );
         }
         Ok(product)
     }
@@ -552,7 +603,7 @@ impl SqliteCatalogue {
             for chunk in keys.chunks(LOOKUP_CHUNK) {
                 let sql = format!(
                     "SELECT {select} FROM {} WHERE uuid IN ({})",
-                    self.tables.namespace(namespace),
+                    self.tables.namespace_sql(namespace),
                     placeholders(1, chunk.len())
                 );
                 let mut statement = self.conn.prepare_cached(&sql)?;
@@ -564,12 +615,26 @@ impl SqliteCatalogue {
                     };
                     let mut properties = BTreeMap::new();
                     for (index, (column, value_type)) in columns.iter().enumerate() {
-                        let value =
-                            from_sql(row.get_ref(index + 1)?, *value_type).map_err(|e| {
-                                CatalogueError::Storage(anyhow!(
-                                    "{namespace}.{column} of product {key} holds {e}"
-                                ))
-                            })?;
+                        let value = match from_sql(row.get_ref(index + 1)?, *value_type) {
+                            Ok(value) => value,
+                            Err(why) if *value_type == ValueType::Timestamp => {
+                                let table = self.tables.namespace(namespace);
+                                let product = &products[position];
+                                report_unreadable_time(
+                                    &table,
+                                    column,
+                                    Some(product),
+                                    &product.uuid,
+                                    &why,
+                                );
+                                None
+                            }
+                            Err(why) => {
+                                return Err(CatalogueError::Storage(anyhow!(
+                                    "{namespace}.{column} of product {key} holds {why}"
+                                )))
+                            }
+                        };
                         if let Some(value) = value {
                             properties.insert((*column).clone(), value);
                         }
@@ -645,6 +710,11 @@ impl SqliteCatalogue {
         for (name, value) in properties {
             muninn_sync_model::validate_property_name(name)
                 .map_err(|e| CatalogueError::product(format!("namespace {namespace}: {e}")))?;
+            if let Some(value) = value {
+                value
+                    .check_storable()
+                    .map_err(|e| CatalogueError::product(format!("{namespace}.{name}: {e}")))?;
+            }
             if let Some((column, _)) = self.namespaces.get(namespace).and_then(|t| t.column(name)) {
                 if column != name {
                     return Err(CatalogueError::product(format!(
@@ -768,7 +838,7 @@ impl SqliteCatalogue {
         namespace: &str,
         values: &[(String, Option<Value>)],
     ) -> Result<()> {
-        let table = self.tables.namespace(namespace);
+        let table = self.tables.namespace_sql(namespace);
         let columns: Vec<String> = values.iter().map(|(c, _)| format!("\"{c}\"")).collect();
         let placeholders: Vec<String> = (2..values.len() + 2).map(|i| format!("?{i}")).collect();
         let sql = if values.is_empty() {
@@ -812,7 +882,7 @@ impl SqliteCatalogue {
                     format!("n.\"{column}\""),
                     format!(
                         " JOIN {} n ON n.uuid = c.uuid",
-                        self.tables.namespace(namespace)
+                        self.tables.namespace_sql(namespace)
                     ),
                     Some(namespace.to_string()),
                 )),
@@ -943,10 +1013,11 @@ impl Catalogue for SqliteCatalogue {
             .map(|p| table.column(p).map(|(c, t)| (c.clone(), t)))
             .collect();
         let name = self.tables.namespace(&query.namespace);
+        let table_sql = self.tables.namespace_sql(&query.namespace);
         // Ordered by (time, uuid) straight from an index: a scan of a window
         // reads the index in order instead of sorting the table.
         self.conn.execute_batch(&format!(
-            "CREATE INDEX IF NOT EXISTS \"idx_{name}_{order_by}\" ON {name} (\"{order_by}\", uuid);"
+            "CREATE INDEX IF NOT EXISTS \"idx_{name}_{order_by}\" ON {table_sql} (\"{order_by}\", uuid);"
         ))?;
         let mut select = format!("uuid, \"{order_by}\"");
         for column in columns.iter().flatten() {
@@ -964,7 +1035,7 @@ impl Catalogue for SqliteCatalogue {
         );
         let limit = bind(&mut params, SqlValue::Integer(query.limit as i64));
         let sql = format!(
-            "SELECT {select} FROM {name} WHERE {} ORDER BY \"{order_by}\", uuid LIMIT {limit}",
+            "SELECT {select} FROM {table_sql} WHERE {} ORDER BY \"{order_by}\", uuid LIMIT {limit}",
             conditions.join(" AND ")
         );
         let mut statement = self.conn.prepare_cached(&sql)?;
@@ -976,17 +1047,30 @@ impl Catalogue for SqliteCatalogue {
                 Some(Value::Uuid(u)) => u,
                 _ => continue,
             };
-            let time = match from_sql(row.get_ref(1)?, ValueType::Timestamp).map_err(storage)? {
-                Some(Value::Timestamp(t)) => t,
-                _ => continue,
+            // A row whose time cannot be read has no place in the order:
+            // reported and left out, as a look-up takes such a time as absent.
+            let time = match from_sql(row.get_ref(1)?, ValueType::Timestamp) {
+                Ok(Some(Value::Timestamp(t))) => t,
+                Ok(_) => continue,
+                Err(why) => {
+                    report_unreadable_time(&name, &order_by, None, &uuid, &why);
+                    continue;
+                }
             };
             let mut values = Vec::with_capacity(columns.len());
             let mut index = 2;
             for column in &columns {
                 values.push(match column {
-                    Some((_, value_type)) => {
+                    Some((column, value_type)) => {
                         index += 1;
-                        from_sql(row.get_ref(index - 1)?, *value_type).map_err(storage)?
+                        match from_sql(row.get_ref(index - 1)?, *value_type) {
+                            Ok(value) => value,
+                            Err(why) if *value_type == ValueType::Timestamp => {
+                                report_unreadable_time(&name, column, None, &uuid, &why);
+                                None
+                            }
+                            Err(why) => return Err(storage(why)),
+                        }
                     }
                     None => None,
                 });
@@ -1051,9 +1135,10 @@ impl Catalogue for SqliteCatalogue {
             check
                 .set_core_value(*field, value.clone())
                 .map_err(CatalogueError::Product)?;
-            if *field == CoreField::PhysicalName || *field == CoreField::ArchivePath {
-                check.validate().map_err(CatalogueError::Product)?;
-            }
+            // The rules a created product meets (a file name, a relative
+            // path, a time the catalogue reads back, ...) hold for the
+            // changed property too; the rest of `check` is valid.
+            check.validate().map_err(CatalogueError::Product)?;
         }
         let mut namespace_values = Vec::new();
         for (namespace, change) in &update.namespaces {
@@ -1094,7 +1179,7 @@ impl Catalogue for SqliteCatalogue {
                     None if this.namespaces.contains_key(namespace) => {
                         let sql = format!(
                             "DELETE FROM {} WHERE uuid = ?1",
-                            this.tables.namespace(namespace)
+                            this.tables.namespace_sql(namespace)
                         );
                         this.conn.prepare_cached(&sql)?.execute([&key])?;
                     }

@@ -45,6 +45,18 @@ impl Tables {
     pub fn namespace(&self, namespace: &str) -> String {
         format!("{}{namespace}", self.prefix)
     }
+
+    /// A namespace's table name quoted for SQL. Namespace names come from
+    /// remotes: quoted, a name SQLite keeps as a keyword (`order`, or a
+    /// prefix and a name that together spell one) is still a name.
+    pub fn namespace_sql(&self, namespace: &str) -> String {
+        quoted(&self.namespace(namespace))
+    }
+}
+
+/// An SQL identifier in double quotes (a quote inside doubled).
+pub(crate) fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Checks a `table_prefix` as muninn does: lowercase letters and '_' (we
@@ -355,7 +367,7 @@ pub(crate) fn create_namespace_table(
 ) -> Result<()> {
     conn.execute_batch(&format!(
         "CREATE TABLE {table} (uuid UUID TEXT PRIMARY KEY REFERENCES {core}(uuid) ON DELETE CASCADE);",
-        table = tables.namespace(namespace),
+        table = tables.namespace_sql(namespace),
         core = tables.core,
     ))?;
     Ok(())
@@ -398,7 +410,8 @@ pub(crate) fn add_namespace_column(
         .with_context(|| format!("SpatiaLite's AddGeometryColumn failed for {table}.{property}"))?;
     } else {
         conn.execute_batch(&format!(
-            "ALTER TABLE {table} ADD COLUMN \"{property}\" {};",
+            "ALTER TABLE {} ADD COLUMN \"{property}\" {};",
+            quoted(&table),
             declared_type(value_type, format)
         ))?;
     }
@@ -438,7 +451,7 @@ pub(crate) fn holds_only_json(
         .query_row(
             &format!(
                 "SELECT 1 FROM {} WHERE \"{column}\" IS NOT NULL AND (typeof(\"{column}\") != 'text' OR NOT json_valid(\"{column}\")) LIMIT 1",
-                tables.namespace(namespace)
+                tables.namespace_sql(namespace)
             ),
             [],
             |row| row.get(0),
