@@ -656,3 +656,39 @@ fn names_from_a_feed_cannot_forge_log_lines_or_reach_the_terminal_raw() {
         run.stderr
     );
 }
+
+#[test]
+fn a_line_longer_than_max_line_bytes_fails_alone_and_is_not_read_whole() {
+    let archive = Archive::new(&format!(
+        "{BASE_CONFIG}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\nmax_line_bytes = 2000\n"
+    ));
+    let mut long = product("T", "LONG", "2024-01-02T00:00:00Z");
+    long["namespaces"]["eo"]["notes"] = json!("z".repeat(5000));
+    archive.write_feed(
+        "feed.jsonl",
+        &[
+            product("T", "A", "2024-01-01T00:00:00Z"),
+            long,
+            product("T", "B", "2024-01-03T00:00:00Z"),
+        ],
+    );
+    let run = archive.sync(&["feed"]);
+    run.assert_error(
+        1,
+        &[
+            "feed.jsonl line 2",
+            "more than max_line_bytes (2000)",
+            "raise max_line_bytes",
+        ],
+    );
+    assert_eq!(
+        archive.strings("SELECT product_name FROM core ORDER BY 1"),
+        ["A", "B"]
+    );
+    // The default reads it.
+    archive.write_config(&format!(
+        "{BASE_CONFIG}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\n"
+    ));
+    archive.sync(&["feed"]).assert_ok();
+    assert_eq!(archive.count("SELECT count(*) FROM core"), 3);
+}

@@ -28,10 +28,18 @@ impl FeedFile {
         })
     }
 
-    /// Calls `visit(line_number, text)` for every non-blank line of the file.
-    pub fn for_each_line_of(&self, mut visit: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+    /// Calls `visit(line_number, text)` for every non-blank line of the
+    /// file; a line longer than `max_line` bytes is an error naming it.
+    pub fn for_each_line_of(
+        &self,
+        max_line: u64,
+        mut visit: impl FnMut(u64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
         let mut reader = self.reader()?;
-        for_each_line(reader.as_mut(), |line, _, text| visit(line, text))
+        for_each_line(reader.as_mut(), max_line, |line, _, text| match text {
+            Line::Text(text) => visit(line, text),
+            Line::TooLong(bytes) => bail!("{}: {}", self.location(line), too_long(bytes, max_line)),
+        })
     }
 
     /// `file.jsonl line 12`, for messages.
@@ -125,43 +133,112 @@ struct Header {
     namespaces: Option<BTreeMap<String, IgnoredAny>>,
 }
 
-/// Calls `visit(line_number, offset, text)` for every non-blank line.
+/// The longest line a feed may have, by default: a product's line is a few
+/// kilobytes; one of 16 MiB is no product, and a longer one would be
+/// read, and parsed, whole into memory (`max_line_bytes` in the section).
+pub const DEFAULT_MAX_LINE_BYTES: u64 = 16 << 20;
+
+/// Reads one line, its newline included, into `buffer`, keeping at most
+/// `max` bytes. Returns how many bytes the line took in the file, and
+/// whether it was longer than `max`: then `buffer` holds only its start,
+/// and the rest was read past in small pieces, never held whole.
+fn read_line(
+    reader: &mut dyn BufRead,
+    buffer: &mut Vec<u8>,
+    max: u64,
+) -> std::io::Result<(u64, bool)> {
+    // One byte more than the limit: a line of `max` bytes and its newline.
+    let read = reader.take(max + 1).read_until(b'\n', buffer)? as u64;
+    if read <= max || buffer.last() == Some(&b'\n') {
+        return Ok((read, false));
+    }
+    // Past the limit: skip to the end of the line a piece at a time.
+    let mut skipped = 0u64;
+    let mut piece = Vec::with_capacity(1 << 16);
+    loop {
+        piece.clear();
+        let n = reader.take(1 << 16).read_until(b'\n', &mut piece)? as u64;
+        skipped += n;
+        if n == 0 || piece.last() == Some(&b'\n') {
+            return Ok((read + skipped, true));
+        }
+    }
+}
+
+/// A line of the feed as the reader met it.
+pub enum Line<'t> {
+    Text(&'t [u8]),
+    /// Longer than the limit: how many bytes it has.
+    TooLong(u64),
+}
+
+/// Calls `visit(line_number, offset, line)` for every non-blank line;
+/// lines longer than `max_line` bytes are not read into memory whole.
 fn for_each_line(
     reader: &mut dyn BufRead,
-    mut visit: impl FnMut(u64, u64, &[u8]) -> Result<()>,
+    max_line: u64,
+    mut visit: impl FnMut(u64, u64, Line<'_>) -> Result<()>,
 ) -> Result<()> {
     let mut buffer = Vec::with_capacity(4096);
     let mut offset = 0u64;
     let mut number = 0u64;
     loop {
         buffer.clear();
-        let read = reader.read_until(b'\n', &mut buffer)?;
+        let (read, too_long) = read_line(reader, &mut buffer, max_line)?;
         if read == 0 {
             return Ok(());
         }
         number += 1;
+        if too_long {
+            visit(number, offset, Line::TooLong(read))?;
+            offset += read;
+            continue;
+        }
         // A byte order mark some editors put at the start of a UTF-8 file.
         let text = match buffer.strip_prefix(b"\xEF\xBB\xBF") {
             Some(rest) if number == 1 => rest,
             _ => &buffer[..],
         };
         if !text.iter().all(u8::is_ascii_whitespace) {
-            visit(number, offset, text)?;
+            visit(number, offset, Line::Text(text))?;
         }
-        offset += read as u64;
+        offset += read;
     }
 }
 
-/// Scans the feed once, keeping the place of every line `wanted` accepts.
-pub fn index(files: &[FeedFile], wanted: impl Fn(&str, &Timestamp) -> bool) -> Result<Index> {
+/// Why a line was not read.
+fn too_long(bytes: u64, max_line: u64) -> String {
+    format!(
+        "the line has {bytes} bytes, more than max_line_bytes ({max_line}): not read (raise max_line_bytes in the section if such a line is real)"
+    )
+}
+
+/// Scans the feed once, keeping the place of every line `wanted` accepts;
+/// lines longer than `max_line` bytes are malformed.
+pub fn index(
+    files: &[FeedFile],
+    max_line: u64,
+    wanted: impl Fn(&str, &Timestamp) -> bool,
+) -> Result<Index> {
     let mut index = Index {
         in_file_order: true,
         ..Index::default()
     };
     for (number, file) in files.iter().enumerate() {
         let mut reader = file.reader()?;
-        for_each_line(reader.as_mut(), |line, offset, text| {
+        for_each_line(reader.as_mut(), max_line, |line, offset, text| {
             index.lines += 1;
+            let text = match text {
+                Line::Text(text) => text,
+                Line::TooLong(bytes) => {
+                    index.malformed.push(Malformed {
+                        location: file.location(line),
+                        reason: too_long(bytes, max_line),
+                        product_type: None,
+                    });
+                    return Ok(());
+                }
+            };
             let header: Header = match serde_json::from_slice(text) {
                 Ok(header) => header,
                 Err(e) => {
@@ -250,6 +327,7 @@ fn keep_newest_per_product(entries: &mut Vec<Entry>) -> usize {
 pub fn visit(
     files: &[FeedFile],
     index: &Index,
+    max_line: u64,
     mut visit: impl FnMut(&Entry, &[u8]) -> Result<()>,
 ) -> Result<()> {
     if index.in_file_order {
@@ -259,8 +337,8 @@ pub fn visit(
                 break;
             }
             let mut reader = file.reader()?;
-            for_each_line(reader.as_mut(), |_line, offset, text| {
-                if let Some(entry) = next.peek() {
+            for_each_line(reader.as_mut(), max_line, |_line, offset, text| {
+                if let (Some(entry), Line::Text(text)) = (next.peek(), text) {
                     if entry.file == number as u32 && entry.offset == offset {
                         let entry = next.next().expect("peeked");
                         return visit(entry, text);
@@ -285,7 +363,13 @@ pub fn visit(
         let (reader, _) = slot.as_mut().expect("opened above");
         reader.seek(SeekFrom::Start(entry.offset))?;
         buffer.clear();
-        reader.read_until(b'\n', &mut buffer)?;
+        if read_line(reader, &mut buffer, max_line)?.1 {
+            bail!(
+                "{}: {} (the file changed while it was read)",
+                file.location(u64::from(entry.line)),
+                too_long(buffer.len() as u64, max_line)
+            );
+        }
         let text = match buffer.strip_prefix(b"\xEF\xBB\xBF") {
             Some(rest) if entry.offset == 0 => rest,
             _ => &buffer[..],
@@ -341,5 +425,36 @@ mod tests {
             entries.iter().map(|e| e.modified).collect::<Vec<_>>(),
             vec![3, 4, 5]
         );
+    }
+}
+
+#[cfg(test)]
+mod line_limit_tests {
+    use super::read_line;
+
+    fn lines(text: &[u8], max: u64) -> Vec<(u64, bool, Vec<u8>)> {
+        let mut reader: &[u8] = text;
+        let mut found = Vec::new();
+        loop {
+            let mut buffer = Vec::new();
+            let (read, too_long) = read_line(&mut reader, &mut buffer, max).unwrap();
+            if read == 0 {
+                return found;
+            }
+            found.push((read, too_long, buffer));
+        }
+    }
+
+    #[test]
+    fn a_line_up_to_the_limit_is_read_and_a_longer_one_skipped_in_pieces() {
+        let found = lines(b"abcd\nabcde\nab", 4);
+        assert_eq!(found[0], (5, false, b"abcd\n".to_vec()));
+        assert_eq!((found[1].0, found[1].1), (6, true), "one byte too many");
+        assert!(found[1].2.len() <= 5, "only the start is kept");
+        assert_eq!(found[2], (2, false, b"ab".to_vec()));
+        let long = [vec![b'x'; 300_000], b"\nok\n".to_vec()].concat();
+        let found = lines(&long, 10);
+        assert_eq!((found[0].0, found[0].1), (300_001, true));
+        assert_eq!(found[1], (3, false, b"ok\n".to_vec()));
     }
 }

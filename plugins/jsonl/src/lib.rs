@@ -24,11 +24,15 @@ pub struct Config {
     pub path: String,
     /// Only these product types are synced (default: all in the feed).
     pub product_types: Option<Vec<String>>,
+    /// The longest line read, in bytes (default 16 MiB): a longer one is a
+    /// failed product, never read into memory whole.
+    pub max_line_bytes: Option<u64>,
 }
 
 pub struct Jsonl {
     path: PathBuf,
     product_types: Option<Vec<String>>,
+    max_line_bytes: u64,
 }
 
 impl Synchronizer for Jsonl {
@@ -40,9 +44,19 @@ impl Synchronizer for Jsonl {
                 "key \"path\": must name a .jsonl file or a directory"
             ));
         }
+        let max_line_bytes = config
+            .max_line_bytes
+            .unwrap_or(feed::DEFAULT_MAX_LINE_BYTES);
+        if max_line_bytes == 0 {
+            return Err(anyhow!(
+                "key \"max_line_bytes\": must be at least 1 (the default is {})",
+                feed::DEFAULT_MAX_LINE_BYTES
+            ));
+        }
         Ok(Jsonl {
             path: context.resolve_path(&config.path),
             product_types: config.product_types,
+            max_line_bytes,
         })
     }
 
@@ -67,7 +81,7 @@ impl Synchronizer for Jsonl {
             wanted_types.extend(listed.iter().filter(|t| wanted_type(t)).cloned());
         }
         let wanted_types = std::cell::RefCell::new(wanted_types);
-        let index = feed::index(&files, |product_type, modified| {
+        let index = feed::index(&files, self.max_line_bytes, |product_type, modified| {
             if !wanted_type(product_type) {
                 return false;
             }
@@ -103,7 +117,7 @@ impl Synchronizer for Jsonl {
         let mut chunk = Chunk::default();
         let mut stored = StoredLines::new(archive, request);
         let mut progress = Progress::new(&types_seen);
-        feed::visit(&files, &index, |entry, text| {
+        feed::visit(&files, &index, self.max_line_bytes, |entry, text| {
             let modified = muninn_sync_plugin_api::model::from_micros(entry.modified)
                 .ok_or_else(|| anyhow!("\"modified\" out of range"))?;
             progress.watermark.saw(modified);
@@ -436,7 +450,7 @@ pub fn read_and_parse(path: &std::path::Path) -> Result<usize> {
     let files = feed::files(path)?;
     let mut products = 0;
     for file in &files {
-        file.for_each_line_of(|_, text| {
+        file.for_each_line_of(feed::DEFAULT_MAX_LINE_BYTES, |_, text| {
             line::parse(text)?;
             products += 1;
             Ok(())
