@@ -6,7 +6,7 @@
 //! plain `cargo test --workspace` runs these.
 #![cfg(feature = "http")]
 
-use muninn_sync_plugin_api::http::{HttpClient, HttpClientBuilder, HttpConfig, HttpError};
+use muninn_sync_plugin_api::http::{HttpClient, HttpClientBuilder, HttpConfig, HttpError, Method};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -22,6 +22,11 @@ enum Step {
     },
     /// Reads the request and holds the connection without answering.
     Hang(Duration),
+    /// Writes these bytes as they are, then holds the connection.
+    Raw(String, Duration),
+    /// Answers 200 with a chunked body that never ends, until the client
+    /// hangs up.
+    Endless,
 }
 
 fn reply(status: u16, body: &str) -> Step {
@@ -41,7 +46,13 @@ struct Server {
 
 impl Server {
     fn start(script: Vec<Step>) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Server::start_on("127.0.0.1", script)
+    }
+
+    /// As [`Server::start`], on another loopback address (127.0.0.2 is
+    /// another origin than 127.0.0.1).
+    fn start_on(ip: &str, script: Vec<Step>) -> Server {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&requests);
@@ -60,6 +71,11 @@ impl Server {
 
     fn url(&self, path_and_query: &str) -> String {
         format!("http://{}{path_and_query}", self.addr)
+    }
+
+    /// `http://ip:port`, as origins are written.
+    fn origin(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     fn requests(&self) -> Vec<String> {
@@ -111,6 +127,17 @@ fn answer(mut stream: TcpStream, step: Step) {
             let _ = stream.write_all(response.as_bytes());
         }
         Step::Hang(time) => thread::sleep(time),
+        Step::Raw(bytes, time) => {
+            let _ = stream.write_all(bytes.as_bytes());
+            thread::sleep(time);
+        }
+        Step::Endless => {
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+            let chunk = format!("10000\r\n{}\r\n", "[".repeat(0x10000));
+            if stream.write_all(head.as_bytes()).is_ok() {
+                while stream.write_all(chunk.as_bytes()).is_ok() {}
+            }
+        }
     }
 }
 
@@ -506,4 +533,222 @@ fn a_zero_timeout_set_in_code_is_refused_at_build() {
 fn the_client_can_be_shared_between_threads() {
     fn shareable<T: Send + Sync>() {}
     shareable::<HttpClient>();
+}
+
+/// A redirect to `to`.
+fn redirect(status: u16, to: String) -> Step {
+    Step::Reply {
+        status,
+        headers: vec![("Location", to)],
+        body: String::new(),
+    }
+}
+
+/// Whether a request (head and body, as the server read it) carries any of
+/// the configured credentials.
+fn has_credentials(request: &str) -> bool {
+    let lower = request.to_ascii_lowercase();
+    [
+        "key-a",
+        "token-a",
+        "x-api-key",
+        "authorization",
+        "x-plain",
+        "plain-a",
+    ]
+    .iter()
+    .any(|word| lower.contains(word))
+}
+
+#[test]
+fn configured_headers_go_only_to_the_configured_origin() {
+    let elsewhere = Server::start_on("127.0.0.2", (0..4).map(|_| reply(200, "{}")).collect());
+    let home = Server::start(vec![
+        redirect(302, elsewhere.url("/moved")),
+        redirect(307, elsewhere.url("/posted")),
+        reply(200, "{}"),
+    ]);
+    let client = quick()
+        .origin(home.url("/stac/"))
+        .header("X-Api-Key", "KEY-A")
+        .header("X-Plain", "plain-a")
+        .bearer_token("TOKEN-A")
+        .build()
+        .unwrap();
+    let body = serde_json::json!({"token": "2"});
+    // A link to another origin, GET and POST.
+    client.get(&elsewhere.url("/direct")).unwrap();
+    client
+        .send(Method::POST, &elsewhere.url("/direct-post"), |r| {
+            r.json(&body)
+        })
+        .unwrap();
+    // A redirect to another origin, GET and POST (307 repeats the POST).
+    let moved = client.get(&home.url("/search")).unwrap();
+    assert_eq!(moved.url().as_str(), elsewhere.url("/moved"));
+    client
+        .send(Method::POST, &home.url("/search"), |r| r.json(&body))
+        .unwrap();
+    // Home still gets them.
+    client.get(&home.url("/again")).unwrap();
+
+    let there = elsewhere.requests();
+    assert_eq!(there.len(), 4, "{there:#?}");
+    assert!(
+        there[1].starts_with("POST /direct-post") && there[1].contains("\"token\""),
+        "{}",
+        there[1]
+    );
+    assert!(
+        there[3].starts_with("POST /posted") && there[3].contains("\"token\""),
+        "{}",
+        there[3]
+    );
+    for request in &there {
+        assert!(
+            !has_credentials(request),
+            "a credential left home: {request}"
+        );
+    }
+    let at_home = home.requests();
+    assert_eq!(at_home.len(), 3);
+    for request in &at_home {
+        assert!(
+            request.contains("KEY-A")
+                && request.contains("Bearer TOKEN-A")
+                && request.contains("plain-a"),
+            "{request}"
+        );
+    }
+}
+
+#[test]
+fn url_credentials_go_only_to_the_configured_origin() {
+    let elsewhere = Server::start_on("127.0.0.2", vec![reply(200, "{}"), reply(200, "{}")]);
+    let home = Server::start(vec![reply(200, "{}"), redirect(301, elsewhere.url("/x"))]);
+    let configured = format!("http://user:pw-a@{}/stac", home.addr);
+    let client = quick().origin(configured).build().unwrap();
+    client.get(&home.url("/stac/search")).unwrap();
+    client.get(&home.url("/stac/moved")).unwrap();
+    client
+        .get(&format!("http://user:pw-a@{}/direct", elsewhere.addr))
+        .unwrap();
+    // "user:pw-a" in base64.
+    assert!(
+        home.requests()[0].contains("Basic dXNlcjpwdy1h"),
+        "{}",
+        home.requests()[0]
+    );
+    for request in elsewhere.requests() {
+        assert!(!has_credentials(&request), "{request}");
+    }
+    assert_eq!(elsewhere.requests().len(), 2);
+}
+
+#[test]
+fn other_origins_refuse_names_both_origins() {
+    let elsewhere = Server::start_on("127.0.0.2", vec![reply(200, "{}")]);
+    let home = Server::start(vec![redirect(302, elsewhere.url("/moved"))]);
+    let config: HttpConfig =
+        serde_json::from_str(r#"{"other_origins": "refuse", "headers": {"X-Api-Key": "KEY-A"}}"#)
+            .unwrap();
+    let client = quick()
+        .config(config)
+        .origin(home.url("/"))
+        .build()
+        .unwrap();
+    for error in [
+        client.get(&elsewhere.url("/direct")).unwrap_err(),
+        client.get(&home.url("/search")).unwrap_err(),
+    ] {
+        let message = error.to_string();
+        assert!(
+            message.contains(&home.origin())
+                && message.contains(&elsewhere.origin())
+                && message.contains("other_origins"),
+            "{message}"
+        );
+        assert!(!message.contains("KEY-A"), "{message}");
+    }
+    assert!(elsewhere.requests().is_empty());
+    let bad: Result<HttpConfig, _> = serde_json::from_str(r#"{"other_origins": "always"}"#);
+    assert!(bad.is_err());
+}
+
+#[test]
+fn a_content_length_above_the_cap_is_refused_before_reading() {
+    let server = Server::start(vec![Step::Raw(
+        "HTTP/1.1 200 OK\r\nContent-Length: 10000000000\r\n\r\n[".into(),
+        Duration::from_secs(20),
+    )]);
+    let client = quick()
+        .max_response_bytes(1024 * 1024)
+        .timeout(Duration::from_secs(15))
+        .max_retries(0)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let error = client.get(&server.url("/huge?token=SECRET")).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        message.contains("http.max_response_bytes (1048576 bytes)")
+            && message.contains("10000000000")
+            && message.contains(&server.url("/huge?token=***")),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_endless_body_is_cut_off_at_the_cap() {
+    let server = Server::start(vec![Step::Endless, Step::Endless]);
+    let client = quick()
+        .max_response_bytes(1024 * 1024)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let error = client.get(&server.url("/stream")).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        message.contains("grew past http.max_response_bytes (1048576 bytes)")
+            && message.contains(&server.url("/stream")),
+        "{message}"
+    );
+    // Asking again would get the same: not retried.
+    assert_eq!(http_error(&error).attempts(), 1);
+}
+
+#[test]
+fn max_requests_ends_the_run() {
+    let server = Server::start((0..3).map(|_| reply(200, "{}")).collect());
+    let config: HttpConfig = serde_json::from_str(r#"{"max_requests": 2}"#).unwrap();
+    let client = quick().config(config).build().unwrap();
+    client.get(&server.url("/1")).unwrap();
+    client.get(&server.url("/2")).unwrap();
+    let message = client.get(&server.url("/3")).unwrap_err().to_string();
+    assert!(
+        message.contains("http.max_requests")
+            && message.contains("sent 2 requests")
+            && message.contains(&server.url("/3")),
+        "{message}"
+    );
+    assert_eq!(server.requests().len(), 2);
+    assert_eq!(HttpConfig::default().max_requests, 1_000_000);
+    assert_eq!(HttpConfig::default().max_response_bytes, 256 * 1024 * 1024);
+    let unlimited: HttpConfig = serde_json::from_str(r#"{"max_requests": 0}"#).unwrap();
+    let client = HttpClient::new(&unlimited).unwrap();
+    let server = Server::start((0..3).map(|_| reply(200, "{}")).collect());
+    for _ in 0..3 {
+        client.get(&server.url("/")).unwrap();
+    }
 }

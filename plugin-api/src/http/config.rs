@@ -68,9 +68,53 @@ pub struct HttpConfig {
     pub max_requests_per_second: Option<f64>,
     /// Headers sent with every request. The values of credential headers
     /// (`Authorization`, `Cookie`, names ending in `token`, `key`, `secret`,
-    /// `password`, ...) are secrets: they never appear in messages.
+    /// `password`, ...) are secrets: they never appear in messages. They
+    /// are credentials, whatever they are called: they go only to the
+    /// configured origin (see [`Self::other_origins`]).
     pub headers: BTreeMap<String, String>,
+    /// What a request to another origin than the configured one (a link or
+    /// a redirect to another scheme, host or port) does: go without the
+    /// configured headers and URL credentials (the default), or fail.
+    pub other_origins: OtherOrigins,
+    /// Longest answer body read, in bytes (default 256 MiB): a larger
+    /// `Content-Length` is refused before reading, and a body that grows
+    /// past it while streaming is cut off, so memory stays bounded.
+    #[serde(deserialize_with = "positive_bytes")]
+    pub max_response_bytes: u64,
+    /// Requests this client sends in its life, which is one run for a
+    /// plugin that builds its client in `new` (default 1,000,000; 0: no
+    /// limit). Retries and redirects of a request do not count. A server
+    /// that never stops paging is stopped by it.
+    pub max_requests: u64,
 }
+
+/// What a request to another origin than the configured one does: the
+/// `other_origins` key, `"without_credentials"` or `"refuse"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtherOrigins {
+    /// Sent without the configured headers and URL credentials.
+    #[default]
+    WithoutCredentials,
+    /// Refused with an error that names both origins.
+    Refuse,
+}
+
+impl OtherOrigins {
+    /// The value as the configuration writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            OtherOrigins::WithoutCredentials => "without_credentials",
+            OtherOrigins::Refuse => "refuse",
+        }
+    }
+}
+
+/// 256 MiB: far above any catalogue page, far below what hurts a machine.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Requests per run unless `max_requests` says otherwise.
+pub const DEFAULT_MAX_REQUESTS: u64 = 1_000_000;
 
 impl Default for HttpConfig {
     fn default() -> Self {
@@ -84,6 +128,9 @@ impl Default for HttpConfig {
             max_retry_after: Duration::from_secs(300),
             max_requests_per_second: None,
             headers: BTreeMap::new(),
+            other_origins: OtherOrigins::default(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_requests: DEFAULT_MAX_REQUESTS,
         }
     }
 }
@@ -114,6 +161,9 @@ impl std::fmt::Debug for HttpConfig {
             .field("max_retry_after", &self.max_retry_after)
             .field("max_requests_per_second", &self.max_requests_per_second)
             .field("headers", &headers)
+            .field("other_origins", &self.other_origins)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_requests", &self.max_requests)
             .finish()
     }
 }
@@ -127,6 +177,9 @@ impl HttpConfig {
         }
         if self.timeout.is_zero() {
             anyhow::bail!("http key \"timeout\": must be more than 0 seconds");
+        }
+        if self.max_response_bytes == 0 {
+            anyhow::bail!("http key \"max_response_bytes\": must be more than 0 bytes");
         }
         if let Some(rate) = self.max_requests_per_second {
             check_rate(rate)
@@ -175,6 +228,17 @@ fn positive_seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Durati
         ));
     }
     Ok(duration)
+}
+
+/// A number of bytes above 0: a cap of 0 would refuse every answer.
+fn positive_bytes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let bytes = u64::deserialize(deserializer)?;
+    if bytes == 0 {
+        return Err(serde::de::Error::custom(
+            "expected a number of bytes above 0",
+        ));
+    }
+    Ok(bytes)
 }
 
 fn optional_rate<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {

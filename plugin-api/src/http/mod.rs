@@ -30,11 +30,14 @@
 
 mod config;
 mod error;
+mod origin;
 mod redact;
 mod response;
 mod retry;
 
-pub use config::{HttpConfig, DEFAULT_USER_AGENT};
+pub use config::{
+    HttpConfig, OtherOrigins, DEFAULT_MAX_REQUESTS, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_USER_AGENT,
+};
 pub use error::HttpError;
 pub use response::HttpResponse;
 
@@ -46,15 +49,26 @@ pub use reqwest::blocking::RequestBuilder;
 pub use reqwest::{header, Method, StatusCode, Url};
 
 use anyhow::{anyhow, Context as _, Result};
+use origin::{origin_of, take_userinfo, Credentials, Destination};
 use redact::{is_sensitive_header, Redactor};
+use reqwest::blocking::Request;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use retry::RateLimiter;
 use serde::de::DeserializeOwned;
+use std::io::Read as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Characters of the server's answer that an error message quotes.
 const BODY_IN_ERRORS: usize = 500;
+
+/// Redirects followed for one request, as browsers and reqwest do.
+const MAX_REDIRECTS: usize = 10;
+
+/// The most a body's buffer reserves before the bytes are there: a
+/// `Content-Length` is the server's word, not yet its data.
+const INITIAL_BODY_CAPACITY: u64 = 16 * 1024 * 1024;
 
 /// A blocking HTTP client with the retry, rate and redaction policy of
 /// [`HttpConfig`]. Build one per synchronizer and keep it: it holds the
@@ -65,6 +79,9 @@ pub struct HttpClient {
     config: HttpConfig,
     redactor: Arc<Redactor>,
     rate: Option<RateLimiter>,
+    credentials: Credentials,
+    /// Requests sent so far, for `max_requests`.
+    sent: AtomicU64,
 }
 
 /// Settings and secrets for an [`HttpClient`]; from [`HttpClient::builder`].
@@ -72,6 +89,7 @@ pub struct HttpClient {
 pub struct HttpClientBuilder {
     config: HttpConfig,
     secrets: Vec<String>,
+    origin: Option<String>,
 }
 
 impl HttpClientBuilder {
@@ -124,9 +142,38 @@ impl HttpClientBuilder {
         self
     }
 
-    /// A header for every request. A credential header's value (see
-    /// [`HttpConfig::headers`]) is kept secret; [`Self::secret_header`]
-    /// makes any header's value secret.
+    /// The URL the user configured (a landing page, a service root): the
+    /// configured headers and its user and password go only to its origin
+    /// (scheme, host and port). Without it, the first request's origin is
+    /// taken. Set it: a plugin whose first request follows a link would
+    /// otherwise pin the wrong one.
+    pub fn origin(mut self, url: impl Into<String>) -> Self {
+        self.origin = Some(url.into());
+        self
+    }
+
+    /// What a request to another origin does; see [`HttpConfig::other_origins`].
+    pub fn other_origins(mut self, policy: OtherOrigins) -> Self {
+        self.config.other_origins = policy;
+        self
+    }
+
+    /// Longest answer body read; see [`HttpConfig::max_response_bytes`].
+    pub fn max_response_bytes(mut self, bytes: u64) -> Self {
+        self.config.max_response_bytes = bytes;
+        self
+    }
+
+    /// Most requests the client sends (0: no limit); see
+    /// [`HttpConfig::max_requests`].
+    pub fn max_requests(mut self, requests: u64) -> Self {
+        self.config.max_requests = requests;
+        self
+    }
+
+    /// A header for every request to the configured origin. A credential
+    /// header's value (see [`HttpConfig::headers`]) is kept secret;
+    /// [`Self::secret_header`] makes any header's value secret.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.config.headers.insert(name.into(), value.into());
         self
@@ -180,11 +227,16 @@ impl HttpClientBuilder {
             header_value.set_sensitive(sensitive);
             headers.insert(header_name, header_value);
         }
+        let credentials = Credentials::new(headers, config.other_origins, self.origin.as_deref())?;
+        // The headers are added per request, and redirects followed here,
+        // so that credentials go only to the configured origin: reqwest's
+        // default headers go everywhere, and its redirects keep every
+        // header but `Authorization` and `Cookie` across hosts.
         let inner = reqwest::blocking::Client::builder()
             .user_agent(config.user_agent.as_str())
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
-            .default_headers(headers)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|error| {
                 anyhow!(
@@ -198,6 +250,8 @@ impl HttpClientBuilder {
             config,
             redactor: Arc::new(redactor),
             rate,
+            credentials,
+            sent: AtomicU64::new(0),
         })
     }
 }
@@ -207,6 +261,13 @@ impl std::fmt::Debug for HttpClientBuilder {
         f.debug_struct("HttpClientBuilder")
             .field("config", &self.config)
             .field("secrets", &self.secrets.len())
+            .field(
+                "origin",
+                &self
+                    .origin
+                    .as_deref()
+                    .map(|o| Redactor::default().redact(o)),
+            )
             .finish()
     }
 }
@@ -274,9 +335,24 @@ impl HttpClient {
     ) -> Result<HttpResponse> {
         let shown_url = self.redact(url);
         let shown = format!("{method} {shown_url}");
-        let parsed = Url::parse(url).map_err(|error| {
+        let mut parsed = Url::parse(url).map_err(|error| {
             HttpError::new(format!("{shown}: not a valid URL: {error}"), None, 0, false)
         })?;
+        let own = take_userinfo(&mut parsed);
+        let destination = self
+            .credentials
+            .destination(&parsed, own.as_ref(), None)
+            .map_err(|refusal| {
+                HttpError::new(self.redact(&format!("{shown}: {refusal}")), None, 0, false)
+            })?;
+        let limit = self.config.max_requests;
+        let sent = self.sent.fetch_add(1, Ordering::Relaxed);
+        if limit > 0 && sent >= limit {
+            let message = format!(
+                "{shown}: not sent: this run has sent {limit} requests, the limit set by http.max_requests (a server that never stops paging ends here); if the catalogue really needs more, raise http.max_requests (0: no limit)"
+            );
+            return Err(HttpError::new(message, None, 0, false).into());
+        }
         let max_attempts = self.config.max_retries.saturating_add(1);
         let mut attempt = 1;
         loop {
@@ -287,9 +363,17 @@ impl HttpClient {
                 }
             }
             let started = Instant::now();
-            let request = build(self.inner.request(method.clone(), parsed.clone()));
             let last = attempt >= max_attempts;
-            let outcome = match self.attempt(request, &shown) {
+            let request = build(self.inner.request(method.clone(), parsed.clone()))
+                .build()
+                .map_err(Failure::Transport)
+                .map(|mut request| {
+                    if let Destination::Home = destination {
+                        self.credentials.add(&mut request, own.as_ref());
+                    }
+                    request
+                });
+            let outcome = match request.and_then(|request| self.attempt(request, &shown)) {
                 Ok(response) => {
                     tracing::debug!(%method, url = %shown_url, status = response.status.as_u16(), bytes = response.body.len(), elapsed_ms = millis(started.elapsed()), attempt, "HTTP response");
                     self.judge_answer(response, attempt, last)
@@ -358,16 +442,37 @@ impl HttpClient {
 
     /// What to do when no answer came: retry a lost connection or a
     /// timeout while attempts are left, fail otherwise.
-    fn judge_failure(
-        &self,
-        error: reqwest::Error,
-        shown: &str,
-        attempt: u32,
-        last: bool,
-    ) -> Outcome {
-        let retryable = retry::is_retryable_error(&error);
-        let timed_out = error.is_timeout();
-        let cause = self.redact(&error_chain(&error.without_url()));
+    fn judge_failure(&self, failure: Failure, shown: &str, attempt: u32, last: bool) -> Outcome {
+        let (retryable, timed_out, cause) = match failure {
+            Failure::Final(message) => {
+                let error = HttpError::new(self.redact(&message), None, attempt, false);
+                return Outcome::Done(Err(error));
+            }
+            Failure::Transport(error) => (
+                retry::is_retryable_error(&error),
+                error.is_timeout(),
+                self.redact(&error_chain(&error.without_url())),
+            ),
+            Failure::Body(error) => {
+                let timed_out = error.kind() == std::io::ErrorKind::TimedOut;
+                let cause = match error.into_inner() {
+                    Some(inner) => match inner.downcast::<reqwest::Error>() {
+                        Ok(error) => {
+                            let timed_out = timed_out || error.is_timeout();
+                            let text = error_chain(&error.without_url());
+                            (timed_out, text)
+                        }
+                        Err(other) => (timed_out, error_chain(&*other)),
+                    },
+                    None => (timed_out, "the connection broke off".to_string()),
+                };
+                (
+                    true,
+                    cause.0,
+                    self.redact(&format!("reading the answer: {}", cause.1)),
+                )
+            }
+        };
         if last || !retryable {
             let hint = if timed_out {
                 format!(
@@ -391,14 +496,109 @@ impl HttpClient {
         }
     }
 
-    /// One attempt, the body read whole: a connection lost while reading it
-    /// is a failed attempt like any other.
-    fn attempt(&self, request: RequestBuilder, shown: &str) -> reqwest::Result<HttpResponse> {
-        let response = request.send()?;
+    /// One attempt: the request and the redirects it leads to, followed
+    /// here so that the configured credentials go only to the configured
+    /// origin, and the body read whole, within `max_response_bytes`. A
+    /// connection lost while reading the body is a failed attempt like any
+    /// other.
+    fn attempt(&self, mut request: Request, shown: &str) -> Result<HttpResponse, Failure> {
+        let mut redirects = 0;
+        loop {
+            let again = request.try_clone();
+            let from = request.url().clone();
+            let method = request.method().clone();
+            let response = self.inner.execute(request).map_err(Failure::Transport)?;
+            let status = response.status();
+            let location = response
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_string);
+            let Some(location) = location.filter(|_| status.is_redirection()) else {
+                return self.read(response, shown);
+            };
+            if !matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
+                return self.read(response, shown);
+            }
+            redirects += 1;
+            let shown_from = self.redact(from.as_str());
+            if redirects > MAX_REDIRECTS {
+                return Err(Failure::Final(format!(
+                    "{shown}: more than {MAX_REDIRECTS} redirects (the last from {shown_from}); stopped"
+                )));
+            }
+            let mut to = from.join(&location).map_err(|error| {
+                Failure::Final(format!(
+                    "{shown}: {shown_from} redirects to \"{location}\", which is not a URL: {error}"
+                ))
+            })?;
+            if !matches!(to.scheme(), "http" | "https") {
+                return Err(Failure::Final(format!(
+                    "{shown}: {shown_from} redirects to a {} URL; only http and https are followed",
+                    to.scheme()
+                )));
+            }
+            let own = take_userinfo(&mut to);
+            let mut next = again.ok_or_else(|| {
+                Failure::Final(format!(
+                    "{shown}: {shown_from} redirects, and the request's body cannot be sent again"
+                ))
+            })?;
+            // 303, and 301 / 302 after a POST, ask for a GET of the new
+            // place, as browsers do; 307 and 308 repeat the request.
+            let to_get = status == StatusCode::SEE_OTHER
+                || (method == Method::POST && matches!(status.as_u16(), 301 | 302));
+            if to_get && method != Method::HEAD {
+                *next.method_mut() = Method::GET;
+                *next.body_mut() = None;
+                next.headers_mut().remove(header::CONTENT_TYPE);
+                next.headers_mut().remove(header::CONTENT_LENGTH);
+            }
+            if origin_of(&to) != origin_of(&from) {
+                self.credentials.remove(next.headers_mut());
+                let destination = self
+                    .credentials
+                    .destination(&to, own.as_ref(), Some(&shown_from))
+                    .map_err(|refusal| Failure::Final(format!("{shown}: {refusal}")))?;
+                if let Destination::Home = destination {
+                    self.credentials.add(&mut next, own.as_ref());
+                }
+            }
+            tracing::debug!(status = status.as_u16(), from = %shown_from, to = %self.redact(to.as_str()), "HTTP redirect");
+            *next.url_mut() = to;
+            request = next;
+        }
+    }
+
+    /// Reads an answer's body, refusing one longer than
+    /// `max_response_bytes`: by its `Content-Length` before reading, or as
+    /// it streams, so that memory stays bounded whatever the server sends.
+    fn read(
+        &self,
+        response: reqwest::blocking::Response,
+        shown: &str,
+    ) -> Result<HttpResponse, Failure> {
+        let cap = self.config.max_response_bytes;
         let status = response.status();
         let headers = response.headers().clone();
         let url = response.url().clone();
-        let body = response.bytes()?.to_vec();
+        let announced = response.content_length();
+        if let Some(length) = announced.filter(|length| *length > cap) {
+            return Err(Failure::Final(format!(
+                "{shown}: the answer is {length} bytes long (its Content-Length), more than http.max_response_bytes ({cap} bytes) allows; not read (raise http.max_response_bytes if this catalogue's answers are really that large)"
+            )));
+        }
+        let capacity = announced.unwrap_or(0).min(INITIAL_BODY_CAPACITY);
+        let mut body = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
+        response
+            .take(cap.saturating_add(1))
+            .read_to_end(&mut body)
+            .map_err(Failure::Body)?;
+        if body.len() as u64 > cap {
+            return Err(Failure::Final(format!(
+                "{shown}: the answer grew past http.max_response_bytes ({cap} bytes); stopped reading it (raise http.max_response_bytes if this catalogue's answers are really that large)"
+            )));
+        }
         Ok(HttpResponse {
             status,
             headers,
@@ -425,6 +625,17 @@ impl std::fmt::Debug for HttpClient {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
+}
+
+/// Why an attempt brought no answer.
+enum Failure {
+    /// No answer: no connection, a timeout, a request reqwest could not build.
+    Transport(reqwest::Error),
+    /// The answer broke off while its body was read.
+    Body(std::io::Error),
+    /// A refusal that another attempt would meet again (a body too large, a
+    /// redirect that may not be followed); the message names the request.
+    Final(String),
 }
 
 /// How an attempt ends.

@@ -29,7 +29,12 @@ impl Synchronizer for Stac {
     fn new(config: Config, _context: &Context) -> Result<Self> {
         config.check()?;
         let headers = config.expanded_headers(|name| std::env::var(name).ok())?;
-        let mut builder = HttpClient::builder().config(config.http.clone());
+        // The headers are credentials of the configured API: search and
+        // next links to another origin are followed without them (or
+        // refused, as `http.other_origins` says).
+        let mut builder = HttpClient::builder()
+            .config(config.http.clone())
+            .origin(config.url.clone());
         for (name, value) in headers {
             builder = builder.secret_header(name, value);
         }
