@@ -4,6 +4,9 @@
 
 mod cfg;
 pub mod ini;
+mod secrets;
+
+pub use secrets::Secrets;
 
 use crate::duration::parse_duration;
 use crate::loader;
@@ -120,6 +123,14 @@ pub struct SynchronizerConfig {
     pub ownership: muninn_sync_model::Ownership,
     /// The other keys, for the plugin.
     pub options: toml::Table,
+}
+
+impl SynchronizerConfig {
+    /// The section's credentials (values under `headers` and credential
+    /// keys), to mask in what the plugin says about its configuration.
+    pub fn secrets(&self) -> Secrets {
+        Secrets::of_section(&self.options)
+    }
 }
 
 /// Keys of a synchronizer's section that the host reads and takes out

@@ -120,10 +120,13 @@ pub fn run(args: &Args) -> Result<()> {
     let mut synchronizer = (plugin.module.synchronizer())(RStr::from_str(&message), host)
         .into_result()
         .map_err(|e| {
+            // The plugin's message may quote a value (serde's "invalid
+            // type: string \"Bearer …\""): never a credential's.
             anyhow!(
-                "configuration file \"{}\", section {}: {e} ({})",
+                "configuration file \"{}\", section {}: {} ({})",
                 config.path.display(),
                 config.section_header(&section.name),
+                section.secrets().redact(&e.to_string()),
                 plugin.describe()
             )
         })?;
@@ -361,6 +364,13 @@ pub(crate) fn conclude(
             Some(format!(
                 "{who}: the plugin did nothing for {} (--timeout); the run was ended, the changes up to then are committed",
                 format_duration(idle)
+            )),
+        ),
+        (Ok(()), Some(Stop::Limit(why)), _) => (
+            RunOutcome::Failed,
+            1,
+            Some(format!(
+                "{who}: stopped: {why}; the changes up to then are committed"
             )),
         ),
         (Ok(()), Some(Stop::FailFast), _) => (

@@ -16,7 +16,11 @@
 //! - Values are interpolated when read: `%(name)s` is the value of `name`
 //!   in the same section or else in `[DEFAULT]`, itself interpolated, up to
 //!   10 levels deep; `%%` is a literal `%`.
+//!
+//! Unlike configparser, errors never quote a value or line that may hold a
+//! credential (see `secrets`): they name the line, section and key.
 
+use super::secrets;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -138,6 +142,20 @@ fn option_line(line: &str) -> Option<(&str, &str)> {
     ))
 }
 
+/// A line of the file quoted in a message, unless it may show a
+/// credential: it names one, sits in a section of credentials (`headers`),
+/// or follows a credential's key (a value's line that lost its indent).
+fn quoted_line(line: &str, section: Option<&str>, after_key: Option<&str>) -> String {
+    let secret = secrets::may_show_credential(line)
+        || section.is_some_and(|section| secrets::is_credential_in_section(section, ""))
+        || after_key.is_some_and(secrets::holds_credentials);
+    if secret {
+        "the line (not shown: it may hold a credential)".to_string()
+    } else {
+        format!("{line:?}")
+    }
+}
+
 /// Where the lines being read go.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Target {
@@ -184,6 +202,13 @@ impl Ini {
                 continue;
             }
             indent_level = indent;
+            // The key whose value a line that lost its indent may continue.
+            let after_key = open.map(|(target, index)| match target {
+                Target::Defaults => ini.defaults.entries[index].key.clone(),
+                Target::Section(i) => ini.sections[i].entries[index].key.clone(),
+            });
+            let quoted =
+                |section: Option<&str>| quoted_line(stripped, section, after_key.as_deref());
             if let Some(name) = section_header(stripped) {
                 if let Some(existing) = ini.sections.iter().find(|s| s.name == name) {
                     return Err(Error {
@@ -218,7 +243,8 @@ impl Ini {
                     section: None,
                     key: None,
                     message: format!(
-                        "{stripped:?} comes before any section header; the file must start with one, such as [archive]"
+                        "{} comes before any section header; the file must start with one, such as [archive]",
+                        quoted(None)
                     ),
                 });
             };
@@ -232,7 +258,8 @@ impl Ini {
                     section: Some(section.name.clone()),
                     key: None,
                     message: format!(
-                        "{stripped:?} is neither a [section] header nor a key = value line (a value continued on the next line must be indented more than its key)"
+                        "{} is neither a [section] header nor a key = value line (a value continued on the next line must be indented more than its key)",
+                        quoted(Some(&section.name))
                     ),
                 });
             };
@@ -241,7 +268,10 @@ impl Ini {
                     line: number,
                     section: Some(section.name.clone()),
                     key: None,
-                    message: format!("{stripped:?} has no key before its '=' or ':'"),
+                    message: format!(
+                        "{} has no key before its '=' or ':'",
+                        quoted(Some(&section.name))
+                    ),
                 });
             }
             let key = key.to_lowercase();
@@ -337,10 +367,21 @@ impl Ini {
             key: Some(entry.key.clone()),
             message,
         };
+        // The value itself, unless it is a credential.
+        let shown = |text: &str| {
+            if secrets::is_credential_in_section(&section.name, &entry.key) {
+                format!(
+                    "(the value is not shown: \"{}\" holds a credential)",
+                    entry.key
+                )
+            } else {
+                format!("{text:?}")
+            }
+        };
         if depth > MAX_INTERPOLATION_DEPTH {
             return Err(error(format!(
-                "%(name)s references nest more than {MAX_INTERPOLATION_DEPTH} deep (does a key refer to itself?): {:?}",
-                entry.raw
+                "%(name)s references nest more than {MAX_INTERPOLATION_DEPTH} deep (does a key refer to itself?): {}",
+                shown(&entry.raw)
             )));
         }
         while let Some(at) = rest.find('%') {
@@ -354,7 +395,8 @@ impl Ini {
                 let name_end = after.find(')').filter(|&end| end > 0);
                 let Some(end) = name_end.filter(|&end| after[end + 1..].starts_with('s')) else {
                     return Err(error(format!(
-                        "bad interpolation reference {rest:?}: write %(name)s, or %% for a literal %"
+                        "bad interpolation reference {}: write %(name)s, or %% for a literal %",
+                        shown(rest)
                     )));
                 };
                 let name = after[..end].to_lowercase();
@@ -372,7 +414,8 @@ impl Ini {
                 }
             } else {
                 return Err(error(format!(
-                    "'%' must be followed by '%' or '(', found {rest:?} (write %% for a literal %)"
+                    "'%' must be followed by '%' or '(', found {} (write %% for a literal %)",
+                    shown(rest)
                 )));
             }
         }
@@ -558,12 +601,12 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_the_line() {
-        let before = error("\n# comment\nkey = 1\n[s]\n");
+        let before = error("\n# comment\nname = 1\n[s]\n");
         assert_eq!(before.line, 3);
         assert!(
             before
                 .message
-                .contains("\"key = 1\" comes before any section header"),
+                .contains("\"name = 1\" comes before any section header"),
             "{before}"
         );
         let bogus = error("[s]\na = 1\nno delimiter here\n");
@@ -576,6 +619,43 @@ mod tests {
         assert!(no_key.message.contains("has no key"), "{no_key}");
         let empty_header = error("[s]\n[]\n");
         assert_eq!(empty_header.line, 2);
+    }
+
+    #[test]
+    fn errors_do_not_quote_what_may_be_a_credential() {
+        let hidden = "the line (not shown: it may hold a credential)";
+        // A line naming one, a value that lost its indent after a
+        // credential's key, any line of a table of headers.
+        for (text, line) in [
+            ("[s]\nAuthorization Bearer hunter2\n", 2),
+            ("[s]\ntoken =\nhunter2\n", 3),
+            ("[s:x.headers]\nhunter2\n", 2),
+        ] {
+            let error = error(text);
+            assert_eq!(error.line, line, "{error}");
+            assert!(
+                error.message.starts_with(hidden) && !error.message.contains("hunter2"),
+                "{error}"
+            );
+        }
+        for text in [
+            "[s]\npassword = hunter%2\n",
+            "[s]\npassword = hunter%(2\n",
+            "[s]\npassword = %(password)s\n",
+            "[s:x.headers]\nAccept = hunter%2\n",
+        ] {
+            let error = error(text);
+            assert!(
+                error.message.contains("(the value is not shown: \"")
+                    && !error.message.contains("hunter"),
+                "{error}"
+            );
+        }
+        // Other values and lines are quoted as before.
+        assert!(error("[s]\nurl = a%b\n").message.contains("found \"%b\""));
+        assert!(error("[s]\nname =\nhunter2\n")
+            .message
+            .starts_with("\"hunter2\" is neither"));
     }
 
     #[test]
