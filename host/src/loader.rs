@@ -186,6 +186,21 @@ fn find(
 ) -> Result<PathBuf> {
     let candidates = candidates(name, search_path, executable_dir);
     if let Some(found) = candidates.iter().find(|path| path.is_file()) {
+        // Only a relative entry of the search path gives a relative
+        // candidate (the executable's directory is absolute).
+        if found.is_relative() {
+            let entry = found
+                .parent()
+                .map_or_else(String::new, |p| p.display().to_string());
+            let here = std::env::current_dir()
+                .map_or_else(|_| "unknown".to_string(), |dir| dir.display().to_string());
+            tracing::warn!(
+                plugin = name,
+                current_dir = %here,
+                "the plugin file \"{}\" was found through the relative entry \"{entry}\" of {PLUGIN_PATH_VARIABLE}, which is taken from the current directory: whoever can write where muninn-sync is started chooses the code it runs; give {PLUGIN_PATH_VARIABLE} absolute directories",
+                found.display()
+            );
+        }
         return Ok(found.clone());
     }
     let looked = candidates
@@ -246,6 +261,11 @@ pub fn load(path: &Path) -> Result<Plugin> {
 
 fn load_new(path: &Path) -> Result<Plugin> {
     let shown = path.display();
+    if let Some(why) = writable_by_others(path) {
+        tracing::warn!(
+            "loading the plugin \"{shown}\", which {why}: whoever can write there chooses the code muninn-sync runs; keep plugins where only their owner can write"
+        );
+    }
     // SAFETY: opening a library runs its initialisers; only files that the
     // archive's configuration names are opened, as muninn imports its modules.
     let library = unsafe { libloading::Library::new(path) }.map_err(|e| {
@@ -281,8 +301,42 @@ fn load_new(path: &Path) -> Result<Plugin> {
         );
     }
     let path: &'static Path = Box::leak(path.to_path_buf().into_boxed_path());
-    tracing::debug!(plugin = module.name().as_str(), version = module.version().as_str(), path = %path.display(), "loaded plugin");
+    // Which file's code runs is worth a line at the default level.
+    tracing::info!(plugin = module.name().as_str(), version = module.version().as_str(), path = %path.display(), "loaded plugin");
     Ok(Plugin { module, path })
+}
+
+/// Why others than the plugin file's owner could put their code in its place
+/// (`path` is canonical): a file anyone may write to, or a directory anyone
+/// may write to without the sticky bit (which would let anyone replace the
+/// file), or a sticky one (as /tmp) where someone else put the file.
+fn writable_by_others(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    const WORLD_WRITABLE: u32 = 0o002;
+    const STICKY: u32 = 0o1000;
+    let file = std::fs::metadata(path).ok()?;
+    if file.mode() & WORLD_WRITABLE != 0 {
+        return Some("is world-writable".to_string());
+    }
+    let dir_path = path.parent()?;
+    let dir = std::fs::metadata(dir_path).ok()?;
+    if dir.mode() & WORLD_WRITABLE == 0 {
+        return None;
+    }
+    let dir_shown = dir_path.display();
+    if dir.mode() & STICKY == 0 {
+        return Some(format!(
+            "is in a world-writable directory (\"{dir_shown}\", without the sticky bit)"
+        ));
+    }
+    // /proc/self belongs to the process's effective user.
+    let us = std::fs::metadata("/proc/self").ok()?.uid();
+    (file.uid() != us && file.uid() != 0).then(|| {
+        format!(
+            "belongs to another user (uid {}) in a world-writable directory (\"{dir_shown}\")",
+            file.uid()
+        )
+    })
 }
 
 /// abi_stable's layout errors run to thousands of lines; the lines a user can
@@ -338,6 +392,33 @@ mod tests {
                 "/usr/lib/muninn-sync/jsonl.so"
             ]
         );
+    }
+
+    #[test]
+    fn files_others_could_replace_are_told_apart() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let dir_path = dir.path().canonicalize().unwrap();
+        let file = dir_path.join("libx.so");
+        std::fs::write(&file, "").unwrap();
+        let set = |path: &Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        set(&file, 0o644);
+        set(&dir_path, 0o755);
+        assert_eq!(writable_by_others(&file), None);
+        set(&dir_path, 0o777);
+        let why = writable_by_others(&file).unwrap();
+        assert!(
+            why.contains("world-writable directory") && why.contains("without the sticky bit"),
+            "{why}"
+        );
+        // Sticky (as /tmp): others cannot replace a file that is ours.
+        set(&dir_path, 0o1777);
+        assert_eq!(writable_by_others(&file), None);
+        set(&file, 0o666);
+        assert_eq!(writable_by_others(&file).unwrap(), "is world-writable");
+        set(&dir_path, 0o700);
     }
 
     #[test]
