@@ -149,9 +149,9 @@ fn a_connection_string_that_keeps_nothing_is_refused_naming_file_section_and_key
     }
     // A URI that names a file is refused too: whether SQLite reads it as a
     // URI or as a file name depends on how the configuration was named.
-    archive.write_config(&format!(
-        "[archive]\ndatabase = \"sqlite\"\n[sqlite]\nconnection_string = \"file:catalogue.sqlite\"\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\n"
-    ));
+    archive.write_config(
+        "[archive]\ndatabase = \"sqlite\"\n[sqlite]\nconnection_string = \"file:catalogue.sqlite\"\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\n",
+    );
     archive.sync(&["feed"]).assert_error(
         1,
         &[
