@@ -282,10 +282,12 @@ fn checksums(list: Option<&Json>, left_out: &mut LeftOuts) -> (Option<String>, O
 fn footprint(json: &Json, left_out: &mut LeftOuts) -> Option<Geometry> {
     match json.get("GeoFootprint") {
         None | Some(Json::Null) => {}
-        Some(geojson) => match Geometry::from_geojson(geojson) {
-            Ok(geometry) => return Some(geometry),
-            Err(e) => left_out.note("GeoFootprint", format!("not a geometry: {e}")),
-        },
+        Some(geojson) => {
+            match Geometry::from_geojson(geojson).and_then(|g| g.check_wgs84().map(|()| g)) {
+                Ok(geometry) => return Some(geometry),
+                Err(e) => left_out.note("GeoFootprint", format!("not a geometry: {e}")),
+            }
+        }
     }
     let text = match json.get("Footprint") {
         None | Some(Json::Null) => return None,
@@ -304,7 +306,7 @@ fn footprint(json: &Json, left_out: &mut LeftOuts) -> Option<Geometry> {
         Some((srid, rest)) if srid.trim().to_ascii_uppercase().starts_with("SRID=") => rest,
         _ => wkt,
     };
-    match Geometry::from_wkt(wkt.trim()) {
+    match Geometry::from_wkt(wkt.trim()).and_then(|g| g.check_wgs84().map(|()| g)) {
         Ok(geometry) => Some(geometry),
         Err(e) => {
             left_out.note(
@@ -561,6 +563,10 @@ mod tests {
             p.product_name,
             "S2B_MSIL1C_20240101T101010_N0510_R022_T32UQD_20240101T120000"
         );
+        // A footprint off the globe is left out; the product is kept.
+        json["Footprint"] = json!("geography'SRID=4326;POLYGON ((5 89, 6 89, 6 95, 5 89))'");
+        let mapped = map_product(&json, &mapping(&suffixes)).unwrap();
+        assert_eq!(mapped.product.footprint, None);
         json["Footprint"] = Json::Null;
         assert_eq!(
             map_product(&json, &mapping(&suffixes))
