@@ -62,6 +62,9 @@ pub enum Stop {
     Signal(i32),
     /// `--fail-fast` and a product failed; the batch was committed.
     FailFast,
+    /// The run handled more products than the section's `max_products`;
+    /// the batch was committed. The text says so.
+    Limit(String),
 }
 
 /// How a run treats the catalogue.
@@ -84,6 +87,11 @@ pub struct RunRules {
     /// No watermark is raised past this time (the run's start plus the
     /// section's `future_tolerance`); `None`: no limit.
     pub watermark_limit: Option<Timestamp>,
+    /// The most products one run may hand over (created, updated,
+    /// unchanged, removed or failed): past it the run stops, committed,
+    /// so that a remote that never stops listing products cannot keep a
+    /// run going for ever. `None`: no limit.
+    pub max_products: Option<u64>,
 }
 
 /// Which product types' watermarks a run may raise.
@@ -225,6 +233,7 @@ impl<'c> Shared<'c> {
         }
         let result = state.call(what, work);
         let state = &mut *state;
+        state.stop_at_the_limit();
         if let Some(progress) = state.progress.as_mut() {
             progress.tick(&state.counts);
         }
@@ -319,6 +328,7 @@ impl State<'_> {
                 format!("interrupted by {}", crate::control::signal_name(*signal))
             }
             (Some(Stop::FailFast), _) => "a product failed and --fail-fast is set".into(),
+            (Some(Stop::Limit(why)), _) => why.clone(),
             (None, true) => "the run has ended".into(),
             (None, false) => return None,
         };
@@ -466,6 +476,22 @@ impl State<'_> {
         uuids.clear();
         self.unclaimed = uuids; // keeps its capacity for the next batch
         claimed
+    }
+
+    /// Stops the run, committed, once it handled more products than
+    /// `max_products` allows.
+    fn stop_at_the_limit(&mut self) {
+        let Some(max) = self.rules.max_products else {
+            return;
+        };
+        let c = &self.counts;
+        let handled = c.created + c.updated + c.unchanged + c.removed + c.failed;
+        if handled > max {
+            self.stop_after_commit_if_running(Stop::Limit(format!(
+                "the run handled more than {max} products (max_products in the synchronizer's section): \
+                 a remote that lists that many in one run is taken for one that never stops"
+            )));
+        }
     }
 
     /// Whether the plugin may remove the stored product `uuid`: its own, or
@@ -1007,6 +1033,35 @@ mod tests {
             malformed.starts_with("malformed notification \"product_failed\""),
             "{malformed}"
         );
+    }
+
+    #[test]
+    fn a_run_past_max_products_stops_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        let mut catalogue = SqliteCatalogue::open(&SqliteOptions::new(&path)).unwrap();
+        let rules = RunRules {
+            max_products: Some(2),
+            ..RunRules::default()
+        };
+        let control = RunControl::new();
+        let shared = Shared::new(&mut catalogue, rules, &control, None);
+        let mut handle = shared.handle();
+        assert!(handle.create(ffi("A")).is_ok());
+        notify(&mut handle, "unchanged", r#"{"count": 1}"#).unwrap();
+        assert!(
+            handle.create(ffi("B")).is_ok(),
+            "the third product is handed over"
+        );
+        let refused = handle.create(ffi("C")).unwrap_err().to_string();
+        assert!(
+            refused.contains(
+                "the run has stopped: the run handled more than 2 products (max_products"
+            ),
+            "{refused}"
+        );
+        assert_eq!(committed(&path, "SELECT count(*) FROM core"), 2);
+        assert!(matches!(shared.lock().stop(), Some(Stop::Limit(_))));
     }
 
     #[test]
