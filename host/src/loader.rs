@@ -291,6 +291,7 @@ fn load_new(path: &Path) -> Result<Plugin> {
     }
     // Kept loaded for the life of the process, like abi_stable's own handle.
     std::mem::forget(library);
+    tracing::debug!(path = %shown, abi_version, "loaded plugin library, ABI version matches");
     let module = lib_header_from_path(path)
         .and_then(|header| header.init_root_module::<PluginModuleRef>())
         .map_err(|e| anyhow!("plugin \"{shown}\" cannot be used: {}", summarise(&e)))?;
