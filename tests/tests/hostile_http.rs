@@ -30,13 +30,17 @@ struct Seen {
 }
 
 type Handler = Box<dyn Fn(&Seen) -> Reply + Send + Sync>;
+/// Where a server's handler is set once its peer's address is known.
+type HandlerSlot = Arc<Mutex<Option<Handler>>>;
+/// Every request a server received.
+type Received = Arc<Mutex<Vec<Seen>>>;
 
 /// A server on `ip` whose answers `handler` decides once `handler` is set;
 /// returns its origin and every request it received.
-fn serve(ip: &str) -> (String, Arc<Mutex<Option<Handler>>>, Arc<Mutex<Vec<Seen>>>) {
+fn serve(ip: &str) -> (String, HandlerSlot, Received) {
     let listener = TcpListener::bind((ip, 0)).unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
-    let handler: Arc<Mutex<Option<Handler>>> = Arc::new(Mutex::new(None));
+    let handler: HandlerSlot = Arc::new(Mutex::new(None));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (h, s) = (Arc::clone(&handler), Arc::clone(&seen));
     std::thread::spawn(move || {
