@@ -144,6 +144,13 @@ pub struct RunSettings {
     /// `inactivity_timeout = "30m"`: the default of --timeout. Not plain
     /// `timeout`, which plugins use for their own (HTTP) timeouts.
     pub timeout: Option<Duration>,
+    /// `future_tolerance = "1d"`: how far past the run's start a product's
+    /// time may lie and still raise a watermark (`None`: the default, a
+    /// day; zero: none past the start).
+    pub future_tolerance: Option<Duration>,
+    /// `max_products = 10000000`: the most products one run may hand over
+    /// before it stops (`None` or 0: no limit).
+    pub max_products: Option<u64>,
 }
 
 impl RunSettings {
@@ -171,10 +178,24 @@ impl RunSettings {
                 ),
             }
         };
+        let lookback = duration("lookback")?;
+        let timeout = duration("inactivity_timeout")?;
+        let future_tolerance = duration("future_tolerance")?;
+        let max_products = match options.remove("max_products") {
+            None | Some(toml::Value::Integer(0)) => None,
+            Some(toml::Value::Integer(n)) if n > 0 => Some(n as u64),
+            Some(other) => bail!(
+                "{}: expected a number of products (0: no limit), not {}",
+                at("max_products"),
+                other.type_str()
+            ),
+        };
         Ok(RunSettings {
             incremental,
-            lookback: duration("lookback")?,
-            timeout: duration("inactivity_timeout")?,
+            lookback,
+            timeout,
+            future_tolerance,
+            max_products,
         })
     }
 }
@@ -595,6 +616,7 @@ path = "feed.jsonl"
                 incremental: true,
                 lookback: Some(Duration::from_secs(3600)),
                 timeout: Some(Duration::from_secs(600)),
+                ..RunSettings::default()
             }
         );
         // Off the list, a section muninn-sync alone runs (it has `plugin`).
@@ -887,6 +909,7 @@ anything = goes
                 incremental: true,
                 lookback: Some(Duration::from_secs(3600)),
                 timeout: Some(Duration::from_secs(600)),
+                ..RunSettings::default()
             }
         );
         let bad = message(

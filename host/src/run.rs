@@ -240,8 +240,14 @@ pub fn run(args: &Args) -> Result<()> {
         ownership: section.ownership.clone(),
         watermark_limit: muninn_sync_model::watermark_limit(
             started,
-            Some(muninn_sync_model::DEFAULT_FUTURE_TOLERANCE),
+            Some(
+                section
+                    .run
+                    .future_tolerance
+                    .unwrap_or(muninn_sync_model::DEFAULT_FUTURE_TOLERANCE),
+            ),
         ),
+        max_products: section.run.max_products,
         ..RunRules::default()
     };
     let shared = Shared::new(

@@ -4,7 +4,7 @@
 
 /// The keys of a synchronizer's section that muninn-sync reads itself and
 /// takes out before the plugin sees the section.
-pub const HOST_KEYS: [&str; 7] = [
+pub const HOST_KEYS: [&str; 9] = [
     "module",
     "plugin",
     "incremental",
@@ -12,6 +12,8 @@ pub const HOST_KEYS: [&str; 7] = [
     "inactivity_timeout",
     "adopt",
     "adopt_from",
+    "future_tolerance",
+    "max_products",
 ];
 
 /// Reads the section's `adopt` (true or false; configparser's 1 and 0 too)

@@ -1010,3 +1010,49 @@ fn a_time_far_in_the_future_does_not_pin_the_watermark() {
         1
     );
 }
+
+#[test]
+fn max_products_and_future_tolerance_are_the_sections_to_set() {
+    let archive = Archive::new(&format!(
+        "{BASE_CONFIG}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\nmax_products = 2\n"
+    ));
+    archive.write_feed("feed.jsonl", &feed_lines());
+    let run = archive.sync(&["feed"]);
+    run.assert_error(
+        1,
+        &[
+            "stopped: the run handled more than 2 products (max_products in the synchronizer's section)",
+            "the changes up to then are committed",
+        ],
+    );
+    assert_eq!(
+        archive.row("SELECT outcome FROM muninn_sync_runs"),
+        ["failed"]
+    );
+    // A tolerance of a year lets a time a month ahead raise the watermark.
+    let ahead = (chrono::Utc::now() + chrono::Duration::days(30))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    archive.write_config(&format!(
+        "{BASE_CONFIG}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\nfuture_tolerance = \"365d\"\n"
+    ));
+    archive.write_feed("feed.jsonl", &[product("T", "SOON", &ahead)]);
+    let run = archive.sync(&["feed"]);
+    run.assert_ok();
+    assert!(
+        !run.stderr.contains("watermark not raised"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        archive.count("SELECT count(*) FROM muninn_sync_watermarks WHERE product_type = 'T'"),
+        1
+    );
+    archive.write_config(&format!(
+        "{BASE_CONFIG}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\nmax_products = \"many\"\n"
+    ));
+    archive.sync(&["feed"]).assert_error(
+        1,
+        &["key \"max_products\"", "expected a number of products"],
+    );
+}
