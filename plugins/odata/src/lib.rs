@@ -29,8 +29,10 @@ impl Synchronizer for Odata {
 
     fn new(config: Config, _context: &Context) -> Result<Self> {
         config.check()?;
+        // Credentials go to the service the section names, nowhere else.
         let client = HttpClient::builder()
             .config(config.http_config())
+            .origin(config.url.clone())
             .user_agent(concat!("muninn-sync-odata/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let download_root = config.download_root();

@@ -27,13 +27,16 @@ fn stac_class(uri: &str) -> Option<&str> {
 }
 
 impl Capabilities {
-    /// Reads a landing page fetched from `url`.
-    pub fn from_landing(url: &str, landing: &Json) -> Result<Capabilities> {
+    /// Reads a landing page fetched from `url`; `shown` is how messages
+    /// name it (the URL with its secrets masked). Without a search link,
+    /// the search endpoint is `<url>/search`: from the real URL, so that a
+    /// `user:password@` in it stays a working one.
+    pub fn from_landing(url: &str, shown: &str, landing: &Json) -> Result<Capabilities> {
         let classes: Vec<&str> = landing
             .get("conformsTo")
             .and_then(Json::as_array)
             .ok_or_else(|| {
-                anyhow!("{url} is not a STAC API landing page: it has no \"conformsTo\" list")
+                anyhow!("{shown} is not a STAC API landing page: it has no \"conformsTo\" list")
             })?
             .iter()
             .filter_map(Json::as_str)
@@ -41,7 +44,7 @@ impl Capabilities {
         let has = |class: &str| classes.iter().any(|uri| stac_class(uri) == Some(class));
         if !has("item-search") {
             return Err(anyhow!(
-                "the STAC API at {url} does not conform to Item Search (no .../item-search in \"conformsTo\")"
+                "the STAC API at {shown} does not conform to Item Search (no .../item-search in \"conformsTo\")"
             ));
         }
         let cql2 = |kind: &str| {
@@ -95,7 +98,9 @@ mod tests {
                 {"rel": "search", "href": "https://x.org/stac/search2", "method": "GET"}
             ]
         });
-        let capabilities = Capabilities::from_landing("https://x.org/stac", &landing).unwrap();
+        let capabilities =
+            Capabilities::from_landing("https://x.org/stac", "https://x.org/stac", &landing)
+                .unwrap();
         assert_eq!(
             capabilities,
             Capabilities {
@@ -108,18 +113,29 @@ mod tests {
     }
 
     #[test]
+    fn the_search_endpoint_keeps_the_urls_own_credentials() {
+        let bare = json!({"conformsTo": ["https://api.stacspec.org/v1.0.0/item-search"]});
+        let capabilities =
+            Capabilities::from_landing("https://u:p@x.org/stac", "https://u:***@x.org/stac", &bare)
+                .unwrap();
+        assert_eq!(capabilities.search, "https://u:p@x.org/stac/search");
+    }
+
+    #[test]
     fn a_server_without_item_search_or_sort() {
         let bare = json!({"conformsTo": ["https://api.stacspec.org/v1.0.0/item-search"]});
-        let capabilities = Capabilities::from_landing("https://x.org/", &bare).unwrap();
+        let capabilities =
+            Capabilities::from_landing("https://x.org/", "https://x.org/", &bare).unwrap();
         assert_eq!(capabilities.search, "https://x.org/search");
         assert!(!capabilities.sort && !capabilities.cql2_text && !capabilities.cql2_json);
         let not_stac =
-            Capabilities::from_landing("https://x.org", &json!({"title": "hi"})).unwrap_err();
+            Capabilities::from_landing("https://x.org", "https://x.org", &json!({"title": "hi"}))
+                .unwrap_err();
         assert!(
             not_stac.to_string().contains("no \"conformsTo\""),
             "{not_stac}"
         );
         let core_only = json!({"conformsTo": ["https://api.stacspec.org/v1.0.0/core"]});
-        assert!(Capabilities::from_landing("https://x.org", &core_only).is_err());
+        assert!(Capabilities::from_landing("https://x.org", "https://x.org", &core_only).is_err());
     }
 }

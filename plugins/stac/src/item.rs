@@ -210,7 +210,15 @@ fn footprint(item: &Json, who: &str, skipped: &mut SkippedFields) -> Option<Geom
     match item.get("geometry") {
         None | Some(Json::Null) => {}
         Some(geometry) => match Geometry::from_geojson(geometry) {
-            Ok(geometry) => return Some(geometry.within_longitudes()),
+            Ok(geometry) => {
+                let geometry = geometry.within_longitudes();
+                // Off the globe even after the cut at the antimeridian: the
+                // catalogue would refuse the product for it.
+                match geometry.check_wgs84() {
+                    Ok(()) => return Some(geometry),
+                    Err(error) => skipped.skip(who, "geometry", error),
+                }
+            }
             Err(error) => skipped.skip(who, "geometry", error),
         },
     }
@@ -551,6 +559,25 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(centroid, items[0]["properties"]["proj:centroid"]);
+    }
+
+    #[test]
+    fn a_geometry_off_the_globe_is_left_out_and_the_bbox_used() {
+        let items = real_items("earth-search-fields-bbox-only.json");
+        let mut off = items[0].clone();
+        off["geometry"] =
+            json!({"type": "Polygon", "coordinates": [[[5, 89], [6, 89], [6, 95], [5, 89]]]});
+        let mut skipped = SkippedFields::default();
+        let mapped = map(&off, &mut skipped).unwrap();
+        assert!(mapped
+            .product
+            .footprint
+            .unwrap()
+            .to_wkt()
+            .starts_with("POLYGON((-106.180233"));
+        assert!(skipped.by_field()["geometry"]
+            .first_reason
+            .contains("latitude 95"));
     }
 
     #[test]

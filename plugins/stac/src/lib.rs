@@ -55,8 +55,11 @@ impl Synchronizer for Stac {
         let landing = self
             .client
             .get_json::<serde_json::Value>(&self.config.url)?;
-        let capabilities =
-            Capabilities::from_landing(&self.client.redact(&self.config.url), &landing)?;
+        let capabilities = Capabilities::from_landing(
+            &self.config.url,
+            &self.client.redact(&self.config.url),
+            &landing,
+        )?;
         tracing::info!(
             search = %self.client.redact(&capabilities.search),
             sort = capabilities.sort,
@@ -593,7 +596,7 @@ impl Progress {
         product_type: &str,
         finished: bool,
     ) -> Result<()> {
-        if let Some(done) = self.0.due(finished) {
+        for done in self.0.due_times(finished) {
             archive.advance_watermark(product_type, done)?;
         }
         Ok(())
