@@ -470,12 +470,10 @@ impl State<'_> {
         if self.unclaimed.is_empty() {
             return Ok(());
         }
-        let mut uuids = std::mem::take(&mut self.unclaimed);
-        let synchronizer = self.rules.ownership.synchronizer.clone();
-        let claimed = self.catalogue.claim(&uuids, &synchronizer);
-        uuids.clear();
-        self.unclaimed = uuids; // keeps its capacity for the next batch
-        claimed
+        self.catalogue
+            .claim(&self.unclaimed, &self.rules.ownership.synchronizer)?;
+        self.unclaimed.clear();
+        Ok(())
     }
 
     /// Stops the run, committed, once it handled more products than
@@ -678,14 +676,14 @@ impl FfiArchive for ArchiveHandle<'_, '_> {
                 .map_err(|e| name_product(e, "uuid", &update.uuid.simple().to_string()))?;
             // An update takes over a product the section lets it adopt; one
             // that another synchronizer owns stays theirs (both feed it).
-            let ownership = &state.rules.ownership;
-            if ownership.adopt_unowned || !ownership.adopt_from.is_empty() {
+            if state.rules.ownership.adopts() {
                 state.record_owners()?;
-                let ownership = &state.rules.ownership;
                 let owner = state.catalogue.owners(&[update.uuid])?.pop().flatten();
+                let ownership = &state.rules.ownership;
                 if ownership.claim(owner.as_deref()) == Claim::TakeOver {
-                    let synchronizer = ownership.synchronizer.clone();
-                    state.catalogue.claim(&[update.uuid], &synchronizer)?;
+                    state
+                        .catalogue
+                        .claim(&[update.uuid], &ownership.synchronizer)?;
                 }
             }
             state.counts.updated += 1;

@@ -45,6 +45,12 @@ impl Ownership {
         }
     }
 
+    /// Whether the section lets it take any product over: only then can
+    /// an update change a product's owner.
+    pub fn adopts(&self) -> bool {
+        self.adopt_unowned || !self.adopt_from.is_empty()
+    }
+
     /// What this synchronizer may do with a product that `owner` owns
     /// (`None`: nobody).
     pub fn claim(&self, owner: Option<&str>) -> Claim {

@@ -184,16 +184,9 @@ impl<'a> Archive<'a> {
         let mut fitted = product.clone();
         let mut left_out = Vec::new();
         for (namespace, properties) in fitted.namespaces.iter_mut() {
-            let Some(columns) = columns.get(namespace) else {
-                continue;
-            };
-            properties.retain(|name, value| match misfit(columns, name, value) {
-                Some(why) => {
-                    left_out.push((format!("{namespace}.{name}"), why));
-                    false
-                }
-                None => true,
-            });
+            if let Some(columns) = columns.get(namespace) {
+                leave_out_misfits(namespace, properties, columns, |v| Some(v), &mut left_out);
+            }
         }
         if left_out.is_empty() {
             return Err(error);
@@ -230,16 +223,13 @@ impl<'a> Archive<'a> {
                 return true;
             };
             let had = properties.len();
-            properties.retain(|name, value| {
-                let Some(value) = value else { return true };
-                match misfit(columns, name, value) {
-                    Some(why) => {
-                        left_out.push((format!("{namespace}.{name}"), why));
-                        false
-                    }
-                    None => true,
-                }
-            });
+            leave_out_misfits(
+                namespace,
+                properties,
+                columns,
+                Option::as_ref,
+                &mut left_out,
+            );
             // A namespace whose every change was left out has none left.
             had == 0 || !properties.is_empty()
         });
@@ -514,6 +504,25 @@ impl WatermarkTracker {
         self.reported = Some(due);
         Some(due)
     }
+}
+
+/// Takes the properties of `namespace` whose values do not fit their
+/// `columns` out of `properties` (an update's values are optional: `None`
+/// makes a property null and always fits), noting each with the reason.
+fn leave_out_misfits<V>(
+    namespace: &str,
+    properties: &mut std::collections::BTreeMap<String, V>,
+    columns: &std::collections::BTreeMap<String, muninn_sync_model::PropertyType>,
+    value_of: impl Fn(&V) -> Option<&Value>,
+    left_out: &mut Vec<(String, String)>,
+) {
+    properties.retain(|name, value| {
+        let Some(why) = value_of(value).and_then(|value| misfit(columns, name, value)) else {
+            return true;
+        };
+        left_out.push((format!("{namespace}.{name}"), why));
+        false
+    });
 }
 
 /// Why `value` cannot go into the property `name` of a namespace with these
