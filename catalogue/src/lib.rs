@@ -3,11 +3,13 @@
 //! tools and users' SQL keep working on what we write.
 
 mod error;
+mod postgres;
 mod runs;
 mod sqlite;
 
 pub use error::{CatalogueError, Result};
 pub use runs::{RunCounts, RunLog, RunOutcome, RunRecord, RunStart, Watermarks};
+pub use postgres::PostgresOptions;
 pub use sqlite::{FootprintFormat, RunHistory, SqliteCatalogue, SqliteOptions};
 
 use muninn_sync_model::{
