@@ -11,7 +11,7 @@ pub use secrets::Secrets;
 use crate::duration::parse_duration;
 use crate::loader;
 use anyhow::{anyhow, bail, Context, Result};
-use muninn_sync_catalogue::SqliteOptions;
+use muninn_sync_catalogue::{PostgresOptions, SqliteOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,6 +38,11 @@ const ARCHIVE_KEYS: [&str; 12] = [
 
 const SQLITE_KEYS: [&str; 3] = ["connection_string", "mod_spatialite_path", "table_prefix"];
 
+/// The keys muninn 7.5 knows in `[postgresql]`. `library` (psycopg2 or
+/// pg8000, the Python driver) means nothing to muninn-sync and is accepted
+/// so that a muninn `.cfg` file works as is.
+const POSTGRESQL_KEYS: [&str; 3] = ["connection_string", "table_prefix", "library"];
+
 // The keys of a synchronizer's section that the host reads and takes out
 // before the plugin sees the section: plugin-api's list, which its
 // in-memory archive drops too.
@@ -55,13 +60,29 @@ const EXTENSIONS: [&str; 2] = ["toml", "cfg"];
 pub struct ArchiveConfig {
     /// The file it was read from.
     pub path: PathBuf,
-    /// The catalogue database.
+    /// Where the catalogue is (`[archive] database`).
+    pub database: Database,
+    /// The `[sqlite]` section, when `database` is [`Database::Sqlite`].
+    /// For a PostgreSQL archive it is not read (muninn reads only the
+    /// section of its database) and this holds an empty path: look at
+    /// `database` first.
     pub sqlite: SqliteOptions,
     /// `[archive] synchronizers`, when given.
     pub registered: Option<Vec<String>>,
     /// Every `["synchronizer:<name>"]` section by name.
     pub synchronizers: BTreeMap<String, toml::Table>,
     source: Source,
+}
+
+/// Where an archive's catalogue is: muninn's `database = sqlite` or
+/// `database = postgresql` and that section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file: [`ArchiveConfig::sqlite`].
+    Sqlite,
+    /// A PostgreSQL + PostGIS database: the `[postgresql]` section. Its
+    /// `Debug` masks the password of the connection string.
+    Postgresql(PostgresOptions),
 }
 
 /// The file's form and where its keys are, for messages.
@@ -292,17 +313,25 @@ impl ArchiveConfig {
             }
         }
         let at_database = source.at("archive", Some("database"));
-        match archive.get("database") {
-            Some(toml::Value::String(db)) if db == "sqlite" => {}
-            Some(toml::Value::String(db)) if db == "postgresql" => bail!(
-                "{at_database}: database \"postgresql\" is not supported yet; muninn-sync supports \"sqlite\""
+        let quote = |text: &str| {
+            if source.ini {
+                text.to_string()
+            } else {
+                format!("\"{text}\"")
+            }
+        };
+        let postgresql = match archive.get("database") {
+            Some(toml::Value::String(db)) if db == "sqlite" => false,
+            Some(toml::Value::String(db)) if db == "postgresql" => true,
+            Some(other) => bail!(
+                "{at_database}: database must be \"sqlite\" or \"postgresql\", not {other}"
             ),
-            Some(other) => bail!("{at_database}: database must be \"sqlite\", not {other}"),
             None => bail!(
-                "configuration file \"{file}\", section [archive]: missing key \"database\" ({})",
-                if source.ini { "database = sqlite" } else { "database = \"sqlite\"" }
+                "configuration file \"{file}\", section [archive]: missing key \"database\" (database = {} or database = {})",
+                quote("sqlite"),
+                quote("postgresql")
             ),
-        }
+        };
         let registered = match archive.get("synchronizers") {
             None => None,
             Some(value) => Some(
@@ -311,39 +340,28 @@ impl ArchiveConfig {
             ),
         };
 
-        let sqlite = section("sqlite")?
-            .ok_or_else(|| anyhow!("configuration file \"{file}\": missing [sqlite] section (database = \"sqlite\" needs one)"))?;
-        for key in sqlite.keys() {
-            if !SQLITE_KEYS.contains(&key.as_str()) {
-                bail!(
-                    "{}: unknown key \"{key}\" (known keys: {})",
-                    source.at("sqlite", Some(key)),
-                    SQLITE_KEYS.join(", ")
-                );
-            }
-        }
-        let text_key = |key: &str| -> Result<Option<String>> {
-            match sqlite.get(key) {
-                None => Ok(None),
-                Some(toml::Value::String(s)) => Ok(Some(s.clone())),
-                Some(other) => bail!(
-                    "{}: {key} must be a string, not {other}",
-                    source.at("sqlite", Some(key))
-                ),
-            }
+        let (database, sqlite) = if postgresql {
+            let section = section("postgresql")?.ok_or_else(|| {
+                anyhow!(
+                    "configuration file \"{file}\": missing [postgresql] section (database = {} needs one, with connection_string = {})",
+                    quote("postgresql"),
+                    quote("host=db.example.org dbname=archive user=muninn")
+                )
+            })?;
+            let options = postgresql_options(section, &source)?;
+            (
+                Database::Postgresql(options),
+                SqliteOptions::new(PathBuf::new()),
+            )
+        } else {
+            let section = section("sqlite")?.ok_or_else(|| {
+                anyhow!(
+                    "configuration file \"{file}\": missing [sqlite] section (database = {} needs one)",
+                    quote("sqlite")
+                )
+            })?;
+            (Database::Sqlite, sqlite_options(path, section, &source)?)
         };
-        let connection_string = text_key("connection_string")?
-            .ok_or_else(|| anyhow!("configuration file \"{file}\", section [sqlite]: missing key \"connection_string\" (the database file)"))?;
-        check_database_file(&connection_string, source.ini)
-            .with_context(|| source.at_key("sqlite", "connection_string"))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let mut options = SqliteOptions::new(resolve(base, &connection_string));
-        if let Some(mod_spatialite) = text_key("mod_spatialite_path")? {
-            options.mod_spatialite_path = mod_spatialite;
-        }
-        if let Some(prefix) = text_key("table_prefix")? {
-            options.table_prefix = prefix;
-        }
 
         let mut synchronizers = BTreeMap::new();
         for (key, value) in &document {
@@ -361,7 +379,8 @@ impl ArchiveConfig {
         }
         Ok(ArchiveConfig {
             path: path.to_path_buf(),
-            sqlite: options,
+            database,
+            sqlite,
             registered,
             synchronizers,
             source,
@@ -462,6 +481,104 @@ impl ArchiveConfig {
             options,
         })
     }
+}
+
+/// Unknown keys of a database section, refused as muninn refuses them.
+fn check_keys(section: &toml::Table, name: &str, known: &[&str], source: &Source) -> Result<()> {
+    for key in section.keys() {
+        if !known.contains(&key.as_str()) {
+            bail!(
+                "{}: unknown key \"{key}\" (known keys: {})",
+                source.at(name, Some(key)),
+                known.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A text key of a database section, `None` when absent; the error of a
+/// value of another type shows the type, not the value (which may be a
+/// credential in `[postgresql]`).
+fn text_key(
+    section: &toml::Table,
+    name: &str,
+    key: &str,
+    source: &Source,
+) -> Result<Option<String>> {
+    match section.get(key) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => bail!(
+            "{}: {key} must be a string, not {}",
+            source.at(name, Some(key)),
+            other.type_str()
+        ),
+    }
+}
+
+/// The `[sqlite]` section: the database file, resolved beside the
+/// configuration file.
+fn sqlite_options(path: &Path, section: &toml::Table, source: &Source) -> Result<SqliteOptions> {
+    check_keys(section, "sqlite", &SQLITE_KEYS, source)?;
+    let connection_string = text_key(section, "sqlite", "connection_string", source)?
+        .ok_or_else(|| anyhow!("configuration file \"{}\", section [sqlite]: missing key \"connection_string\" (the database file)", source.file))?;
+    check_database_file(&connection_string, source.ini)
+        .with_context(|| source.at_key("sqlite", "connection_string"))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut options = SqliteOptions::new(resolve(base, &connection_string));
+    if let Some(mod_spatialite) = text_key(section, "sqlite", "mod_spatialite_path", source)? {
+        options.mod_spatialite_path = mod_spatialite;
+    }
+    if let Some(prefix) = text_key(section, "sqlite", "table_prefix", source)? {
+        options.table_prefix = prefix;
+    }
+    Ok(options)
+}
+
+/// The `[postgresql]` section. The connection string is checked (its
+/// syntax and keywords) but not used: the `PG*` environment variables and
+/// the server count when the catalogue is opened. Messages never show it.
+fn postgresql_options(section: &toml::Table, source: &Source) -> Result<PostgresOptions> {
+    check_keys(section, "postgresql", &POSTGRESQL_KEYS, source)?;
+    let connection_string = text_key(section, "postgresql", "connection_string", source)?
+        .ok_or_else(|| {
+            anyhow!(
+                "configuration file \"{}\", section [postgresql]: missing key \"connection_string\" (libpq keywords such as host=db.example.org dbname=archive user=muninn, or a postgresql:// URL)",
+                source.file
+            )
+        })?;
+    let mut options = PostgresOptions::new(connection_string);
+    options
+        .check()
+        .with_context(|| source.at_key("postgresql", "connection_string"))?;
+    if let Some(prefix) = text_key(section, "postgresql", "table_prefix", source)? {
+        check_postgresql_table_prefix(&prefix)
+            .with_context(|| source.at_key("postgresql", "table_prefix"))?;
+        options.table_prefix = prefix;
+    }
+    // Python muninn's driver; read so that its type is checked, then left.
+    text_key(section, "postgresql", "library", source)?;
+    Ok(options)
+}
+
+/// muninn's PostgreSQL table prefixes: `[a-z][_a-z]*(\.[a-z][_a-z]*)*`, a
+/// schema name first when there is a dot. As on SQLite, digits may follow
+/// the first letter (muninn's check is anchored at the start only, so it
+/// takes them); a prefix may end with the dot (`archive.`, tables in
+/// schema `archive`). Anything else would have to be quoted in SQL, and
+/// muninn writes table names unquoted.
+fn check_postgresql_table_prefix(prefix: &str) -> Result<()> {
+    let part = |part: &str| {
+        let mut chars = part.chars();
+        chars.next().is_some_and(|c| c.is_ascii_lowercase())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    let body = prefix.strip_suffix('.').unwrap_or(prefix);
+    if !prefix.is_empty() && !body.split('.').all(part) {
+        bail!("invalid table_prefix \"{prefix}\": expected lowercase letters, digits or '_', starting with a letter, optionally after a schema name and '.' (such as s2_ or archive.s2_)");
+    }
+    Ok(())
 }
 
 /// A path from the configuration: relative ones are taken from `base`.
@@ -1020,5 +1137,216 @@ anything = goes
                 && names.contains("invalid synchronizer name \"a,\""),
             "{names}"
         );
+    }
+
+    const POSTGRESQL: &str = r#"
+[archive]
+database = "postgresql"
+storage = "none"
+
+[postgresql]
+connection_string = "host=db.example.org dbname=archive user=muninn password=hunter2"
+table_prefix = "s2_"
+
+["synchronizer:feed"]
+module = "jsonl"
+path = "feed.jsonl"
+"#;
+
+    fn postgres_options(config: &ArchiveConfig) -> &PostgresOptions {
+        match &config.database {
+            Database::Postgresql(options) => options,
+            Database::Sqlite => panic!("read as SQLite: {config:?}"),
+        }
+    }
+
+    #[test]
+    fn a_postgresql_archive_reads_its_section() {
+        let config = parse(POSTGRESQL).unwrap();
+        let options = postgres_options(&config);
+        assert_eq!(
+            options.connection_string,
+            "host=db.example.org dbname=archive user=muninn password=hunter2"
+        );
+        assert_eq!(options.table_prefix, "s2_");
+        assert_eq!(config.synchronizer("feed").unwrap().module, "jsonl");
+        // Optional prefix; muninn's `library` taken and left; a [sqlite]
+        // section is not read.
+        let plain = parse(
+            &POSTGRESQL
+                .replace("table_prefix = \"s2_\"", "library = \"psycopg2\"")
+                .replace("[postgresql]", "[sqlite]\nwhatever = 1\n\n[postgresql]"),
+        )
+        .unwrap();
+        assert_eq!(postgres_options(&plain).table_prefix, "");
+        for prefix in ["s", "s2_", "archive.", "archive.s2_", "a_b.c1"] {
+            let config = parse(&POSTGRESQL.replace("\"s2_\"", &format!("{prefix:?}"))).unwrap();
+            assert_eq!(postgres_options(&config).table_prefix, prefix);
+        }
+        // SQLite archives say so.
+        assert_eq!(parse(GOOD).unwrap().database, Database::Sqlite);
+        // A URL is a connection string too.
+        let url = parse(&POSTGRESQL.replace(
+            "\"host=db.example.org dbname=archive user=muninn password=hunter2\"",
+            "\"postgresql://muninn:hunter2@db.example.org/archive?sslmode=verify-full\"",
+        ))
+        .unwrap();
+        assert!(postgres_options(&url)
+            .connection_string
+            .starts_with("postgresql://"));
+    }
+
+    #[test]
+    fn a_muninn_cfg_file_with_postgresql_reads_the_same() {
+        let text = "\
+[DEFAULT]
+host = db.example.org
+
+[archive]
+database = postgresql
+storage = none
+
+[postgresql]
+connection_string = host=%(host)s dbname=archive user=muninn password=hunter2
+table_prefix = s2_
+library = psycopg2
+
+[synchronizer:feed]
+module = jsonl
+";
+        let config = parse_cfg(text).unwrap();
+        let options = postgres_options(&config);
+        assert_eq!(
+            options.connection_string,
+            "host=db.example.org dbname=archive user=muninn password=hunter2"
+        );
+        assert_eq!(options.table_prefix, "s2_");
+        // [DEFAULT]'s table_prefix counts in [postgresql], as in muninn.
+        let inherited = parse_cfg(
+            &text
+                .replace("table_prefix = s2_\n", "")
+                .replace("[DEFAULT]\n", "[DEFAULT]\ntable_prefix = t_\n"),
+        )
+        .unwrap();
+        assert_eq!(postgres_options(&inherited).table_prefix, "t_");
+        let unknown = message(parse_cfg(&text.replace("library", "libary")));
+        assert!(
+            unknown.starts_with("configuration file \"/etc/muninn/demo.cfg\", line 11, section [postgresql]: unknown key \"libary\""),
+            "{unknown}"
+        );
+    }
+
+    #[test]
+    fn postgresql_errors_name_file_section_and_key() {
+        let no_section = message(parse(
+            "[archive]\ndatabase = \"postgresql\"\n[sqlite]\nconnection_string = \"x.sqlite\"\n",
+        ));
+        assert_eq!(
+            no_section,
+            "configuration file \"/etc/muninn/demo.toml\": missing [postgresql] section (database = \"postgresql\" needs one, with connection_string = \"host=db.example.org dbname=archive user=muninn\")"
+        );
+        let no_string = message(parse(&POSTGRESQL.replace(
+            "connection_string = \"host=db.example.org dbname=archive user=muninn password=hunter2\"",
+            "",
+        )));
+        assert!(
+            no_string.starts_with("configuration file \"/etc/muninn/demo.toml\", section [postgresql]: missing key \"connection_string\""),
+            "{no_string}"
+        );
+        let no_section_cfg = message(parse_cfg("[archive]\ndatabase = postgresql\n"));
+        assert!(
+            no_section_cfg.contains("\"/etc/muninn/demo.cfg\": missing [postgresql] section (database = postgresql needs one"),
+            "{no_section_cfg}"
+        );
+        let unknown = message(parse(&POSTGRESQL.replace("table_prefix", "prefix")));
+        assert!(
+            unknown.contains("section [postgresql]: unknown key \"prefix\" (known keys: connection_string, table_prefix, library)"),
+            "{unknown}"
+        );
+        let prefix = message(parse(&POSTGRESQL.replace("\"s2_\"", "\"S2\"")));
+        assert!(
+            prefix.contains(
+                "section [postgresql], key \"table_prefix\": invalid table_prefix \"S2\""
+            ),
+            "{prefix}"
+        );
+        for bad in ["2s", "s-2", "a..b", ".a", "a b"] {
+            let error = message(parse(&POSTGRESQL.replace("\"s2_\"", &format!("{bad:?}"))));
+            assert!(error.contains("invalid table_prefix"), "{bad}: {error}");
+        }
+        let keyword = message(parse(
+            &POSTGRESQL.replace("dbname=archive", "service=archive"),
+        ));
+        assert!(
+            keyword.contains("section [postgresql], key \"connection_string\": connection string keyword \"service\" is not supported"),
+            "{keyword}"
+        );
+        let database = message(parse(
+            &POSTGRESQL.replace("\"postgresql\"\nstorage", "\"mysql\"\nstorage"),
+        ));
+        assert!(
+            database.contains("section [archive]: database must be \"sqlite\" or \"postgresql\""),
+            "{database}"
+        );
+    }
+
+    #[test]
+    fn the_connection_strings_password_never_shows() {
+        let url = "postgresql://muninn:hunter2@db.example.org/archive";
+        let keywords = "host=db.example.org user=muninn password=hunter2";
+        let mut failures = Vec::new();
+        for connection_string in [keywords, url] {
+            let toml = POSTGRESQL.replace(
+                "\"host=db.example.org dbname=archive user=muninn password=hunter2\"",
+                &format!("{connection_string:?}"),
+            );
+            // Debug of a good configuration.
+            let config = parse(&toml).unwrap();
+            failures.push(format!("{config:?}"));
+            failures.push(format!("{:?}", config.database));
+            // Errors about the section, the string and other keys.
+            for broken in [
+                toml.replace("table_prefix", "tabel_prefix"),
+                toml.replace("\"s2_\"", "\"S2\""),
+                toml.replace("/archive\"", "/archive?sslmode=sometimes\"")
+                    .replace("password=hunter2", "password=hunter2 sslmode=sometimes"),
+                toml.replace("[postgresql]", "[postgresql]\nlibrary = 3"),
+                toml.replace("\"postgresql\"\nstorage", "\"nosuch\"\nstorage"),
+            ] {
+                failures.push(message(parse(&broken)));
+            }
+            let cfg = format!(
+                "[archive]\ndatabase = postgresql\n[postgresql]\nconnection_string = {connection_string}\n"
+            );
+            failures.push(format!("{:?}", parse_cfg(&cfg).unwrap()));
+            // TOML that cannot be read.
+            failures.push(message(parse(&toml.replace(
+                &format!("{connection_string:?}"),
+                &format!("\"{connection_string}"),
+            ))));
+            for broken in [
+                // A lone % (a percent-encoded URL must write %%) and a bad
+                // reference.
+                cfg.replace("hunter2", "hunter%2"),
+                cfg.replace("hunter2", "hunter%(x"),
+                // A value's line that lost its indent.
+                cfg.replace("connection_string = ", "connection_string =\n"),
+                format!("{cfg}table_prefix = Bad\n"),
+                // A line that is no key = value.
+                format!("{cfg}hunter2 and more\n"),
+            ] {
+                failures.push(message(parse_cfg(&broken)));
+            }
+        }
+        // A TOML table where a string belongs shows its type only.
+        failures.push(message(parse(&POSTGRESQL.replace(
+            "\"host=db.example.org dbname=archive user=muninn password=hunter2\"",
+            "{ password = \"hunter2\" }",
+        ))));
+        for shown in &failures {
+            assert!(!shown.contains("hunter"), "{shown}");
+        }
+        assert!(failures.iter().any(|f| f.contains("password=***")));
+        assert!(failures.iter().any(|f| f.contains("muninn:***@")));
     }
 }

@@ -108,6 +108,21 @@ impl PostgresOptions {
     pub fn describe(&self) -> String {
         describe(self)
     }
+
+    /// Checks the connection string alone, before any connection: its
+    /// syntax, that muninn-sync honours each keyword, and their values.
+    /// The environment is not read (a `PG*` variable's value is checked
+    /// when connecting). Errors never show a password.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let neutral = Environment {
+            os_user: Some(String::from("user")),
+            socket_dir: std::path::PathBuf::from("/tmp"),
+            ..Environment::default()
+        };
+        Settings::resolve(&self.connection_string, &neutral)
+            .map(drop)
+            .map_err(anyhow::Error::new)
+    }
 }
 
 /// The connection string with its password masked: configuration errors
@@ -751,6 +766,22 @@ mod tests {
         assert!(
             bad.contains("invalid sslmode value") && !bad.contains("hunter2"),
             "{bad}"
+        );
+    }
+
+    #[test]
+    fn check_reads_the_string_alone() {
+        PostgresOptions::new("").check().unwrap();
+        PostgresOptions::new("postgresql://u:p@h/d?sslmode=verify-full")
+            .check()
+            .unwrap();
+        let error = PostgresOptions::new("host=h password=hunter2 sslmode=sometimes")
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "invalid sslmode value \"sometimes\" (expected disable, allow, prefer, require, verify-ca or verify-full)"
         );
     }
 

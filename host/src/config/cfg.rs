@@ -2,7 +2,8 @@
 //! configuration is, so that both are checked by the same code and the
 //! plugins get typed values either way.
 //!
-//! - `[archive]` and `[sqlite]` values stay text, as muninn reads them.
+//! - `[archive]`, `[sqlite]` and `[postgresql]` values stay text, as
+//!   muninn reads them.
 //! - `[synchronizer:<name>]` values that are TOML values (integers, floats,
 //!   `true`/`false`, quoted strings, arrays, inline tables) become those,
 //!   and `yes`/`no`/`on`/`off`/`true`/`false` in any case become booleans;
@@ -11,12 +12,13 @@
 //!   `<name>` (`["synchronizer:<name>".<table>]` in TOML); more dots nest
 //!   deeper. Synchronizer names cannot contain a dot.
 //! - `[DEFAULT]` keys serve interpolation everywhere, but count as keys of
-//!   a section only where muninn-sync knows the key: in `[archive]` and
-//!   `[sqlite]`, and the host's own keys of a synchronizer's section. The
+//!   a section only where muninn-sync knows the key: in `[archive]`,
+//!   `[sqlite]` and `[postgresql]`, and the host's own keys of a
+//!   synchronizer's section. The
 //!   plugins, which refuse keys they do not know, never get them.
 
 use super::ini::{self, Ini, Section};
-use super::{ARCHIVE_KEYS, HOST_KEYS, SQLITE_KEYS, SYNCHRONIZER_PREFIX};
+use super::{ARCHIVE_KEYS, HOST_KEYS, POSTGRESQL_KEYS, SQLITE_KEYS, SYNCHRONIZER_PREFIX};
 use anyhow::{anyhow, bail, Result};
 use std::collections::{HashMap, HashSet};
 
@@ -33,6 +35,7 @@ pub fn document(file: &str, text: &str) -> Result<(toml::Table, KeyLines)> {
         let (known, typed): (&[&str], bool) = match section.name.as_str() {
             "archive" => (&ARCHIVE_KEYS, false),
             "sqlite" => (&SQLITE_KEYS, false),
+            "postgresql" => (&POSTGRESQL_KEYS, false),
             name => match name.strip_prefix(SYNCHRONIZER_PREFIX) {
                 Some(rest) if rest.contains('.') => {
                     tables.push(section);

@@ -40,18 +40,38 @@ pub fn holds_credentials(key: &str) -> bool {
     key.eq_ignore_ascii_case("headers") || is_credential_key(key)
 }
 
+/// Sections whose every value is taken for a credential: muninn's
+/// `[postgresql]`, whose `connection_string` may hold a password
+/// (`password=...`, or a URL's `user:password@`), and whose other keys
+/// are not worth telling apart.
+const CREDENTIAL_SECTIONS: [&str; 1] = ["postgresql"];
+
 /// Whether a value of `key` in the INI section `section` is a credential:
 /// `[synchronizer:x.headers]` holds nothing else, nor does a table under a
-/// credential key.
+/// credential key, nor `[postgresql]`.
 pub fn is_credential_in_section(section: &str, key: &str) -> bool {
+    if CREDENTIAL_SECTIONS.contains(&section) {
+        return true;
+    }
     let tables = section.split_once('.').map_or("", |(_, tables)| tables);
     holds_credentials(key) || tables.split('.').any(holds_credentials)
 }
 
-/// Whether a line of a file may show a credential, by the words in it.
+/// Whether a line of a file may show a credential: by the words in it, or
+/// a URL with a password (`scheme://user:password@host`).
 pub fn may_show_credential(line: &str) -> bool {
     line.split(|c: char| !(c.is_alphanumeric() || matches!(c, '-' | '_')))
         .any(holds_credentials)
+        || has_url_password(line)
+}
+
+/// Whether a text holds `://user:password@`.
+fn has_url_password(text: &str) -> bool {
+    text.match_indices("://").any(|(at, _)| {
+        let rest = &text[at + 3..];
+        let userinfo = rest.rfind('@').map_or("", |end| &rest[..end]);
+        userinfo.contains(':')
+    })
 }
 
 /// The credential values of one synchronizer's section, to mask in any
@@ -161,6 +181,16 @@ mod tests {
         assert!(!is_credential_in_section("synchronizer:tokens", "url"));
         assert!(may_show_credential("Authorization Bearer x"));
         assert!(!may_show_credential("just some words"));
+        // A URL with a password, or any line of [postgresql].
+        assert!(may_show_credential(
+            "postgresql://muninn:hunter2@db/archive"
+        ));
+        assert!(may_show_credential("x = https://a:b@example.org"));
+        assert!(!may_show_credential("postgresql://muninn@db/archive"));
+        assert!(!may_show_credential("https://example.org/a:b"));
+        assert!(is_credential_in_section("postgresql", "connection_string"));
+        assert!(is_credential_in_section("postgresql", "table_prefix"));
+        assert!(!is_credential_in_section("sqlite", "connection_string"));
     }
 
     #[test]
