@@ -8,8 +8,10 @@ mod runs;
 mod sqlite;
 
 pub use error::{CatalogueError, Result};
+pub use postgres::{
+    describe as describe_postgres, PostgresCatalogue, PostgresOptions, PostgresRunLock,
+};
 pub use runs::{RunCounts, RunLog, RunOutcome, RunRecord, RunStart, Watermarks};
-pub use postgres::PostgresOptions;
 pub use sqlite::{FootprintFormat, RunHistory, SqliteCatalogue, SqliteOptions};
 
 use muninn_sync_model::{
@@ -72,6 +74,25 @@ pub struct ScanRow {
     pub uuid: Uuid,
     pub time: Timestamp,
     pub values: Vec<Option<Value>>,
+}
+
+/// Which change a store refused at a flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Create,
+    Update,
+}
+
+/// A change a store took into its batch and the catalogue refused when the
+/// store wrote it (see [`Catalogue::flush`]): nothing of it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    pub uuid: Uuid,
+    /// "TYPE/NAME" where the store knows it, else the uuid.
+    pub product: String,
+    pub product_type: Option<String>,
+    pub change: ChangeKind,
+    pub message: String,
 }
 
 /// A product catalogue. Changes go into an open batch (a transaction) that
@@ -155,6 +176,15 @@ pub trait Catalogue: RunLog {
         &self,
         namespaces: &[String],
     ) -> Result<BTreeMap<String, BTreeMap<String, PropertyType>>>;
+
+    /// Writes the changes the store holds back (a store on another host
+    /// writes many together rather than one round trip each), and returns
+    /// those the catalogue refused since the last call: the host counts
+    /// them failed instead of created or updated. A store that writes each
+    /// change at once (SQLite) holds nothing back and refuses nothing here.
+    fn flush(&mut self) -> Result<Vec<Refused>> {
+        Ok(Vec::new())
+    }
 
     /// Makes the open batch durable.
     fn commit(&mut self) -> Result<()>;

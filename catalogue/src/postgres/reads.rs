@@ -1,0 +1,417 @@
+//! Reading the catalogue: look-ups by name and uuid, walks, scans and the
+//! namespaces' column types. Every read writes the held-back changes
+//! first, so that it sees the batch as the host left it.
+
+use super::schema::quoted;
+use super::values::{read_value, select_expression, timestamp_text};
+use super::Store;
+use crate::{CatalogueError, Namespaces, Result, ScanQuery, ScanRow, WalkQuery};
+use muninn_sync_model::{CoreField, Product, PropertyType, Timestamp, Uuid, Value, ValueType};
+use postgres::types::ToSql;
+use std::collections::{BTreeMap, HashMap};
+
+/// Reports a stored value muninn-sync cannot read as its column's type,
+/// which a look-up then takes as absent, as on SQLite: the run goes on,
+/// and a sync that sets the property writes over it.
+fn report_unreadable(table: &str, column: &str, uuid: &Uuid, why: &str) {
+    tracing::warn!(
+        table,
+        column,
+        uuid = %uuid.simple(),
+        error = %muninn_sync_model::printable(why),
+        "the catalogue holds a value muninn-sync cannot read; it is taken as absent \
+         (a sync that sets the property writes over it)"
+    );
+}
+
+/// The conditions of one page of a window over the timestamp column
+/// `time`, paged by (time, `uuid`) as walks and scans are (see
+/// [`WalkQuery`]); parameters from `$first` on, as text cast in SQL.
+fn window_conditions(
+    time: &str,
+    uuid: &str,
+    start: Option<&Timestamp>,
+    end: Option<&Timestamp>,
+    after: Option<&(Timestamp, Uuid)>,
+    params: &mut Vec<String>,
+) -> Vec<String> {
+    let bind = |params: &mut Vec<String>, value: String| {
+        params.push(value);
+        format!("${}", params.len())
+    };
+    let mut conditions = vec![format!("{time} IS NOT NULL")];
+    if let Some(start) = start {
+        let p = bind(params, timestamp_text(start));
+        conditions.push(format!("{time} >= {p}::timestamp"));
+    }
+    if let Some(end) = end {
+        let p = bind(params, timestamp_text(end));
+        conditions.push(format!("{time} < {p}::timestamp"));
+    }
+    if let Some((at, last)) = after {
+        let t = bind(params, timestamp_text(at));
+        let u = bind(params, last.hyphenated().to_string());
+        conditions.push(format!(
+            "({time} > {t}::timestamp OR ({time} = {t}::timestamp AND {uuid} > {u}::uuid))"
+        ));
+    }
+    conditions
+}
+
+impl Store {
+    /// A product from a row of `core_select`; a time or footprint that
+    /// cannot be read is reported and left out.
+    fn read_core(&self, row: &postgres::Row) -> Result<Product> {
+        let mut product = Product::with_uuid(Uuid::nil(), "", "");
+        let uuid: Uuid = row.try_get(0)?;
+        for (index, field) in CoreField::ALL.into_iter().enumerate() {
+            let value = match read_value(row, index, field.value_type()) {
+                Ok(value) => value,
+                Err(why) if !field.is_mandatory() => {
+                    report_unreadable(&self.tables.core, field.name(), &uuid, &why);
+                    continue;
+                }
+                Err(why) => {
+                    return Err(self.storage(format!(
+                        "{}.{} of {uuid} holds {why}",
+                        self.tables.core,
+                        field.name()
+                    )))
+                }
+            };
+            product.set_core_value(field, value).map_err(|e| {
+                self.storage(format!(
+                    "{}.{} of {uuid}: {e}",
+                    self.tables.core,
+                    field.name()
+                ))
+            })?;
+        }
+        Ok(product)
+    }
+
+    pub(super) fn selected_namespaces(&self, namespaces: &Namespaces) -> Vec<String> {
+        match namespaces {
+            Namespaces::All => self.namespaces.keys().cloned().collect(),
+            Namespaces::Only(names) => names
+                .iter()
+                .filter(|n| self.namespaces.contains_key(n.as_str()))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Adds the given namespaces to products read from core: one query per
+    /// namespace for all of them.
+    fn read_namespaces(&mut self, products: &mut [Product], namespaces: &[String]) -> Result<()> {
+        if products.is_empty() {
+            return Ok(());
+        }
+        let positions: HashMap<Uuid, usize> = products
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.uuid, i))
+            .collect();
+        let keys: Vec<Uuid> = positions.keys().copied().collect();
+        for namespace in namespaces {
+            let table = &self.namespaces[namespace];
+            let columns: Vec<(String, ValueType)> =
+                table.columns.iter().map(|(c, t)| (c.clone(), *t)).collect();
+            let mut select = String::from("uuid");
+            for (column, value_type) in &columns {
+                select.push_str(", ");
+                select.push_str(&select_expression(&quoted(column), *value_type));
+            }
+            let sql = format!(
+                "SELECT {select} FROM {} WHERE uuid = ANY($1)",
+                self.tables.namespace_sql(namespace)
+            );
+            let statement = self.statement(&sql)?;
+            let rows = self.client.query(&statement, &[&keys])?;
+            let table_name = self.tables.namespace_sql(namespace);
+            for row in rows {
+                let uuid: Uuid = row.try_get(0)?;
+                let Some(&position) = positions.get(&uuid) else {
+                    continue;
+                };
+                let mut properties = BTreeMap::new();
+                for (index, (column, value_type)) in columns.iter().enumerate() {
+                    match read_value(&row, index + 1, *value_type) {
+                        Ok(Some(value)) => {
+                            properties.insert(column.clone(), value);
+                        }
+                        Ok(None) => {}
+                        Err(why) => report_unreadable(&table_name, column, &uuid, &why),
+                    }
+                }
+                products[position]
+                    .namespaces
+                    .insert(namespace.clone(), properties);
+            }
+        }
+        Ok(())
+    }
+
+    /// The products whose core `column` (product_name within a type, or
+    /// uuid) is one of `keys`, with the given namespaces.
+    fn products_where(
+        &mut self,
+        condition: &str,
+        params: &[&(dyn ToSql + Sync)],
+        namespaces: &[String],
+    ) -> Result<Vec<Product>> {
+        self.flush_held_back()?;
+        self.begin()?;
+        let sql = format!("{} WHERE {condition}", self.core_select);
+        let statement = self.statement(&sql)?;
+        let rows = self.client.query(&statement, params)?;
+        let mut products = rows
+            .iter()
+            .map(|row| self.read_core(row))
+            .collect::<Result<Vec<_>>>()?;
+        self.read_namespaces(&mut products, namespaces)?;
+        Ok(products)
+    }
+
+    pub(super) fn find_by_name(
+        &mut self,
+        product_type: &str,
+        product_names: &[&str],
+        namespaces: &Namespaces,
+    ) -> Result<Vec<Option<Product>>> {
+        let namespaces = self.selected_namespaces(namespaces);
+        let products = self.products_where(
+            "product_type = $1 AND product_name = ANY($2)",
+            &[&product_type, &product_names],
+            &namespaces,
+        )?;
+        let mut found: HashMap<String, Product> = products
+            .into_iter()
+            .map(|p| (p.product_name.clone(), p))
+            .collect();
+        Ok(in_order(
+            &mut found,
+            product_names.iter().map(|n| n.to_string()),
+        ))
+    }
+
+    pub(super) fn find_by_uuid(
+        &mut self,
+        uuids: &[Uuid],
+        namespaces: &Namespaces,
+    ) -> Result<Vec<Option<Product>>> {
+        let namespaces = self.selected_namespaces(namespaces);
+        let products = self.products_where("uuid = ANY($1)", &[&uuids], &namespaces)?;
+        let mut found: HashMap<Uuid, Product> = products.into_iter().map(|p| (p.uuid, p)).collect();
+        Ok(in_order(&mut found, uuids.iter().copied()))
+    }
+
+    /// The SQL expression and join for a walk's time property, and the
+    /// namespace it belongs to.
+    fn walk_column(&self, property: &str) -> Result<Option<(String, String, Option<String>)>> {
+        if let Some((namespace, name)) = property.split_once('.') {
+            let column = self
+                .namespaces
+                .get(namespace)
+                .and_then(|t| t.columns.iter().find(|(c, _)| c.eq_ignore_ascii_case(name)));
+            match column {
+                Some((column, ValueType::Timestamp)) => Ok(Some((
+                    format!("n.{}", quoted(column)),
+                    format!(
+                        " JOIN {} n ON n.uuid = c.uuid",
+                        self.tables.namespace_sql(namespace)
+                    ),
+                    Some(namespace.to_string()),
+                ))),
+                Some((_, other)) => Err(CatalogueError::product(format!(
+                    "cannot walk by {property}: it is {other}, not a timestamp"
+                ))),
+                None => Ok(None),
+            }
+        } else {
+            match CoreField::from_name(property) {
+                Some(field) if field.value_type() == ValueType::Timestamp => {
+                    Ok(Some((format!("c.{property}"), String::new(), None)))
+                }
+                _ => Err(CatalogueError::product(format!(
+                    "cannot walk by \"{property}\": expected a core timestamp (validity_start, validity_stop, \
+                     creation_date, metadata_date, archive_date) or namespace.property"
+                ))),
+            }
+        }
+    }
+
+    pub(super) fn walk_page(
+        &mut self,
+        query: &WalkQuery,
+        namespaces: &Namespaces,
+    ) -> Result<Vec<Product>> {
+        self.flush_held_back()?;
+        self.begin()?;
+        let Some((column, join, own_namespace)) = self.walk_column(&query.property)? else {
+            return Ok(Vec::new()); // no product has that namespace property yet
+        };
+        let mut params = vec![query.product_type.clone()];
+        let mut conditions = vec!["c.product_type = $1".to_string()];
+        conditions.extend(window_conditions(
+            &column,
+            "c.uuid",
+            query.start.as_ref(),
+            query.end.as_ref(),
+            query.after.as_ref(),
+            &mut params,
+        ));
+        let sql = format!(
+            "SELECT c.uuid FROM {} c{join} WHERE {} ORDER BY {column}, c.uuid LIMIT {}",
+            self.tables.core,
+            conditions.join(" AND "),
+            query.limit
+        );
+        let statement = self.statement(&sql)?;
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let uuids: Vec<Uuid> = self
+            .client
+            .query(&statement, &refs)?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut namespaces = self.selected_namespaces(namespaces);
+        if let Some(own) = own_namespace {
+            if !namespaces.contains(&own) {
+                namespaces.push(own);
+            }
+        }
+        let found = self.find_by_uuid(&uuids, &Namespaces::Only(namespaces))?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    pub(super) fn scan_page(&mut self, query: &ScanQuery) -> Result<Vec<ScanRow>> {
+        self.flush_held_back()?;
+        self.begin()?;
+        let Some(table) = self.namespaces.get(&query.namespace) else {
+            return Ok(Vec::new()); // nothing has that namespace yet
+        };
+        let find = |name: &str| {
+            table
+                .columns
+                .iter()
+                .find(|(c, _)| c.eq_ignore_ascii_case(name))
+        };
+        let order_by = match find(&query.order_by) {
+            Some((column, ValueType::Timestamp)) => column.clone(),
+            Some((_, other)) => {
+                return Err(CatalogueError::product(format!(
+                    "cannot scan {}.{} in order: it is {other}, not a timestamp",
+                    query.namespace, query.order_by
+                )))
+            }
+            None => return Ok(Vec::new()),
+        };
+        let columns: Vec<Option<(String, ValueType)>> = query
+            .properties
+            .iter()
+            .map(|p| find(p).map(|(c, t)| (c.clone(), *t)))
+            .collect();
+        let table_sql = self.tables.namespace_sql(&query.namespace);
+        let bare = self
+            .tables
+            .split(&format!("{}{}", self.tables.prefix, query.namespace))
+            .1;
+        // Ordered by (time, uuid) straight from an index, as on SQLite.
+        let index = quoted(&format!("idx_{bare}_{order_by}"));
+        self.client.batch_execute(&format!(
+            "CREATE INDEX IF NOT EXISTS {index} ON {table_sql} ({}, uuid)",
+            quoted(&order_by)
+        ))?;
+        let mut select = format!("uuid, {}", quoted(&order_by));
+        for (column, value_type) in columns.iter().flatten() {
+            select.push_str(", ");
+            select.push_str(&select_expression(&quoted(column), *value_type));
+        }
+        let mut params = Vec::new();
+        let conditions = window_conditions(
+            &quoted(&order_by),
+            "uuid",
+            query.start.as_ref(),
+            query.end.as_ref(),
+            query.after.as_ref(),
+            &mut params,
+        );
+        let sql = format!(
+            "SELECT {select} FROM {table_sql} WHERE {} ORDER BY {}, uuid LIMIT {}",
+            conditions.join(" AND "),
+            quoted(&order_by),
+            query.limit
+        );
+        let statement = self.statement(&sql)?;
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let rows = self.client.query(&statement, &refs)?;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in rows {
+            let uuid: Uuid = row.try_get(0)?;
+            let time = match read_value(&row, 1, ValueType::Timestamp) {
+                Ok(Some(Value::Timestamp(t))) => t,
+                Ok(_) => continue,
+                Err(why) => {
+                    report_unreadable(&table_sql, &order_by, &uuid, &why);
+                    continue;
+                }
+            };
+            let mut values = Vec::with_capacity(columns.len());
+            let mut index = 2;
+            for column in &columns {
+                values.push(match column {
+                    Some((column, value_type)) => {
+                        index += 1;
+                        match read_value(&row, index - 1, *value_type) {
+                            Ok(value) => value,
+                            Err(why) => {
+                                report_unreadable(&table_sql, column, &uuid, &why);
+                                None
+                            }
+                        }
+                    }
+                    None => None,
+                });
+            }
+            found.push(ScanRow { uuid, time, values });
+        }
+        Ok(found)
+    }
+
+    pub(super) fn column_types(
+        &mut self,
+        namespaces: &[String],
+    ) -> Result<BTreeMap<String, BTreeMap<String, PropertyType>>> {
+        self.flush_held_back()?;
+        self.begin()?;
+        Ok(namespaces
+            .iter()
+            .filter_map(|namespace| {
+                let table = self.namespaces.get(namespace)?;
+                Some((namespace.clone(), table.property_types()))
+            })
+            .collect())
+    }
+}
+
+/// The answers for `keys` in their order: moved out of `found`, copied
+/// only for a key asked for twice.
+fn in_order<K: std::hash::Hash + Eq + Clone>(
+    found: &mut HashMap<K, Product>,
+    keys: impl Iterator<Item = K>,
+) -> Vec<Option<Product>> {
+    let mut answers: Vec<Option<Product>> = Vec::new();
+    let mut seen: HashMap<K, usize> = HashMap::new();
+    for key in keys {
+        let answer = match found.remove(&key) {
+            Some(product) => Some(product),
+            None => seen.get(&key).and_then(|&i| answers[i].clone()),
+        };
+        seen.entry(key).or_insert(answers.len());
+        answers.push(answer);
+    }
+    answers
+}
