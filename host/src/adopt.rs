@@ -11,7 +11,7 @@ use crate::cli::Args;
 use crate::config::{self, ArchiveConfig, SynchronizerConfig, CONFIG_PATH_VARIABLE};
 use crate::run::{hostname, take_lock};
 use anyhow::{anyhow, bail, Result};
-use muninn_sync_catalogue::{Catalogue, SqliteCatalogue};
+use crate::backend::{self, OpenCatalogue};
 use std::io::Write;
 
 /// Runs `--adopt` (with `--dry-run`: counts only) and prints, per product
@@ -22,10 +22,10 @@ pub fn run(args: &Args) -> Result<()> {
     let config = ArchiveConfig::read(&path)?;
     let section = config.synchronizer(args.synchronizer())?;
     let product_types = product_types(args, &config, &section)?;
-    if args.dry_run && !config.sqlite.path.exists() {
+    if args.dry_run && !backend::may_exist(&config) {
         println!(
-            "the catalogue \"{}\" does not exist yet: nothing to adopt",
-            config.sqlite.path.display()
+            "the {} does not exist yet: nothing to adopt",
+            backend::describe(&config)
         );
         return Ok(());
     }
@@ -35,14 +35,10 @@ pub fn run(args: &Args) -> Result<()> {
     } else {
         Some(take_lock(&config, &section, args, &hostname())?)
     };
-    let (mut catalogue, _scratch) = if args.dry_run {
-        SqliteCatalogue::open_for_dry_run(&config.sqlite)?
-    } else {
-        (SqliteCatalogue::open(&config.sqlite)?, None)
-    };
-    let storage = |e: muninn_sync_catalogue::CatalogueError| {
-        anyhow!("catalogue \"{}\": {e}", config.sqlite.path.display())
-    };
+    let mut opened = OpenCatalogue::open(&config, args.dry_run)?;
+    let catalogue = opened.catalogue();
+    let storage =
+        |e: muninn_sync_catalogue::CatalogueError| anyhow!("{}: {e}", backend::describe(&config));
     let mut lines = Vec::new();
     let mut total = 0;
     for product_type in &product_types {

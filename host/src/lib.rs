@@ -4,6 +4,7 @@
 
 pub mod adopt;
 pub mod archive;
+pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod control;

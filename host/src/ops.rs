@@ -7,7 +7,8 @@ use crate::cli::{Args, Mode, ReportFormat};
 use crate::config::{self, ArchiveConfig, CONFIG_PATH_VARIABLE};
 use crate::loader::{self, Plugin};
 use anyhow::{anyhow, bail, Result};
-use muninn_sync_catalogue::{RunHistory, RunOutcome, RunRecord, Watermarks};
+use crate::backend::{self, History};
+use muninn_sync_catalogue::{RunOutcome, RunRecord, Watermarks};
 use muninn_sync_model::{format_timestamp, Timestamp};
 use muninn_sync_plugin_api::ffi::ABI_VERSION;
 use serde_json::{json, Value as Json};
@@ -67,15 +68,27 @@ pub fn print_man_page(out: &mut dyn Write) -> Result<()> {
 /// The archive's configuration and run history.
 struct Opened {
     config: ArchiveConfig,
-    history: Option<RunHistory>,
+    history: Option<History>,
 }
 
 fn open(archive: &str) -> Result<Opened> {
     let search_path = std::env::var(CONFIG_PATH_VARIABLE).ok();
     let path = config::locate(archive, search_path.as_deref())?;
     let config = ArchiveConfig::read(&path)?;
-    let history = RunHistory::open(&config.sqlite)?;
+    let history = History::open(&config)?;
     Ok(Opened { config, history })
+}
+
+/// The catalogue as `--list` names it: the database file's absolute
+/// path, or the PostgreSQL server and database (never a password).
+fn catalogue_json(config: &ArchiveConfig) -> Json {
+    match &config.database {
+        crate::config::Database::Sqlite => json!(std::path::absolute(&config.sqlite.path)
+            .unwrap_or_else(|_| config.sqlite.path.clone())),
+        crate::config::Database::Postgresql(options) => {
+            json!(format!("postgresql {}", muninn_sync_catalogue::describe_postgres(options)))
+        }
+    }
 }
 
 /// What the run history says of one synchronizer.
@@ -88,7 +101,7 @@ struct Known {
 /// Runs looked at to find each product type's last run.
 const RUNS_FOR_LIST: usize = 500;
 
-fn known(history: Option<&RunHistory>, synchronizer: &str) -> Result<Known> {
+fn known(history: Option<&History>, synchronizer: &str) -> Result<Known> {
     let Some(history) = history else {
         return Ok(Known {
             watermarks: Watermarks::new(),
@@ -178,7 +191,7 @@ fn list(archive: &str, format: ReportFormat) -> Result<()> {
     let document = json!({
         "archive": archive,
         "config_file": std::path::absolute(&config.path).unwrap_or_else(|_| config.path.clone()),
-        "catalogue": std::path::absolute(&config.sqlite.path).unwrap_or_else(|_| config.sqlite.path.clone()),
+        "catalogue": catalogue_json(config),
         "catalogue_exists": opened.history.is_some(),
         "unowned_products": unowned,
         "synchronizers": entries,
@@ -455,8 +468,8 @@ fn history(
     }
     if runs.is_empty() {
         return emit(&format!(
-            "no runs recorded in {}\n",
-            opened.config.sqlite.path.display()
+            "no runs recorded in the {}\n",
+            backend::describe(&opened.config)
         ));
     }
     let rows: Vec<Vec<String>> = runs

@@ -8,7 +8,8 @@ use crate::config::{self, ArchiveConfig, SynchronizerConfig, CONFIG_PATH_VARIABL
 use crate::control::{signal_exit_code, signal_name, RunControl};
 use crate::duration::format_duration;
 use crate::loader;
-use crate::lock::{self, RunLock, Wait};
+use crate::backend::{self, OpenCatalogue, RunLockGuard};
+use crate::lock::Wait;
 use crate::logging::HostServices;
 use crate::progress::Progress;
 use crate::report::{self, Summary, SynchronizerMetrics};
@@ -17,7 +18,7 @@ use crate::window::{self, Window, WindowRequest};
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RStr, RString};
 use anyhow::{anyhow, Context, Result};
-use muninn_sync_catalogue::{Catalogue, RunLog, RunOutcome, RunStart, SqliteCatalogue};
+use muninn_sync_catalogue::{Catalogue, RunOutcome, RunStart};
 use muninn_sync_model::{to_micros, Timestamp};
 use muninn_sync_plugin_api::ffi::{FfiArchive_TO, FfiHost_TO, FfiSyncRequest};
 use std::path::Path;
@@ -79,7 +80,7 @@ pub(crate) struct RunContext<'a> {
     run_id: Option<i64>,
     started: Timestamp,
     clock: Instant,
-    lock: Mutex<Option<RunLock>>,
+    lock: Mutex<Option<RunLockGuard>>,
 }
 
 /// Runs the synchronizer the command line names against its archive and
@@ -144,11 +145,8 @@ pub fn run(args: &Args) -> Result<()> {
     let started = chrono::Utc::now();
 
     // A dry run changes nothing in the archive, not even by creating it.
-    let (mut catalogue, _scratch) = if args.dry_run {
-        SqliteCatalogue::open_for_dry_run(&config.sqlite)?
-    } else {
-        (SqliteCatalogue::open(&config.sqlite)?, None)
-    };
+    let mut opened = OpenCatalogue::open(&config, args.dry_run)?;
+    let catalogue = opened.catalogue();
     let stored = catalogue
         .watermarks(&section.name)
         .with_context(|| format!("cannot read the watermarks of {who}"))?;
@@ -186,8 +184,8 @@ pub fn run(args: &Args) -> Result<()> {
                 })
                 .map_err(|e| {
                     anyhow!(
-                        "cannot record the run in the catalogue \"{}\": {e}",
-                        config.sqlite.path.display()
+                        "cannot record the run in the {}: {e}",
+                        backend::describe(&config)
                     )
                 })?,
         )
@@ -251,7 +249,7 @@ pub fn run(args: &Args) -> Result<()> {
         ..RunRules::default()
     };
     let shared = Shared::new(
-        &mut catalogue,
+        catalogue,
         rules,
         &control,
         Progress::for_terminal(args.quiet),
@@ -298,20 +296,16 @@ pub(crate) fn take_lock(
     section: &SynchronizerConfig,
     args: &Args,
     hostname: &str,
-) -> Result<RunLock> {
-    let path = lock::lock_path(&config.sqlite.path, &section.name);
+) -> Result<RunLockGuard> {
     let wait = args.wait.unwrap_or(Wait::No);
-    if wait != Wait::No {
-        tracing::debug!(lock = %path.display(), "waiting for the lock");
-    }
-    match RunLock::acquire(&path, wait, hostname)? {
-        Ok((lock, previous)) => {
-            if let Some(previous) = previous {
+    match backend::take_lock(config, &section.name, wait, hostname)? {
+        Ok((lock, abandoned)) => {
+            if let Some(abandoned) = abandoned {
                 tracing::warn!(
-                    lock = %path.display(),
+                    lock = %abandoned.lock,
                     "the previous run of \"{}\" ({}) ended without releasing its lock (killed?): taking it over",
                     section.name,
-                    previous.describe()
+                    abandoned.holder
                 );
             }
             Ok(lock)
@@ -325,11 +319,11 @@ pub(crate) fn take_lock(
             Err(RunFailure {
                 code: exit_code::BUSY,
                 message: format!(
-                    "synchronizer \"{}\" is already running on archive \"{}\": {} (lock file \"{}\"){advice}",
+                    "synchronizer \"{}\" is already running on archive \"{}\": {} ({}){advice}",
                     section.name,
                     config.path.display(),
-                    busy.holder.describe(),
-                    busy.path.display()
+                    busy.holder,
+                    busy.lock
                 ),
             }
             .into())
