@@ -7,11 +7,11 @@
 //! who knows which synchronizer they came from hands them over here once,
 //! instead of setting `adopt = true` for good.
 
+use crate::backend::{self, OpenCatalogue};
 use crate::cli::Args;
 use crate::config::{self, ArchiveConfig, SynchronizerConfig, CONFIG_PATH_VARIABLE};
 use crate::run::{hostname, take_lock};
 use anyhow::{anyhow, bail, Result};
-use crate::backend::{self, OpenCatalogue};
 use std::io::Write;
 
 /// Runs `--adopt` (with `--dry-run`: counts only) and prints, per product

@@ -3,11 +3,11 @@
 //! configuration and its catalogue's run history read-only, so they can be
 //! run beside a sync at any time.
 
+use crate::backend::{self, History};
 use crate::cli::{Args, Mode, ReportFormat};
 use crate::config::{self, ArchiveConfig, CONFIG_PATH_VARIABLE};
 use crate::loader::{self, Plugin};
 use anyhow::{anyhow, bail, Result};
-use crate::backend::{self, History};
 use muninn_sync_catalogue::{RunOutcome, RunRecord, Watermarks};
 use muninn_sync_model::{format_timestamp, Timestamp};
 use muninn_sync_plugin_api::ffi::ABI_VERSION;
@@ -83,10 +83,15 @@ fn open(archive: &str) -> Result<Opened> {
 /// path, or the PostgreSQL server and database (never a password).
 fn catalogue_json(config: &ArchiveConfig) -> Json {
     match &config.database {
-        crate::config::Database::Sqlite => json!(std::path::absolute(&config.sqlite.path)
-            .unwrap_or_else(|_| config.sqlite.path.clone())),
+        crate::config::Database::Sqlite => {
+            json!(std::path::absolute(&config.sqlite.path)
+                .unwrap_or_else(|_| config.sqlite.path.clone()))
+        }
         crate::config::Database::Postgresql(options) => {
-            json!(format!("postgresql {}", muninn_sync_catalogue::describe_postgres(options)))
+            json!(format!(
+                "postgresql {}",
+                muninn_sync_catalogue::describe_postgres(options)
+            ))
         }
     }
 }

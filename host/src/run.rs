@@ -3,12 +3,12 @@
 //! the watchdog at `--timeout`).
 
 use crate::archive::{RunRules, Shared, State, Stop};
+use crate::backend::{self, OpenCatalogue, RunLockGuard};
 use crate::cli::{Args, ReportFormat};
 use crate::config::{self, ArchiveConfig, SynchronizerConfig, CONFIG_PATH_VARIABLE};
 use crate::control::{signal_exit_code, signal_name, RunControl};
 use crate::duration::format_duration;
 use crate::loader;
-use crate::backend::{self, OpenCatalogue, RunLockGuard};
 use crate::lock::Wait;
 use crate::logging::HostServices;
 use crate::progress::Progress;
