@@ -172,7 +172,7 @@ fn connect_in(options: &PostgresOptions, env: &Environment) -> anyhow::Result<po
         );
     }
     let target = settings.describe();
-    let mut passwords = Passwords::new(&settings);
+    let mut passwords = Passwords { file: None };
     let mut servers: Vec<&Server> = settings.servers.iter().collect();
     if settings.load_balance {
         shuffle(&mut servers);
@@ -221,10 +221,6 @@ struct Passwords {
 }
 
 impl Passwords {
-    fn new(_settings: &Settings) -> Passwords {
-        Passwords { file: None }
-    }
-
     fn for_server(
         &mut self,
         settings: &Settings,
@@ -461,6 +457,10 @@ fn run(
                 timeout.as_secs()
             ),
         }),
+        Err(Attempt::NoThread(error)) => Err(Failure {
+            kind: FailureKind::Other,
+            message: format!("cannot start a thread to connect on: {error}"),
+        }),
         Err(Attempt::Failed(error)) => Err(context.explain(&error)),
     }
 }
@@ -468,6 +468,8 @@ fn run(
 enum Attempt {
     Failed(postgres::Error),
     TimedOut(Duration),
+    /// No thread to connect on.
+    NoThread(std::io::Error),
 }
 
 /// Connects, giving up after `timeout`: the postgres crate's own timeout
@@ -492,7 +494,7 @@ fn with_deadline(
         .spawn(move || {
             let _ = sender.send(run());
         })
-        .map_err(|_| Attempt::TimedOut(Duration::ZERO))?;
+        .map_err(Attempt::NoThread)?;
     match receiver.recv_timeout(timeout) {
         Ok(result) => result.map_err(Attempt::Failed),
         Err(_) => Err(Attempt::TimedOut(timeout)),

@@ -566,8 +566,8 @@ impl Settings {
             Some(n) => Some(Duration::from_secs(n as u64)),
         };
         let application_name = given
-            .get("application_name")
-            .or_else(|| given.get("fallback_application_name"))
+            .non_empty("application_name")
+            .or_else(|| given.non_empty("fallback_application_name"))
             .unwrap_or(APPLICATION_NAME)
             .to_string();
         let options = given.non_empty("options").map(str::to_string);
