@@ -351,6 +351,61 @@ fn run(
     passwords: &Passwords,
     tls: Tls,
 ) -> Result<postgres::Client, Failure> {
+    let config = crate_config(settings, server, password.map(|(p, _)| p.as_str()), tls);
+    let check = match settings.sslmode {
+        SslMode::VerifyFull => tls::Check::ChainAndName,
+        SslMode::VerifyCa => tls::Check::Chain,
+        _ if settings.root_certs.is_some() => tls::Check::Chain,
+        _ => tls::Check::Nothing,
+    };
+    let context = Context {
+        settings,
+        server,
+        password_source: password.map(|(_, source)| source),
+        passwords,
+        check,
+    };
+    let connector = match tls {
+        Tls::Off => None,
+        Tls::Offered | Tls::On => Some(
+            tls::connector(
+                check,
+                settings.root_certs.as_ref(),
+                settings.tls_versions,
+                settings.sni,
+                settings.direct_tls,
+            )
+            .map_err(|why| Failure {
+                kind: FailureKind::Tls,
+                message: format!("TLS ({}) cannot be set up: {why}", context.tls_label()),
+            })?,
+        ),
+    };
+    match with_deadline(config, connector, settings.connect_timeout) {
+        Ok(client) => Ok(client),
+        Err(Attempt::TimedOut(timeout)) => Err(Failure {
+            kind: FailureKind::Other,
+            message: format!(
+                "no answer from {} within {} s (connect_timeout; 0 waits for ever)",
+                server.describe(),
+                timeout.as_secs()
+            ),
+        }),
+        Err(Attempt::NoThread(error)) => Err(Failure {
+            kind: FailureKind::Other,
+            message: format!("cannot start a thread to connect on: {error}"),
+        }),
+        Err(Attempt::Failed(error)) => Err(context.explain(&error)),
+    }
+}
+
+/// The postgres crate's configuration for one attempt on one server.
+fn crate_config(
+    settings: &Settings,
+    server: &Server,
+    password: Option<&str>,
+    tls: Tls,
+) -> postgres::Config {
     use postgres::config::{
         ChannelBinding, SslMode as CrateSslMode, SslNegotiation, TargetSessionAttrs,
     };
@@ -360,7 +415,7 @@ fn run(
         .dbname(&settings.dbname)
         .application_name(&settings.application_name)
         .port(server.port);
-    if let Some((password, _)) = password {
+    if let Some(password) = password {
         config.password(password);
     }
     if let Some(options) = &settings.options {
@@ -418,51 +473,7 @@ fn run(
     if settings.direct_tls && tls != Tls::Off {
         config.ssl_negotiation(SslNegotiation::Direct);
     }
-    let check = match settings.sslmode {
-        SslMode::VerifyFull => tls::Check::ChainAndName,
-        SslMode::VerifyCa => tls::Check::Chain,
-        _ if settings.root_certs.is_some() => tls::Check::Chain,
-        _ => tls::Check::Nothing,
-    };
-    let context = Context {
-        settings,
-        server,
-        password_source: password.map(|(_, source)| source),
-        passwords,
-        check,
-    };
-    let connector = match tls {
-        Tls::Off => None,
-        Tls::Offered | Tls::On => Some(
-            tls::connector(
-                check,
-                settings.root_certs.as_ref(),
-                settings.tls_versions,
-                settings.sni,
-                settings.direct_tls,
-            )
-            .map_err(|why| Failure {
-                kind: FailureKind::Tls,
-                message: format!("TLS ({}) cannot be set up: {why}", context.tls_label()),
-            })?,
-        ),
-    };
-    match with_deadline(config, connector, settings.connect_timeout) {
-        Ok(client) => Ok(client),
-        Err(Attempt::TimedOut(timeout)) => Err(Failure {
-            kind: FailureKind::Other,
-            message: format!(
-                "no answer from {} within {} s (connect_timeout; 0 waits for ever)",
-                server.describe(),
-                timeout.as_secs()
-            ),
-        }),
-        Err(Attempt::NoThread(error)) => Err(Failure {
-            kind: FailureKind::Other,
-            message: format!("cannot start a thread to connect on: {error}"),
-        }),
-        Err(Attempt::Failed(error)) => Err(context.explain(&error)),
-    }
+    config
 }
 
 enum Attempt {
@@ -837,6 +848,20 @@ mod tests {
             "{error}"
         );
         drop(listener);
+    }
+
+    #[test]
+    fn the_crates_configuration_keeps_the_password_out_of_debug() {
+        let settings = Settings::resolve(
+            "host=db.example.org user=muninn password=hunter2",
+            &env(&[]),
+        )
+        .unwrap();
+        let config = crate_config(&settings, &settings.servers[0], Some("hunter2"), Tls::On);
+        assert_eq!(config.get_password(), Some(&b"hunter2"[..]));
+        assert_eq!(config.get_application_name(), Some("muninn-sync"));
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
     }
 
     #[test]

@@ -1,26 +1,15 @@
-//! The archive handle the host passes to a plugin's `sync`: it turns the
-//! plugin's calls into catalogue changes, commits them in batches together
-//! with the run's counts and watermarks, and stops the run when asked to
-//! (a signal, `--fail-fast`, a storage failure).
+//! The batch state of one run: the changes the plugin made since the last
+//! commit, the run's counts, watermarks, owners and limits, and when a
+//! batch is committed (with the counts and watermarks, in one transaction)
+//! or the run stopped.
 
 use crate::control::RunControl;
 use crate::progress::Progress;
-use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
-use muninn_sync_catalogue::{
-    Catalogue, CatalogueError, Namespaces, RunCounts, ScanQuery, WalkQuery, Watermarks,
-};
+use abi_stable::std_types::{RResult, RString};
+use muninn_sync_catalogue::{Catalogue, CatalogueError, Namespaces, RunCounts, Watermarks};
 use muninn_sync_model::{
-    from_micros, printable, raise_watermark, to_micros, Claim, Ownership, Timestamp, Uuid,
-    WatermarkHold,
-};
-use muninn_sync_plugin_api::convert::{
-    product_from_ffi, product_to_ffi, update_from_ffi, value_to_ffi,
-};
-use muninn_sync_plugin_api::ffi::{
-    FfiArchive, FfiProduct, FfiScan, FfiScanRow, FfiUpdate, FfiUuid, FfiValue, FfiWalk,
-};
-use muninn_sync_plugin_api::notice::{
-    encode_deletions, encode_product_types, encode_property_types, Notice,
+    printable, raise_watermark, Claim, Deletion, Ownership, Product, ProductTypeSummary, Timestamp,
+    Update, Uuid, WatermarkHold,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, MutexGuard};
@@ -119,11 +108,6 @@ pub struct Shared<'c> {
     control: &'c RunControl,
 }
 
-/// The archive handle of one run, as the plugin holds it.
-pub struct ArchiveHandle<'s, 'c> {
-    shared: &'s Shared<'c>,
-}
-
 pub struct State<'c> {
     catalogue: &'c mut (dyn Catalogue + Send),
     rules: RunRules,
@@ -189,11 +173,6 @@ impl<'c> Shared<'c> {
         }
     }
 
-    /// The handle to pass to the plugin.
-    pub fn handle(&self) -> ArchiveHandle<'_, 'c> {
-        ArchiveHandle { shared: self }
-    }
-
     /// The run's state, for the end of the run. A plugin thread that panicked
     /// while holding it cannot have left it half-changed (every change is
     /// made under `catch_unwind`), so a poisoned lock is taken as it is.
@@ -219,7 +198,7 @@ impl<'c> Shared<'c> {
 
     /// Runs one call of the plugin's: notes the activity for `--timeout`,
     /// and stops the run at a signal, after committing the batch.
-    fn call<T>(
+    pub(super) fn call<T>(
         &self,
         what: &str,
         work: impl FnOnce(&mut State<'c>) -> Result<T, CatalogueError>,
@@ -271,7 +250,8 @@ impl State<'_> {
         self.finished
     }
 
-    /// The catalogue, for recording the run's end.
+    /// The catalogue, for the plugin's look-ups and for recording the
+    /// run's end.
     pub fn catalogue(&mut self) -> &mut (dyn Catalogue + Send) {
         self.catalogue
     }
@@ -402,7 +382,7 @@ impl State<'_> {
     /// write lock no longer than a real batch, so other synchronizers of
     /// the archive are not kept waiting; its plugin sees its own changes
     /// within a batch only.
-    fn commit_batch(&mut self) -> Result<(), CatalogueError> {
+    pub(super) fn commit_batch(&mut self) -> Result<(), CatalogueError> {
         if self.rules.dry_run {
             self.unclaimed.clear();
             self.catalogue.rollback()?;
@@ -436,7 +416,7 @@ impl State<'_> {
         Ok(())
     }
 
-    fn raise_watermark(&mut self, product_type: &str, time: Timestamp) {
+    pub(super) fn raise_watermark(&mut self, product_type: &str, time: Timestamp) {
         if self.held.holds(product_type) {
             return;
         }
@@ -522,265 +502,122 @@ impl State<'_> {
             .flatten()
             .map(|p| format!("{}/{}", p.product_type, p.product_name)))
     }
-}
 
-/// Where a walk or scan stands, from its ABI form.
-fn position(
-    after: ROption<muninn_sync_plugin_api::ffi::FfiWalkPosition>,
-    what: &str,
-) -> Result<Option<(Timestamp, Uuid)>, CatalogueError> {
-    after
-        .into_option()
-        .map(|p| {
-            let time =
-                from_micros(p.time).ok_or_else(|| bad_request(format!("{what} out of range")))?;
-            Ok((time, Uuid::from(p.uuid)))
-        })
-        .transpose()
-}
-
-fn namespaces(names: RSlice<'_, RString>) -> Namespaces {
-    Namespaces::from_names(names.as_slice())
-}
-
-fn bad_request(message: String) -> CatalogueError {
-    CatalogueError::Product(message)
-}
-
-fn micros(value: ROption<i64>, what: &str) -> Result<Option<Timestamp>, CatalogueError> {
-    value
-        .into_option()
-        .map(|m| {
-            from_micros(m).ok_or_else(|| bad_request(format!("{what} {m} µs is out of range")))
-        })
-        .transpose()
-}
-
-impl FfiArchive for ArchiveHandle<'_, '_> {
-    fn find_by_name(
-        &self,
-        product_type: RStr<'_>,
-        product_names: RSlice<'_, RString>,
-        names: RSlice<'_, RString>,
-    ) -> RResult<RVec<ROption<FfiProduct>>, RString> {
-        self.shared.call("look-up by name", |state| {
-            let product_names: Vec<&str> = product_names.iter().map(RString::as_str).collect();
-            let found = state.catalogue.products_by_name(
-                product_type.as_str(),
-                &product_names,
-                &namespaces(names),
-            )?;
-            Ok(found
-                .iter()
-                .map(|p| p.as_ref().map(product_to_ffi).into())
-                .collect())
-        })
-    }
-
-    fn find_by_uuid(
-        &self,
-        uuids: RSlice<'_, FfiUuid>,
-        names: RSlice<'_, RString>,
-    ) -> RResult<RVec<ROption<FfiProduct>>, RString> {
-        self.shared.call("look-up by uuid", |state| {
-            let uuids: Vec<Uuid> = uuids.iter().map(|u| Uuid::from(*u)).collect();
-            let found = state
-                .catalogue
-                .products_by_uuid(&uuids, &namespaces(names))?;
-            Ok(found
-                .iter()
-                .map(|p| p.as_ref().map(product_to_ffi).into())
-                .collect())
-        })
-    }
-
-    fn walk(
-        &self,
-        walk: &FfiWalk,
-        names: RSlice<'_, RString>,
-    ) -> RResult<RVec<FfiProduct>, RString> {
-        self.shared.call("walk over the catalogue", |state| {
-            let after = position(walk.after, "walk position")?;
-            let query = WalkQuery {
-                product_type: walk.product_type.to_string(),
-                property: walk.property.to_string(),
-                start: micros(walk.start, "walk start")?,
-                end: micros(walk.end, "walk end")?,
-                after,
-                limit: walk.limit.clamp(1, 10_000) as usize,
-            };
-            let found = state.catalogue.walk(&query, &namespaces(names))?;
-            Ok(found.iter().map(product_to_ffi).collect())
-        })
-    }
-
-    fn scan(&mut self, scan: &FfiScan) -> RResult<RVec<FfiScanRow>, RString> {
-        self.shared.call("scan of a namespace", |state| {
-            let after = position(scan.after, "scan position")?;
-            let query = ScanQuery {
-                namespace: scan.namespace.to_string(),
-                order_by: scan.order_by.to_string(),
-                properties: scan.properties.iter().map(|p| p.to_string()).collect(),
-                start: micros(scan.start, "scan start")?,
-                end: micros(scan.end, "scan end")?,
-                after,
-                limit: scan.limit.clamp(1, 100_000) as usize,
-            };
-            let rows = state.catalogue.scan(&query)?;
-            Ok(rows
-                .iter()
-                .map(|row| FfiScanRow {
-                    uuid: row.uuid.into(),
-                    time: to_micros(&row.time),
-                    values: row
-                        .values
-                        .iter()
-                        .map(|v| v.as_ref().map_or(FfiValue::Null, value_to_ffi))
-                        .collect(),
-                })
-                .collect())
-        })
-    }
-
-    fn create(&mut self, product: FfiProduct) -> RResult<(), RString> {
-        self.shared.call("create", |state| {
-            let product = product_from_ffi(&product)
-                .map_err(|e| bad_request(format!("invalid product: {e}")))?;
-            state
-                .catalogue
-                .create(&product)
-                .map_err(|e| name_product(e, &product.product_type, &product.product_name))?;
-            state.unclaimed.push(product.uuid);
-            state.counts.created += 1;
-            state.pending += 1;
-            if state.rules.dry_run {
-                let name = format!("{}/{}", product.product_type, product.product_name);
-                state.would.create.push(name);
-            }
-            Ok(())
-        })
-    }
-
-    fn update(&mut self, update: FfiUpdate) -> RResult<(), RString> {
-        self.shared.call("update", |state| {
-            let update = update_from_ffi(&update)
-                .map_err(|e| bad_request(format!("invalid update: {e}")))?;
-            let described = if state.rules.dry_run {
-                state.describe_stored(update.uuid)?
-            } else {
-                None
-            };
-            state
-                .catalogue
-                .update(&update)
-                .map_err(|e| name_product(e, "uuid", &update.uuid.simple().to_string()))?;
-            // An update takes over a product the section lets it adopt; one
-            // that another synchronizer owns stays theirs (both feed it).
-            if state.rules.ownership.adopts() {
-                state.record_owners()?;
-                let owner = state.catalogue.owners(&[update.uuid])?.pop().flatten();
-                let ownership = &state.rules.ownership;
-                if ownership.claim(owner.as_deref()) == Claim::TakeOver {
-                    state
-                        .catalogue
-                        .claim(&[update.uuid], &ownership.synchronizer)?;
-                }
-            }
-            state.counts.updated += 1;
-            state.pending += 1;
-            if state.rules.dry_run {
-                let name = described.unwrap_or_else(|| update.uuid.simple().to_string());
-                state.would.update.push(name);
-            }
-            Ok(())
-        })
-    }
-
-    fn remove(&mut self, uuid: FfiUuid) -> RResult<bool, RString> {
-        self.shared.call("remove", |state| {
-            let uuid = Uuid::from(uuid);
-            let Some(described) = state.describe_stored(uuid)? else {
-                return Ok(false);
-            };
-            if !state.may_remove(uuid, &described)? {
-                return Ok(false);
-            }
-            let removed = state.catalogue.remove(uuid)?;
-            if removed {
-                state.counts.removed += 1;
-                state.pending += 1;
-                if state.rules.dry_run {
-                    state.would.remove.push(described);
-                }
-            }
-            Ok(removed)
-        })
-    }
-
-    fn notify(&mut self, kind: RStr<'_>, payload: RStr<'_>) -> RResult<RString, RString> {
-        let notice = match Notice::decode(kind.as_str(), payload.as_str()) {
-            Ok(notice) => notice,
-            Err(error) => return RResult::RErr(error.to_string().into()),
-        };
-        match notice {
-            Notice::ProductFailed {
-                product,
-                message,
-                product_type,
-            } => self.shared.call("report of a failed product", |state| {
-                state.record_failure(product, message, product_type.as_deref());
-                if state.rules.fail_fast {
-                    state.stop_after_commit(Stop::FailFast);
-                    return Err(CatalogueError::Product(
-                        "the run has stopped: a product failed and --fail-fast is set".into(),
-                    ));
-                }
-                Ok(RString::new())
-            }),
-            Notice::Unchanged { count } => {
-                self.shared.call("report of unchanged products", |state| {
-                    state.counts.unchanged += count;
-                    Ok(RString::new())
-                })
-            }
-            Notice::Watermark { product_type, time } => self.shared.call("watermark", |state| {
-                state.raise_watermark(&product_type, time);
-                Ok(RString::new())
-            }),
-            Notice::Idle => self.shared.call("commit before the plugin waits", |state| {
-                state.commit_batch()?;
-                Ok(RString::new())
-            }),
-            Notice::ProductTypes => self.shared.call("list of product types", |state| {
-                state.record_owners()?;
-                let synchronizer = &state.rules.ownership.synchronizer;
-                let summaries = state.catalogue.product_types(synchronizer)?;
-                Ok(encode_product_types(&summaries).into())
-            }),
-            Notice::Deletion(deletion) => self.shared.call("record of a deletion", |state| {
-                let synchronizer = state.rules.ownership.synchronizer.clone();
-                state.catalogue.record_deletion(&synchronizer, &deletion)?;
-                state.pending += 1;
-                Ok(RString::new())
-            }),
-            Notice::PropertyTypes { namespaces } => {
-                self.shared.call("look-up of property types", |state| {
-                    let types = state.catalogue.property_types(&namespaces)?;
-                    Ok(encode_property_types(&types).into())
-                })
-            }
-            Notice::Deletions {
-                product_type,
-                product_names,
-            } => self.shared.call("look-up of deletions", |state| {
-                let names: Vec<&str> = product_names.iter().map(String::as_str).collect();
-                let synchronizer = &state.rules.ownership.synchronizer;
-                let times = state
-                    .catalogue
-                    .deletions(synchronizer, &product_type, &names)?;
-                Ok(encode_deletions(&times).into())
-            }),
+    /// Stores a new product, to be claimed for this synchronizer at the
+    /// next owner record.
+    pub(super) fn create(&mut self, product: &Product) -> Result<(), CatalogueError> {
+        self.catalogue
+            .create(product)
+            .map_err(|e| name_product(e, &product.product_type, &product.product_name))?;
+        self.unclaimed.push(product.uuid);
+        self.counts.created += 1;
+        self.pending += 1;
+        if self.rules.dry_run {
+            let name = format!("{}/{}", product.product_type, product.product_name);
+            self.would.create.push(name);
         }
+        Ok(())
+    }
+
+    /// Changes a stored product, taking it over when the section adopts it.
+    pub(super) fn update(&mut self, update: &Update) -> Result<(), CatalogueError> {
+        let described = if self.rules.dry_run {
+            self.describe_stored(update.uuid)?
+        } else {
+            None
+        };
+        self.catalogue
+            .update(update)
+            .map_err(|e| name_product(e, "uuid", &update.uuid.simple().to_string()))?;
+        // An update takes over a product the section lets it adopt; one
+        // that another synchronizer owns stays theirs (both feed it).
+        if self.rules.ownership.adopts() {
+            self.record_owners()?;
+            let owner = self.catalogue.owners(&[update.uuid])?.pop().flatten();
+            let ownership = &self.rules.ownership;
+            if ownership.claim(owner.as_deref()) == Claim::TakeOver {
+                self.catalogue
+                    .claim(&[update.uuid], &ownership.synchronizer)?;
+            }
+        }
+        self.counts.updated += 1;
+        self.pending += 1;
+        if self.rules.dry_run {
+            let name = described.unwrap_or_else(|| update.uuid.simple().to_string());
+            self.would.update.push(name);
+        }
+        Ok(())
+    }
+
+    /// Removes a stored product this synchronizer may remove; whether it
+    /// did.
+    pub(super) fn remove(&mut self, uuid: Uuid) -> Result<bool, CatalogueError> {
+        let Some(described) = self.describe_stored(uuid)? else {
+            return Ok(false);
+        };
+        if !self.may_remove(uuid, &described)? {
+            return Ok(false);
+        }
+        let removed = self.catalogue.remove(uuid)?;
+        if removed {
+            self.counts.removed += 1;
+            self.pending += 1;
+            if self.rules.dry_run {
+                self.would.remove.push(described);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Counts a product the plugin could not hand over, and stops the run
+    /// with `--fail-fast`.
+    pub(super) fn product_failed(
+        &mut self,
+        product: String,
+        message: String,
+        product_type: Option<&str>,
+    ) -> Result<(), CatalogueError> {
+        self.record_failure(product, message, product_type);
+        if self.rules.fail_fast {
+            self.stop_after_commit(Stop::FailFast);
+            return Err(CatalogueError::Product(
+                "the run has stopped: a product failed and --fail-fast is set".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Counts products the plugin found unchanged.
+    pub(super) fn unchanged(&mut self, count: u64) {
+        self.counts.unchanged += count;
+    }
+
+    /// The catalogue's product types, with what this synchronizer owns of
+    /// each (the batch's new products included).
+    pub(super) fn product_types(&mut self) -> Result<Vec<ProductTypeSummary>, CatalogueError> {
+        self.record_owners()?;
+        let synchronizer = &self.rules.ownership.synchronizer;
+        Ok(self.catalogue.product_types(synchronizer)?)
+    }
+
+    /// Records that the remote deleted a product, for this synchronizer.
+    pub(super) fn record_deletion(&mut self, deletion: &Deletion) -> Result<(), CatalogueError> {
+        let synchronizer = self.rules.ownership.synchronizer.clone();
+        self.catalogue.record_deletion(&synchronizer, deletion)?;
+        self.pending += 1;
+        Ok(())
+    }
+
+    /// When this synchronizer recorded these products deleted, if it did.
+    pub(super) fn deletions(
+        &self,
+        product_type: &str,
+        product_names: &[&str],
+    ) -> Result<Vec<Option<Timestamp>>, CatalogueError> {
+        let synchronizer = &self.rules.ownership.synchronizer;
+        Ok(self
+            .catalogue
+            .deletions(synchronizer, product_type, product_names)?)
     }
 }
 
@@ -791,314 +628,5 @@ fn name_product(error: CatalogueError, first: &str, second: &str) -> CatalogueEr
             CatalogueError::Product(format!("product {first}/{second}: {message}"))
         }
         storage => storage,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use muninn_sync_catalogue::{RunLog, RunStart, SqliteCatalogue, SqliteOptions};
-    use muninn_sync_model::Product;
-
-    fn committed(path: &std::path::Path, sql: &str) -> i64 {
-        let reader = rusqlite::Connection::open(path).unwrap();
-        reader.query_row(sql, [], |r| r.get(0)).unwrap()
-    }
-
-    fn ffi(name: &str) -> FfiProduct {
-        product_to_ffi(&Product::new("T", name))
-    }
-
-    fn notify(handle: &mut ArchiveHandle<'_, '_>, kind: &str, payload: &str) -> Result<(), String> {
-        handle
-            .notify(RStr::from_str(kind), RStr::from_str(payload))
-            .into_result()
-            .map(drop)
-            .map_err(|e| e.to_string())
-    }
-
-    fn begin(catalogue: &mut SqliteCatalogue) -> i64 {
-        catalogue
-            .begin_run(&RunStart {
-                synchronizer: "s".into(),
-                plugin: "test".into(),
-                product_types: None,
-                window_start: None,
-                window_end: None,
-                incremental: false,
-                force: false,
-                started: chrono::Utc::now(),
-                pid: 1,
-                hostname: "h".into(),
-            })
-            .unwrap()
-    }
-
-    #[test]
-    fn idle_commits_so_other_connections_see_the_changes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.sqlite");
-        let mut catalogue = SqliteCatalogue::open(&SqliteOptions::new(&path)).unwrap();
-        let control = RunControl::new();
-        let shared = Shared::new(&mut catalogue, RunRules::default(), &control, None);
-        let mut handle = shared.handle();
-        assert!(handle.create(ffi("A")).is_ok());
-        assert_eq!(
-            committed(&path, "SELECT count(*) FROM core"),
-            0,
-            "the batch is still open"
-        );
-        notify(&mut handle, "idle", "{}").unwrap();
-        assert_eq!(committed(&path, "SELECT count(*) FROM core"), 1);
-        assert_eq!(shared.lock().counts().created, 1);
-    }
-
-    #[test]
-    fn a_full_batch_commits_with_counts_and_watermarks() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.sqlite");
-        let mut catalogue = SqliteCatalogue::open(&SqliteOptions::new(&path)).unwrap();
-        let run = begin(&mut catalogue);
-        let rules = RunRules {
-            policy: BatchPolicy {
-                max_changes: 2,
-                max_age: Duration::from_secs(3600),
-            },
-            run_id: Some(run),
-            ..RunRules::default()
-        };
-        let control = RunControl::new();
-        let shared = Shared::new(&mut catalogue, rules, &control, None);
-        let mut handle = shared.handle();
-        assert!(handle.create(ffi("A")).is_ok());
-        notify(
-            &mut handle,
-            "watermark",
-            r#"{"product_type": "T", "time": "2024-01-01T00:00:00Z"}"#,
-        )
-        .unwrap();
-        notify(&mut handle, "unchanged", r#"{"count": 5}"#).unwrap();
-        assert!(handle.create(ffi("B")).is_ok());
-        assert_eq!(committed(&path, "SELECT count(*) FROM core"), 2);
-        assert_eq!(
-            committed(
-                &path,
-                "SELECT created + 10 * unchanged FROM muninn_sync_runs"
-            ),
-            52
-        );
-        assert_eq!(
-            committed(&path, "SELECT count(*) FROM muninn_sync_watermarks WHERE watermark = '2024-01-01 00:00:00'"),
-            1
-        );
-        let duplicate = handle.create(ffi("A")).unwrap_err().to_string();
-        assert!(
-            duplicate.contains("product T/A") && duplicate.contains("already exists"),
-            "{duplicate}"
-        );
-        notify(
-            &mut handle,
-            "product_failed",
-            r#"{"product": "feed.jsonl line 4", "message": "bad"}"#,
-        )
-        .unwrap();
-        // A failed product holds the watermark where it was.
-        notify(
-            &mut handle,
-            "watermark",
-            r#"{"product_type": "T", "time": "2025-01-01T00:00:00Z"}"#,
-        )
-        .unwrap();
-        assert!(notify(&mut handle, "bogus", "{}")
-            .unwrap_err()
-            .contains("\"bogus\""));
-        assert!(handle.create(ffi("C")).is_ok());
-        shared.lock().finish().unwrap();
-        assert_eq!(committed(&path, "SELECT count(*) FROM core"), 3);
-        assert_eq!(
-            committed(&path, "SELECT count(*) FROM muninn_sync_watermarks WHERE watermark = '2024-01-01 00:00:00'"),
-            1
-        );
-        let state = shared.lock();
-        assert_eq!(state.counts().failed, 1);
-        assert_eq!(state.failures()[0].product, "feed.jsonl line 4");
-    }
-
-    #[test]
-    fn a_dry_run_lists_its_changes_and_writes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.sqlite");
-        let mut catalogue = SqliteCatalogue::open(&SqliteOptions::new(&path)).unwrap();
-        let existing = Product::new("T", "old");
-        catalogue.create(&existing).unwrap();
-        catalogue.commit().unwrap();
-        catalogue.claim(&[existing.uuid], "s").unwrap();
-        catalogue.commit().unwrap();
-        let rules = RunRules {
-            policy: BatchPolicy {
-                max_changes: 100,
-                max_age: Duration::from_secs(3600),
-            },
-            dry_run: true,
-            ownership: muninn_sync_model::Ownership::new("s"),
-            ..RunRules::default()
-        };
-        let control = RunControl::new();
-        let shared = Shared::new(&mut catalogue, rules, &control, None);
-        let mut handle = shared.handle();
-        assert!(handle.create(ffi("new")).is_ok());
-        // The plugin sees its own changes within a batch.
-        let found = handle
-            .find_by_name(
-                RStr::from_str("T"),
-                RVec::from(vec![RString::from("new")]).as_rslice(),
-                RSlice::EMPTY,
-            )
-            .unwrap();
-        assert!(found[0].is_some());
-        assert!(handle.remove(existing.uuid.into()).unwrap());
-        // Where a run would commit, the dry run lets go of the write lock:
-        // another writer of the archive gets its turn at once.
-        notify(&mut handle, "idle", "{}").unwrap();
-        let other = rusqlite::Connection::open(&path).unwrap();
-        other.busy_timeout(Duration::ZERO).unwrap();
-        other
-            .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
-            .expect("the dry run holds no write lock between batches");
-        shared.lock().finish().unwrap();
-        let state = shared.lock();
-        assert_eq!(state.would().create, vec!["T/new".to_string()]);
-        assert_eq!(state.would().remove, vec!["T/old".to_string()]);
-        drop(state);
-        assert_eq!(
-            committed(
-                &path,
-                "SELECT count(*) FROM core WHERE product_name = 'old'"
-            ),
-            1
-        );
-        assert_eq!(committed(&path, "SELECT count(*) FROM core"), 1);
-    }
-
-    #[test]
-    fn a_plugin_learns_the_product_types_and_what_it_owns_of_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.sqlite");
-        let mut catalogue = SqliteCatalogue::open(&SqliteOptions::new(&path)).unwrap();
-        let mut made_by_muninn = Product::new("S1", "old");
-        made_by_muninn.validity_start =
-            Some(muninn_sync_model::parse_timestamp("2020-05-01").unwrap());
-        catalogue.create(&made_by_muninn).unwrap();
-        catalogue.commit().unwrap();
-        let rules = RunRules {
-            ownership: muninn_sync_model::Ownership::new("s"),
-            ..RunRules::default()
-        };
-        let control = RunControl::new();
-        let shared = Shared::new(&mut catalogue, rules, &control, None);
-        let mut handle = shared.handle();
-        let mut new = Product::new("S1", "new");
-        new.validity_start = Some(muninn_sync_model::parse_timestamp("2024-01-01").unwrap());
-        assert!(handle.create(product_to_ffi(&new)).is_ok());
-        assert!(handle.create(ffi("t")).is_ok());
-        let answer = handle
-            .notify(RStr::from_str("product_types"), RStr::from_str("{}"))
-            .unwrap();
-        let types = muninn_sync_plugin_api::notice::decode_product_types(answer.as_str()).unwrap();
-        let summary: Vec<String> = types
-            .iter()
-            .map(|t| {
-                format!(
-                    "{} {} {} {:?} {:?}",
-                    t.product_type,
-                    t.count,
-                    t.owned,
-                    t.validity_start_min.map(|m| m.to_rfc3339()),
-                    t.validity_start_max.map(|m| m.to_rfc3339())
-                )
-            })
-            .collect();
-        assert_eq!(
-            summary,
-            [
-                "S1 2 1 Some(\"2020-05-01T00:00:00+00:00\") Some(\"2024-01-01T00:00:00+00:00\")",
-                "T 1 1 None None"
-            ]
-        );
-        // A malformed notice is named, not taken for something else.
-        let malformed = notify(&mut handle, "product_failed", "{\"message\": 1}").unwrap_err();
-        assert!(
-            malformed.starts_with("malformed notification \"product_failed\""),
-            "{malformed}"
-        );
-    }
-
-    #[test]
-    fn a_run_past_max_products_stops_committed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.sqlite");
-        let mut catalogue = SqliteCatalogue::open(&SqliteOptions::new(&path)).unwrap();
-        let rules = RunRules {
-            max_products: Some(2),
-            ..RunRules::default()
-        };
-        let control = RunControl::new();
-        let shared = Shared::new(&mut catalogue, rules, &control, None);
-        let mut handle = shared.handle();
-        assert!(handle.create(ffi("A")).is_ok());
-        notify(&mut handle, "unchanged", r#"{"count": 1}"#).unwrap();
-        assert!(
-            handle.create(ffi("B")).is_ok(),
-            "the third product is handed over"
-        );
-        let refused = handle.create(ffi("C")).unwrap_err().to_string();
-        assert!(
-            refused.contains(
-                "the run has stopped: the run handled more than 2 products (max_products"
-            ),
-            "{refused}"
-        );
-        assert_eq!(committed(&path, "SELECT count(*) FROM core"), 2);
-        assert!(matches!(shared.lock().stop(), Some(Stop::Limit(_))));
-    }
-
-    #[test]
-    fn a_signal_commits_the_batch_and_stops_the_run() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.sqlite");
-        let mut catalogue = SqliteCatalogue::open(&SqliteOptions::new(&path)).unwrap();
-        let control = RunControl::new();
-        let shared = Shared::new(&mut catalogue, RunRules::default(), &control, None);
-        let mut handle = shared.handle();
-        assert!(handle.create(ffi("A")).is_ok());
-        control.request_stop(15);
-        let refused = handle.create(ffi("B")).unwrap_err().to_string();
-        assert!(refused.contains("interrupted by SIGTERM"), "{refused}");
-        assert_eq!(committed(&path, "SELECT count(*) FROM core"), 1);
-        assert_eq!(shared.lock().stop(), Some(&Stop::Signal(15)));
-    }
-
-    #[test]
-    fn fail_fast_stops_at_the_first_failed_product() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.sqlite");
-        let mut catalogue = SqliteCatalogue::open(&SqliteOptions::new(&path)).unwrap();
-        let control = RunControl::new();
-        let rules = RunRules {
-            fail_fast: true,
-            ..RunRules::default()
-        };
-        let shared = Shared::new(&mut catalogue, rules, &control, None);
-        let mut handle = shared.handle();
-        assert!(handle.create(ffi("A")).is_ok());
-        let stopped = notify(
-            &mut handle,
-            "product_failed",
-            r#"{"product": "x", "message": "bad"}"#,
-        )
-        .unwrap_err();
-        assert!(stopped.contains("--fail-fast"), "{stopped}");
-        assert!(handle.create(ffi("B")).is_err());
-        assert_eq!(committed(&path, "SELECT count(*) FROM core"), 1);
     }
 }
