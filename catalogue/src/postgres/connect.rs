@@ -37,7 +37,8 @@
 //!   may read it.
 //! - `sslmode`: `disable`; `allow` (without TLS, then with it if the
 //!   server refuses); `prefer`, the default (TLS when the server offers it,
-//!   and without TLS when the TLS handshake fails); `require` (TLS, the
+//!   and without TLS when the TLS handshake fails or the server refuses
+//!   the encrypted session); `require` (TLS, the
 //!   certificate not checked unless a root certificate file is there:
 //!   `sslrootcert`, or `~/.postgresql/root.crt`); `verify-ca` (the
 //!   certificate's chain must lead to a trusted root); `verify-full` (that,
@@ -326,15 +327,24 @@ fn attempt(
             }
             other => other,
         },
+        // libpq tries again without TLS when the TLS handshake fails, and
+        // when the server refuses the encrypted session (a pg_hba.conf
+        // hostnossl line): both failures are told, once when alike.
         SslMode::Prefer => match run(Tls::Offered) {
-            Err(tls) if tls.kind == FailureKind::Tls => {
-                tracing::debug!(server = %server.describe(), error = %tls.message, "TLS failed; trying without (sslmode=prefer)");
-                run(Tls::Off).map_err(|plain| Failure {
-                    message: format!(
-                        "{} (TLS was tried first and failed: {})",
-                        plain.message, tls.message
-                    ),
-                    ..plain
+            Err(tls) if matches!(tls.kind, FailureKind::Tls | FailureKind::Server) => {
+                tracing::debug!(server = %server.describe(), error = %tls.message, "failed with TLS; trying without (sslmode=prefer)");
+                run(Tls::Off).map_err(|plain| {
+                    let message = if plain.message == tls.message {
+                        plain.message
+                    } else if tls.kind == FailureKind::Tls {
+                        format!(
+                            "{} (TLS was tried first and failed: {})",
+                            plain.message, tls.message
+                        )
+                    } else {
+                        format!("{}; and without TLS: {}", tls.message, plain.message)
+                    };
+                    Failure { message, ..plain }
                 })
             }
             other => other,
