@@ -6,7 +6,9 @@
 use crate::control::RunControl;
 use crate::progress::Progress;
 use abi_stable::std_types::{RResult, RString};
-use muninn_sync_catalogue::{Catalogue, CatalogueError, Namespaces, RunCounts, Watermarks};
+use muninn_sync_catalogue::{
+    Catalogue, CatalogueError, ChangeKind, Namespaces, RunCounts, Watermarks,
+};
 use muninn_sync_model::{
     printable, raise_watermark, Claim, Deletion, Ownership, Product, ProductTypeSummary, Timestamp,
     Update, Uuid, WatermarkHold,
@@ -383,6 +385,7 @@ impl State<'_> {
     /// the archive are not kept waiting; its plugin sees its own changes
     /// within a batch only.
     pub(super) fn commit_batch(&mut self) -> Result<(), CatalogueError> {
+        self.count_refused()?;
         if self.rules.dry_run {
             self.unclaimed.clear();
             self.catalogue.rollback()?;
@@ -402,6 +405,43 @@ impl State<'_> {
         self.watermarks.clear();
         self.pending = 0;
         self.batch_started = None;
+        Ok(())
+    }
+
+    /// Has the catalogue write what it held back, and counts the changes
+    /// it refused then (a store on another host writes many changes
+    /// together: a duplicate another process made meanwhile shows only
+    /// there) as failed rather than created or updated. Their product
+    /// types' watermarks are held, and the batch's raised ones dropped:
+    /// the next incremental run must see those products again.
+    fn count_refused(&mut self) -> Result<(), CatalogueError> {
+        let refused = self.catalogue.flush()?;
+        if refused.is_empty() {
+            return Ok(());
+        }
+        for change in refused {
+            match change.change {
+                ChangeKind::Create => {
+                    self.counts.created = self.counts.created.saturating_sub(1);
+                    self.unclaimed.retain(|uuid| *uuid != change.uuid);
+                    self.would.create.retain(|name| *name != change.product);
+                }
+                ChangeKind::Update => self.counts.updated = self.counts.updated.saturating_sub(1),
+            }
+            self.record_failure(
+                change.product,
+                change.message,
+                change.product_type.as_deref(),
+            );
+        }
+        let held = &self.held;
+        self.watermarks
+            .retain(|product_type, _| !held.holds(product_type));
+        if self.rules.fail_fast && self.stop.is_none() {
+            // The batch still commits (what was written stays); the run
+            // stops after it.
+            self.stop = Some(Stop::FailFast);
+        }
         Ok(())
     }
 
