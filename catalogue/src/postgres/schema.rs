@@ -397,7 +397,7 @@ pub(crate) fn create_namespace_table(
     namespace: &str,
 ) -> Result<()> {
     client.batch_execute(&format!(
-        "CREATE TABLE {table} (uuid UUID PRIMARY KEY REFERENCES {core} (uuid) ON DELETE CASCADE)",
+        "CREATE TABLE IF NOT EXISTS {table} (uuid UUID PRIMARY KEY REFERENCES {core} (uuid) ON DELETE CASCADE)",
         table = tables.namespace_sql(namespace),
         core = tables.core,
     ))?;
@@ -432,7 +432,7 @@ pub(crate) fn add_namespace_column(
     value_type: ValueType,
 ) -> Result<()> {
     client.batch_execute(&format!(
-        "ALTER TABLE {} ADD COLUMN {} {}",
+        "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}",
         tables.namespace_sql(namespace),
         quoted(property),
         declared_type(value_type)

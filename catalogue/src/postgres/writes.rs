@@ -28,6 +28,9 @@ const HOLD_BACK: usize = 2000;
 /// PostgreSQL takes at most 65,535 parameters per statement.
 const MAX_PARAMETERS: usize = 60_000;
 
+/// How a refusal that another session's schema change caused begins.
+const SCHEMA_RACE: &str = "the namespace changed meanwhile";
+
 /// A namespace's values in text form, by column.
 type NamespaceRow = Vec<(String, Option<String>)>;
 
@@ -112,6 +115,24 @@ impl Store {
         properties: &BTreeMap<String, Option<Value>>,
     ) -> Result<NamespaceRow> {
         self.begin()?;
+        match self.plan_and_make(namespace, properties) {
+            // Another synchronizer of the archive may have made the same
+            // table or column at the same moment (DDL races show as a
+            // failed statement): once more, from what the server has now.
+            Err(CatalogueError::Product(why)) if why.starts_with(SCHEMA_RACE) => {
+                tracing::debug!(namespace, "namespace changed meanwhile: planning again");
+                self.plan_and_make(namespace, properties)
+            }
+            other => other,
+        }
+    }
+
+    /// One try of [`Self::prepare_namespace`].
+    fn plan_and_make(
+        &mut self,
+        namespace: &str,
+        properties: &BTreeMap<String, Option<Value>>,
+    ) -> Result<NamespaceRow> {
         let existing = self.namespaces.get(namespace).map(|t| t.property_types());
         let plan = plan_namespace_write(namespace, existing.as_ref(), properties)
             .map_err(CatalogueError::Product)?;
@@ -119,17 +140,24 @@ impl Store {
         if changes_schema {
             let tables = self.tables.clone();
             let made = self.in_savepoint(|store| {
-                let refused = |e: anyhow::Error, what: &str| match e
-                    .downcast_ref::<postgres::Error>()
-                {
-                    Some(pg)
-                        if pg
-                            .code()
-                            .is_some_and(|c| matches!(&c.code()[..2], "42" | "22")) =>
-                    {
-                        CatalogueError::product(format!("the catalogue cannot hold {what}: {e:#}"))
+                let refused = |e: anyhow::Error, what: &str| {
+                    let code = e
+                        .downcast_ref::<postgres::Error>()
+                        .and_then(|pg| pg.code())
+                        .map(|c| c.code().to_string());
+                    match code.as_deref() {
+                        // duplicate table/column/object, or the catalogue's
+                        // own unique index when two sessions create at once
+                        Some("42P07" | "42701" | "42710" | "23505") => {
+                            CatalogueError::product(format!("{SCHEMA_RACE}: {e:#}"))
+                        }
+                        Some(c) if c.starts_with("42") || c.starts_with("22") => {
+                            CatalogueError::product(format!(
+                                "the catalogue cannot hold {what}: {e:#}"
+                            ))
+                        }
+                        _ => CatalogueError::Storage(e),
                     }
-                    _ => CatalogueError::Storage(e),
                 };
                 if plan.create_table {
                     schema::create_namespace_table(&mut store.client, &tables, namespace)
