@@ -42,17 +42,17 @@ fn window_conditions(
     let mut conditions = vec![format!("{time} IS NOT NULL")];
     if let Some(start) = start {
         let p = bind(params, timestamp_text(start));
-        conditions.push(format!("{time} >= {p}::timestamp"));
+        conditions.push(format!("{time} >= {p}::text::timestamp"));
     }
     if let Some(end) = end {
         let p = bind(params, timestamp_text(end));
-        conditions.push(format!("{time} < {p}::timestamp"));
+        conditions.push(format!("{time} < {p}::text::timestamp"));
     }
     if let Some((at, last)) = after {
         let t = bind(params, timestamp_text(at));
         let u = bind(params, last.hyphenated().to_string());
         conditions.push(format!(
-            "({time} > {t}::timestamp OR ({time} = {t}::timestamp AND {uuid} > {u}::uuid))"
+            "({time} > {t}::text::timestamp OR ({time} = {t}::text::timestamp AND {uuid} > {u}::text::uuid))"
         ));
     }
     conditions
