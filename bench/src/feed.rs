@@ -149,3 +149,56 @@ pub fn write(path: &Path, n: u64, changed: impl Fn(u64) -> bool) -> anyhow::Resu
 pub fn sql_time(t: &Option<Timestamp>) -> Option<String> {
     t.as_ref().map(format_timestamp)
 }
+
+/// The two states of a feed a scenario syncs, written once and put in
+/// place as `feed.jsonl` (a hard link, so switching costs nothing) for
+/// each backend in turn.
+pub struct Feeds {
+    dir: std::path::PathBuf,
+}
+
+impl Feeds {
+    /// Writes the feed of `n` products in `dir`, and the same feed with one
+    /// product in a hundred changed; the first is put in place.
+    pub fn write(dir: &Path, n: u64) -> anyhow::Result<Feeds> {
+        let feeds = Feeds {
+            dir: dir.to_path_buf(),
+        };
+        write(&feeds.original(), n, |_| false)?;
+        write(&feeds.changed(), n, |i| i % 100 == 37)?;
+        feeds.use_original()?;
+        Ok(feeds)
+    }
+
+    /// `feed.jsonl`, the path every configuration names.
+    pub fn path(&self) -> std::path::PathBuf {
+        self.dir.join("feed.jsonl")
+    }
+
+    fn original(&self) -> std::path::PathBuf {
+        self.dir.join("feed-original.jsonl")
+    }
+
+    fn changed(&self) -> std::path::PathBuf {
+        self.dir.join("feed-changed.jsonl")
+    }
+
+    /// Puts the feed as first generated in place.
+    pub fn use_original(&self) -> anyhow::Result<()> {
+        self.put_in_place(&self.original())
+    }
+
+    /// Puts the feed with 1% of its products changed in place.
+    pub fn use_changed(&self) -> anyhow::Result<()> {
+        self.put_in_place(&self.changed())
+    }
+
+    fn put_in_place(&self, source: &Path) -> anyhow::Result<()> {
+        let path = self.path();
+        if path.exists() {
+            std::fs::remove_file(&path)?;
+        }
+        std::fs::hard_link(source, &path)?;
+        Ok(())
+    }
+}

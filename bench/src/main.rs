@@ -1,17 +1,24 @@
 //! `muninn-sync-bench`: measures muninn-sync's catalogue write path against
-//! the physical limit (raw SQLite inserts of the same rows) and prints a
-//! table. Run it with `cargo build --release && ./target/release/muninn-sync-bench`.
+//! the physical limit (raw SQLite inserts, PostgreSQL `COPY`, of the same
+//! rows) and prints tables. Run it with
+//! `cargo build --release && ./target/release/muninn-sync-bench`.
 
 mod feed;
+mod latency_proxy;
+mod launcher;
 mod measure;
 mod odata;
+mod postgresql;
 mod raw;
+mod raw_copy;
 mod server_process;
 mod stac;
+mod suite;
 
 use anyhow::{bail, Result};
 use clap::Parser;
 use std::path::PathBuf;
+use suite::Backend;
 
 /// Benchmarks a first sync, re-syncs and forced syncs of generated feeds
 /// through the real muninn-sync binary and jsonl plugin.
@@ -22,6 +29,14 @@ struct Args {
     /// when smaller, so that the growth with N shows.
     #[arg(long, default_value_t = 1_000_000)]
     products: u64,
+    /// The catalogue backends to measure, in the same run on the same feeds.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgresql")]
+    backends: Vec<Backend>,
+    /// The PostgreSQL server logs every statement of the syncs with its
+    /// duration, into <work-dir>/postgresql.log (slows the syncs; to find
+    /// where their time goes).
+    #[arg(long)]
+    pg_log_statements: bool,
     /// Where to write feeds and catalogues (default: a temporary directory,
     /// removed afterwards). Needs about 2 KB of disk per product.
     #[arg(long)]
@@ -41,6 +56,9 @@ struct Args {
     /// (The OData benchmark's server process.)
     #[arg(long, value_name = "PRODUCTS", hide = true)]
     serve_odata: Option<u64>,
+    /// (The process that starts the measured runs: see launcher.rs.)
+    #[arg(long = "launcher", hide = true)]
+    launcher: bool,
 }
 
 fn main() -> Result<()> {
@@ -54,6 +72,9 @@ fn main() -> Result<()> {
     if let Some(n) = args.serve_odata {
         return odata::serve_products(n);
     }
+    if args.launcher {
+        return launcher::serve();
+    }
     let binaries = measure::Binaries::beside_this_executable()?;
     let temporary = tempfile::tempdir()?;
     let work = args
@@ -66,20 +87,11 @@ fn main() -> Result<()> {
     if let Some(n) = args.odata {
         return odata::harvest(&binaries, &work, n);
     }
-    let mut sizes: Vec<u64> = [10_000, 100_000, args.products]
-        .into_iter()
-        .filter(|n| *n <= args.products)
-        .collect();
-    sizes.dedup();
-    let mut rows = Vec::new();
-    for n in sizes {
-        eprintln!("benchmarking {n} products in {}", work.display());
-        rows.push(measure::scenario(
-            &binaries,
-            &work.join(format!("n{n}")),
-            n,
-        )?);
-    }
-    measure::print_table(&rows);
-    Ok(())
+    suite::jsonl(
+        &binaries,
+        &work,
+        args.products,
+        &args.backends,
+        args.pg_log_statements,
+    )
 }

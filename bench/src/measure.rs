@@ -1,19 +1,24 @@
-//! Running the real binary on generated feeds and measuring it.
+//! Running the real binary on generated feeds and measuring it, and the
+//! SQLite scenario: the feed against the raw SQLite insert limit.
 
-use crate::{feed, raw};
+use crate::feed::Feeds;
+use crate::launcher::Launcher;
+use crate::raw;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
-/// The release binary and plugin the benchmark measures.
+/// The release binary and plugin the benchmark measures, and the launcher
+/// that runs it.
 pub struct Binaries {
     muninn_sync: PathBuf,
+    launcher: Launcher,
 }
 
 impl Binaries {
     /// muninn-sync and libjsonl.so are built beside the benchmark by
-    /// `cargo build --release`.
+    /// `cargo build --release`. Starts the launcher, so call it before
+    /// the benchmark allocates much.
     pub fn beside_this_executable() -> Result<Binaries> {
         let dir = std::env::current_exe()?
             .parent()
@@ -34,7 +39,10 @@ impl Binaries {
                 dir.display()
             );
         }
-        Ok(Binaries { muninn_sync })
+        Ok(Binaries {
+            muninn_sync,
+            launcher: Launcher::start()?,
+        })
     }
 }
 
@@ -42,6 +50,8 @@ impl Binaries {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sync {
     pub seconds: f64,
+    /// The process's own CPU time, user and system.
+    pub cpu_seconds: f64,
     pub peak_rss_mb: f64,
     /// Rows written: products created, updated and removed.
     pub written: u64,
@@ -60,53 +70,38 @@ pub struct Row {
     pub catalogue_mb: f64,
 }
 
+/// The SQLite scenario's configuration, in `archive.toml`.
 const CONFIG: &str =
     "[archive]\ndatabase = \"sqlite\"\n\n[sqlite]\nconnection_string = \"catalogue.sqlite\"\n\n\
                       [\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\n";
 
+/// Runs `muninn-sync archive.toml feed <extra>` in `dir`.
 pub fn run(binaries: &Binaries, dir: &Path, extra: &[&str]) -> Result<Sync> {
-    let log_path = dir.join("sync.log");
-    let log = std::fs::File::create(&log_path)?;
-    let started = Instant::now();
-    let child = Command::new(&binaries.muninn_sync)
-        .current_dir(dir)
-        .arg("archive.toml")
-        .arg("feed")
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("cannot start muninn-sync")?;
-    let (status, peak_rss_kb) = wait_with_peak_rss(child.id() as libc::pid_t)?;
-    let seconds = started.elapsed().as_secs_f64();
-    let output = std::fs::read_to_string(&log_path)?;
-    if status != 0 {
-        bail!("muninn-sync {extra:?} failed with status {status}:\n{output}");
-    }
-    Ok(Sync {
-        seconds,
-        peak_rss_mb: peak_rss_kb as f64 / 1024.0,
-        written: written_rows(&output)?,
-    })
+    run_with(binaries, dir, "archive.toml", extra)
 }
 
-/// Waits for a child and returns its exit status and its peak resident set
-/// size in KiB, from the kernel's own accounting.
-fn wait_with_peak_rss(pid: libc::pid_t) -> Result<(i32, i64)> {
-    let mut status = 0;
-    // SAFETY: plain system calls on a child of this process; both out
-    // parameters are valid for writing.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    if waited != pid {
-        return Err(anyhow!("wait4 failed: {}", std::io::Error::last_os_error()));
+/// Runs `muninn-sync <config> feed <extra>` in `dir`; its log goes to
+/// `<config>.log` there.
+pub fn run_with(binaries: &Binaries, dir: &Path, config: &str, extra: &[&str]) -> Result<Sync> {
+    let log_path = dir.join(format!("{config}.log"));
+    let args: Vec<&str> = [config, "feed"].iter().chain(extra).copied().collect();
+    let finished = binaries
+        .launcher
+        .run(&binaries.muninn_sync, dir, &args, &log_path)
+        .context("cannot run muninn-sync")?;
+    let output = std::fs::read_to_string(&log_path)?;
+    if finished.status != 0 {
+        bail!(
+            "muninn-sync {config} {extra:?} failed with status {}:\n{output}",
+            finished.status
+        );
     }
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    Ok((code, usage.ru_maxrss))
+    Ok(Sync {
+        seconds: finished.seconds,
+        cpu_seconds: finished.cpu_seconds,
+        peak_rss_mb: finished.peak_rss_kb as f64 / 1024.0,
+        written: written_rows(&output)?,
+    })
 }
 
 /// Created + updated + removed, from the run's summary line.
@@ -128,18 +123,31 @@ fn written_rows(log: &str) -> Result<u64> {
     Ok(count("created")? + count("updated")? + count("removed")?)
 }
 
-/// Every measurement of one feed size.
-pub fn scenario(binaries: &Binaries, dir: &Path, n: u64) -> Result<Row> {
-    if dir.exists() {
-        // Left by an interrupted run: start from nothing.
-        std::fs::remove_dir_all(dir)?;
+/// The time to read the feed and parse every line with the jsonl
+/// plugin's own parser, in process: what a sync costs at the very least.
+pub fn read_and_parse(feeds: &Feeds, n: u64) -> Result<f64> {
+    let started = Instant::now();
+    let parsed = jsonl::read_and_parse(&feeds.path())?;
+    let seconds = started.elapsed().as_secs_f64();
+    if parsed as u64 != n {
+        bail!("parsed {parsed} of {n} products");
     }
-    std::fs::create_dir_all(dir)?;
-    let feed_path = dir.join("feed.jsonl");
-    feed::write(&feed_path, n, |_| false)?;
+    Ok(seconds)
+}
+
+/// Every SQLite measurement of one feed size, in `dir` beside the feeds.
+pub fn scenario(
+    binaries: &Binaries,
+    dir: &Path,
+    feeds: &Feeds,
+    n: u64,
+    parse_seconds: f64,
+) -> Result<Row> {
+    feeds.use_original()?;
     std::fs::write(dir.join("archive.toml"), CONFIG)?;
     let mut row = Row {
         products: n,
+        parse_seconds,
         ..Row::default()
     };
 
@@ -147,20 +155,14 @@ pub fn scenario(binaries: &Binaries, dir: &Path, n: u64) -> Result<Row> {
     row.raw_seconds = raw::insert(&raw_path, n)?.as_secs_f64();
     std::fs::remove_file(&raw_path)?;
 
-    let started = Instant::now();
-    let parsed = jsonl::read_and_parse(&feed_path)?;
-    row.parse_seconds = started.elapsed().as_secs_f64();
-    if parsed as u64 != n {
-        bail!("parsed {parsed} of {n} products");
-    }
-
     row.first = run(binaries, dir, &[])?;
-    row.catalogue_mb = std::fs::metadata(dir.join("catalogue.sqlite"))?.len() as f64 / 1e6;
+    let catalogue = dir.join("catalogue.sqlite");
+    row.catalogue_mb = std::fs::metadata(&catalogue)?.len() as f64 / 1e6;
     row.unchanged = run(binaries, dir, &[])?;
-    feed::write(&feed_path, n, |i| i % 100 == 37)?;
+    feeds.use_changed()?;
     row.one_percent = run(binaries, dir, &[])?;
     row.forced = run(binaries, dir, &["--force"])?;
-    std::fs::remove_dir_all(dir)?;
+    std::fs::remove_file(&catalogue)?;
     Ok(row)
 }
 
@@ -168,8 +170,10 @@ fn per_second(count: u64, seconds: f64) -> String {
     format!("{:.0}", count as f64 / seconds.max(1e-9))
 }
 
-/// The report: one table, one row per feed size, and the targets checked.
+/// The SQLite report: one table, one row per feed size, and the targets.
 pub fn print_table(rows: &[Row]) {
+    println!("SQLite:");
+    println!();
     println!("| products | raw insert rows/s | first sync products/s | vs raw | µs/product | peak RSS MB | catalogue MB | read+parse s | unchanged re-sync s | vs parse | rows written | 1% changed s | rows written | --force s | rows written |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
