@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs Python muninn, the tool muninn-sync replaces, into a virtualenv at
 # target/python-muninn/venv, for the tests that run muninn's own tools on our
-# catalogues (tests/tests/python_muninn.rs). Under target/, so that a clean
-# clone gets a fresh one and git ignores it. Does nothing when the pinned
-# version is already there.
+# catalogues (tests/tests/python_muninn.rs), with the PostgreSQL driver its
+# postgresql backend uses by default: psycopg 3 (muninn 7.5's `library`
+# option defaults to "psycopg"), as the binary wheel, which brings its own
+# libpq. Under target/, so that a clean clone gets a fresh one and git
+# ignores it. Does nothing when the pinned versions are already there.
 #
 # The virtualenv is made from Debian's python3 (/usr/bin/python3, with
 # python3-venv), not whatever python3 comes first on PATH: muninn loads
@@ -12,17 +14,32 @@
 set -euo pipefail
 
 MUNINN_VERSION=7.5.0
+PSYCOPG_VERSION=3.3.9
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$root/target/python-muninn/venv"
 python="${MUNINN_TEST_PYTHON:-/usr/bin/python3}"
 
-installed() {
+muninn_installed() {
     [ -x "$venv/bin/muninn-search" ] &&
         "$venv/bin/python" -c "import muninn, sys; sys.exit(muninn.__version__ != '$MUNINN_VERSION')" 2>/dev/null
 }
 
-if installed; then
+# psycopg with its binary implementation (psycopg-binary), not the pure
+# Python one that would need the system's libpq.
+driver_installed() {
+    "$venv/bin/python" -c "import psycopg, sys; sys.exit(psycopg.__version__ != '$PSYCOPG_VERSION' or psycopg.pq.__impl__ != 'binary')" 2>/dev/null
+}
+
+pip_install() {
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@"
+}
+
+if muninn_installed; then
+    if ! driver_installed; then
+        pip_install "psycopg[binary]==$PSYCOPG_VERSION"
+        driver_installed || { echo "install-python-muninn: psycopg $PSYCOPG_VERSION (binary) is still not importable from $venv" >&2; exit 1; }
+    fi
     exit 0
 fi
 
@@ -57,6 +74,7 @@ fi
 rm -rf "$venv"
 mkdir -p "$(dirname "$venv")"
 "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "muninn==$MUNINN_VERSION"
+pip_install "muninn==$MUNINN_VERSION" "psycopg[binary]==$PSYCOPG_VERSION"
 
-installed || { echo "install-python-muninn: muninn $MUNINN_VERSION is still not importable from $venv" >&2; exit 1; }
+muninn_installed || { echo "install-python-muninn: muninn $MUNINN_VERSION is still not importable from $venv" >&2; exit 1; }
+driver_installed || { echo "install-python-muninn: psycopg $PSYCOPG_VERSION (binary) is still not importable from $venv" >&2; exit 1; }
