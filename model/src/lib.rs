@@ -4,10 +4,19 @@
 //!
 //! It mirrors muninn 7.5's core schema so that what a plugin describes is what
 //! muninn's own tools later read back from the catalogue.
+//!
+//! It also holds the catalogue's rules that do not depend on storage, so
+//! that every store (SQLite, PostgreSQL, the in-memory archive) follows
+//! the same ones: how namespace properties become columns
+//! ([`plan_namespace_write`]), how walks and scans page ([`page`]), when a
+//! watermark rises ([`raise_watermark`]) and who may remove a product
+//! ([`Ownership`]).
 
 mod bookkeeping;
 mod geometry;
+mod namespace_rules;
 mod ownership;
+mod paging;
 mod product;
 mod timestamp;
 mod value;
@@ -15,7 +24,14 @@ mod watermark;
 
 pub use bookkeeping::{Deletion, ProductTypeSummary, PropertyType};
 pub use geometry::{Geometry, GeometryError, Point};
+pub use namespace_rules::{
+    find_column, plan_namespace_write, text_is_not_json, ColumnChange, NamespaceWrite, PlannedValue,
+};
 pub use ownership::{Claim, Ownership};
+pub use paging::{
+    in_page, page, page_size, scan_order, walk_time, PagePosition, WalkTime, MAX_SCAN_PAGE,
+    MAX_WALK_PAGE,
+};
 pub use product::{derived_uuid, CoreField, Namespace, Product, Update, PRODUCT_UUID_NAMESPACE};
 pub use timestamp::{
     check_storable_timestamp, format_timestamp, from_micros, parse_rfc3339, parse_timestamp,

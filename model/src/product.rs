@@ -388,6 +388,24 @@ impl Update {
         }
     }
 
+    /// Checks the core changes as every store does before it writes any:
+    /// `uuid` and `metadata_date` cannot be updated (the one names the
+    /// product, the catalogue sets the other), and each changed property
+    /// meets the rules a created product's does ([`Product::validate`]: a
+    /// file name, a relative path, a time the catalogue reads back, ...).
+    pub fn check_core(&self) -> Result<(), String> {
+        for (field, value) in &self.core {
+            if *field == CoreField::Uuid || *field == CoreField::MetadataDate {
+                return Err(format!("core property {} cannot be updated", field.name()));
+            }
+            // The rest of `check` is valid, so what fails is the change.
+            let mut check = Product::new("x", "x");
+            check.set_core_value(*field, value.clone())?;
+            check.validate()?;
+        }
+        Ok(())
+    }
+
     /// What turns `old` (as the catalogue holds it, read with the namespaces
     /// the synchronizer manages) into `new` (as the remote describes it).
     /// Only [`CoreField::MIRRORED`] core properties and the namespaces of
