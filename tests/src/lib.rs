@@ -1,9 +1,16 @@
 //! Helpers for end-to-end tests that use muninn-sync as a user does: write an
 //! archive configuration and a feed, run the real binary with the real
-//! plugins, and look at the catalogue with SQL.
+//! plugins, and look at the catalogue with SQL, on SQLite and on PostgreSQL
+//! (one test body for both: [`on_both_backends!`]).
 
+mod archive;
+mod backend;
+mod catalogue;
 pub mod odata_server;
 pub mod stac_server;
+
+pub use archive::{Archive, BASE_CONFIG, FEED_SECTION};
+pub use backend::Backend;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -130,108 +137,6 @@ pub fn muninn_sync(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     }
 }
 
-/// An archive in a temporary directory: `archive.toml`, a catalogue
-/// `catalogue.sqlite`, and feeds beside them.
-pub struct Archive {
-    pub dir: tempfile::TempDir,
-}
-
-/// The `[archive]` and `[sqlite]` sections every test archive starts with.
-pub const BASE_CONFIG: &str = r#"
-[archive]
-database = "sqlite"
-
-[sqlite]
-connection_string = "catalogue.sqlite"
-"#;
-
-impl Archive {
-    /// An archive with one `jsonl` synchronizer named `feed` reading `feed.jsonl`.
-    pub fn with_feed() -> Archive {
-        Archive::new(&format!(
-            "{BASE_CONFIG}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\n"
-        ))
-    }
-
-    /// An archive with this configuration.
-    pub fn new(config: &str) -> Archive {
-        let archive = Archive {
-            dir: tempfile::tempdir().expect("temporary directory"),
-        };
-        archive.write_config(config);
-        archive
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    pub fn write_config(&self, config: &str) {
-        std::fs::write(self.path("archive.toml"), config).expect("write archive.toml");
-    }
-
-    /// Writes a feed file, one JSON value per line.
-    pub fn write_feed(&self, name: &str, lines: &[serde_json::Value]) {
-        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-        std::fs::write(self.path(name), text).expect("write feed");
-    }
-
-    /// Runs `muninn-sync archive.toml <args>`.
-    pub fn sync(&self, args: &[&str]) -> Run {
-        let mut all = vec!["archive.toml"];
-        all.extend_from_slice(args);
-        muninn_sync(self.dir.path(), &all, &[])
-    }
-
-    /// A read-only connection to the catalogue (SpatiaLite not loaded: what a
-    /// plain SQL user sees).
-    pub fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open_with_flags(
-            self.path("catalogue.sqlite"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .expect("open the catalogue")
-    }
-
-    /// The rows of a one-column query as text (`NULL` for null).
-    pub fn strings(&self, sql: &str) -> Vec<String> {
-        use rusqlite::types::Value;
-        let db = self.db();
-        let mut statement = db.prepare(sql).expect("prepare");
-        statement
-            .query_map([], |row| row.get::<_, Value>(0))
-            .expect("query")
-            .map(|r| match r.expect("row") {
-                Value::Null => "NULL".to_string(),
-                Value::Integer(i) => i.to_string(),
-                Value::Real(f) => f.to_string(),
-                Value::Text(t) => t,
-                Value::Blob(b) => format!("<{} bytes>", b.len()),
-            })
-            .collect()
-    }
-
-    /// A query's single integer.
-    pub fn count(&self, sql: &str) -> i64 {
-        self.db()
-            .query_row(sql, [], |row| row.get(0))
-            .expect("query")
-    }
-
-    /// product_name -> metadata_date of every product.
-    pub fn metadata_dates(&self) -> std::collections::BTreeMap<String, String> {
-        let db = self.db();
-        let mut statement = db
-            .prepare("SELECT product_name, metadata_date FROM core")
-            .expect("prepare");
-        statement
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-            .expect("query")
-            .map(|r| r.expect("row"))
-            .collect()
-    }
-}
-
 /// A product line for a jsonl feed.
 pub fn product(product_type: &str, name: &str, modified: &str) -> serde_json::Value {
     serde_json::json!({
@@ -325,45 +230,11 @@ pub struct Background {
     child: Option<std::process::Child>,
 }
 
-impl Archive {
-    /// Starts `muninn-sync archive.toml <args>` in the background.
-    pub fn start(&self, args: &[&str]) -> Background {
-        let child = Command::new(binary())
-            .current_dir(self.dir.path())
-            .arg("archive.toml")
-            .args(args)
-            .env_remove("MUNINN_CONFIG_PATH")
-            .env_remove("MUNINN_SYNC_PLUGIN_PATH")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start muninn-sync");
+impl Background {
+    pub(crate) fn new(child: std::process::Child) -> Background {
         Background { child: Some(child) }
     }
 
-    /// The one row a query returns, each column as text (`NULL` for null).
-    pub fn row(&self, sql: &str) -> Vec<String> {
-        use rusqlite::types::Value;
-        self.db()
-            .query_row(sql, [], |row| {
-                (0..row.as_ref().column_count())
-                    .map(|i| {
-                        Ok(match row.get::<_, Value>(i)? {
-                            Value::Null => "NULL".to_string(),
-                            Value::Integer(n) => n.to_string(),
-                            Value::Real(f) => f.to_string(),
-                            Value::Text(t) => t,
-                            Value::Blob(b) => format!("<{} bytes>", b.len()),
-                        })
-                    })
-                    .collect()
-            })
-            .expect("query one row")
-    }
-}
-
-impl Background {
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("the run is still ours").id()
     }

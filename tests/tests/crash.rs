@@ -10,7 +10,7 @@
 //! -p muninn-sync-e2e --test crash`), `MUNINN_SYNC_CRASH_SEED` replays the
 //! moments of a failed run.
 
-use muninn_sync_e2e::{binary, Archive, BASE_CONFIG};
+use muninn_sync_e2e::{binary, Archive, Backend};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -109,13 +109,11 @@ fn env_number(name: &str) -> Option<u64> {
 
 /// An archive beside the shared feed, syncing it incrementally.
 fn archive_in(dir: &Path) -> Archive {
-    let archive = Archive {
-        dir: tempfile::tempdir_in(dir).unwrap(),
-    };
-    archive.write_config(&format!(
-        "{BASE_CONFIG}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"../feed.jsonl\"\nincremental = true\n"
-    ));
-    archive
+    Archive::on_in(
+        Backend::Sqlite,
+        dir,
+        "[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"../feed.jsonl\"\nincremental = true\n",
+    )
 }
 
 /// The catalogue's content that a sync is responsible for, in a

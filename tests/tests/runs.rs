@@ -1,9 +1,12 @@
 //! How runs go and end, as an operator sees them: the run history and
 //! watermarks in the catalogue, incremental runs, the per-synchronizer lock,
 //! signals, timeouts, failed products, dry runs, and the JSON report and
-//! metrics file that scripts and monitoring read.
+//! metrics file that scripts and monitoring read. Each on SQLite and on
+//! PostgreSQL from one body (`<test>::sqlite`, `<test>::postgresql`).
 
-use muninn_sync_e2e::{deletion, outside_plugin, product, wait_until, Archive, BASE_CONFIG};
+use muninn_sync_e2e::{
+    deletion, on_both_backends, outside_plugin, product, wait_until, Archive, Backend, FEED_SECTION,
+};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -25,37 +28,15 @@ fn names(count: usize) -> Vec<String> {
     (0..count).map(|i| format!("p{i:02}")).collect()
 }
 
-/// The `feed` synchronizer's section, for archives that have others too.
-const FEED_SECTION: &str = "[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\n";
-
-/// The text of a synchronizer's lock file ("" when there is none).
-fn lock_text(archive: &Archive, synchronizer: &str) -> String {
-    std::fs::read_to_string(archive.path(&format!("catalogue.sqlite.{synchronizer}.sync-lock")))
-        .unwrap_or_default()
-}
-
-/// A count from the catalogue, or `None` while there is no catalogue or
-/// no such table yet (a run in the background is only starting).
-fn count_if_any(archive: &Archive, sql: &str) -> Option<i64> {
-    let db = rusqlite::Connection::open_with_flags(
-        archive.path("catalogue.sqlite"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .ok()?;
-    db.query_row(sql, [], |row| row.get(0)).ok()
-}
-
 /// Waits until the newest run has committed at least `created` products.
 fn wait_for_created(archive: &Archive, created: i64) {
     wait_until(
         &format!("the running run has committed {created} product(s)"),
         PATIENCE,
         || {
-            count_if_any(
-                archive,
-                "SELECT created FROM muninn_sync_runs ORDER BY id DESC LIMIT 1",
-            )
-            .is_some_and(|n| n >= created)
+            archive
+                .try_count("SELECT created FROM muninn_sync_runs ORDER BY id DESC LIMIT 1")
+                .is_some_and(|n| n >= created)
         },
     );
 }
@@ -80,9 +61,9 @@ fn append(archive: &Archive, lines: &[serde_json::Value]) {
     }
 }
 
-#[test]
-fn every_run_is_recorded_with_its_window_counts_and_process() {
-    let archive = Archive::with_feed();
+on_both_backends!(every_run_is_recorded_with_its_window_counts_and_process);
+fn every_run_is_recorded_with_its_window_counts_and_process(backend: Backend) {
+    let archive = Archive::with_feed_on(backend);
     archive.write_feed("feed.jsonl", &feed_lines());
     let first = archive.start(&["feed"]);
     let pid = first.pid();
@@ -94,15 +75,19 @@ fn every_run_is_recorded_with_its_window_counts_and_process() {
              pid, hostname, created, updated, unchanged, removed, failed, outcome, error FROM muninn_sync_runs"
         ),
         [
-            "1", "feed", "jsonl 0.1.0", "NULL", "NULL", "NULL", "0", "0",
+            "1", "feed", "jsonl 0.1.0", "NULL", "NULL", "NULL", archive.boolean(false), archive.boolean(false),
             &pid.to_string(), hostname.trim(), "3", "0", "0", "0", "0", "succeeded", "NULL"
         ]
     );
+    // UTC times without a zone, in each backend's own time arithmetic.
+    let within_the_hour = backend.pick(
+        "julianday('now') - julianday(started) < 1.0 / 24",
+        "(now() AT TIME ZONE 'UTC') - started BETWEEN interval '0' AND interval '1 hour'",
+    );
     assert_eq!(
-        archive.count(
-            "SELECT count(*) FROM muninn_sync_runs WHERE finished >= started \
-             AND julianday('now') - julianday(started) < 1.0 / 24"
-        ),
+        archive.count(&format!(
+            "SELECT count(*) FROM muninn_sync_runs WHERE finished >= started AND {within_the_hour}"
+        )),
         1,
         "started and finished are now, in order: {:?}",
         archive.strings("SELECT started || ' .. ' || finished FROM muninn_sync_runs")
@@ -144,22 +129,22 @@ fn every_run_is_recorded_with_its_window_counts_and_process() {
             "[\"T\"]",
             "2024-01-01 00:00:00",
             "2024-02-01 00:00:00",
-            "1",
+            archive.boolean(true),
             "2",
             "0"
         ]
     );
 }
 
-#[test]
-fn incremental_runs_start_at_the_watermark_minus_the_lookback() {
-    let archive = Archive::with_feed();
+on_both_backends!(incremental_runs_start_at_the_watermark_minus_the_lookback);
+fn incremental_runs_start_at_the_watermark_minus_the_lookback(backend: Backend) {
+    let archive = Archive::with_feed_on(backend);
     archive.write_feed("feed.jsonl", &feed_lines());
     // The first run has no watermark to start from: it syncs everything.
     archive.sync(&["feed", "--incremental"]).assert_ok();
     assert_eq!(
         archive.row("SELECT window_start, incremental, created FROM muninn_sync_runs WHERE id = 1"),
-        ["NULL", "0", "3"]
+        ["NULL", archive.boolean(false), "3"]
     );
     assert_eq!(
         archive.strings(
@@ -190,7 +175,14 @@ fn incremental_runs_start_at_the_watermark_minus_the_lookback() {
             "SELECT window_start, window_end, incremental, created, unchanged, outcome \
              FROM muninn_sync_runs WHERE id = 2"
         ),
-        ["2024-01-03 09:50:00", "NULL", "1", "2", "1", "succeeded"]
+        [
+            "2024-01-03 09:50:00",
+            "NULL",
+            archive.boolean(true),
+            "2",
+            "1",
+            "succeeded"
+        ]
     );
     assert_eq!(
         archive.strings("SELECT watermark FROM muninn_sync_watermarks ORDER BY product_type"),
@@ -224,7 +216,7 @@ fn incremental_runs_start_at_the_watermark_minus_the_lookback() {
     archive.sync(&["feed", "--full"]).assert_ok();
     assert_eq!(
         archive.row("SELECT window_start, incremental, created, unchanged FROM muninn_sync_runs WHERE id = 6"),
-        ["NULL", "0", "1", "6"]
+        ["NULL", archive.boolean(false), "1", "6"]
     );
     assert_eq!(
         archive.strings("SELECT product_name FROM core ORDER BY 1"),
@@ -232,11 +224,12 @@ fn incremental_runs_start_at_the_watermark_minus_the_lookback() {
     );
 }
 
-#[test]
-fn incremental_in_the_section_makes_every_run_incremental_unless_full() {
-    let archive = Archive::new(&format!(
-        "{BASE_CONFIG}\n{FEED_SECTION}incremental = true\nlookback = \"1h\"\n"
-    ));
+on_both_backends!(incremental_in_the_section_makes_every_run_incremental_unless_full);
+fn incremental_in_the_section_makes_every_run_incremental_unless_full(backend: Backend) {
+    let archive = Archive::on(
+        backend,
+        &format!("{FEED_SECTION}incremental = true\nlookback = \"1h\"\n"),
+    );
     archive.write_feed("feed.jsonl", &feed_lines());
     archive.sync(&["feed"]).assert_ok();
     append(&archive, &[product("T", "D", "2024-01-04T10:00:00Z")]);
@@ -250,7 +243,7 @@ fn incremental_in_the_section_makes_every_run_incremental_unless_full() {
     );
     assert_eq!(
         archive.row("SELECT window_start, incremental FROM muninn_sync_runs WHERE id = 2"),
-        ["2024-01-03 09:00:00", "1"]
+        ["2024-01-03 09:00:00", archive.boolean(true)]
     );
     // --lookback on the command line wins over the section's.
     archive.sync(&["feed", "--lookback", "2d"]).assert_ok();
@@ -262,13 +255,13 @@ fn incremental_in_the_section_makes_every_run_incremental_unless_full() {
     assert_eq!(
         archive
             .row("SELECT window_start, incremental, unchanged FROM muninn_sync_runs WHERE id = 4"),
-        ["NULL", "0", "4"]
+        ["NULL", archive.boolean(false), "4"]
     );
 }
 
-#[test]
-fn a_run_that_starts_after_the_watermark_does_not_raise_it() {
-    let archive = Archive::with_feed();
+on_both_backends!(a_run_that_starts_after_the_watermark_does_not_raise_it);
+fn a_run_that_starts_after_the_watermark_does_not_raise_it(backend: Backend) {
+    let archive = Archive::with_feed_on(backend);
     archive.write_feed(
         "feed.jsonl",
         &[
@@ -296,16 +289,19 @@ fn a_run_that_starts_after_the_watermark_does_not_raise_it() {
     assert_eq!(watermark(), ["2024-01-10 10:00:00"]);
 }
 
-#[test]
-fn a_second_run_of_a_synchronizer_is_refused_or_waits_while_others_run() {
-    let archive = Archive::new(&format!(
-        "{BASE_CONFIG}\n{FEED_SECTION}\n{}",
-        outside_section("slow", "slow", &names(30), "delay_ms = 200")
-    ));
+on_both_backends!(a_second_run_of_a_synchronizer_is_refused_or_waits_while_others_run);
+fn a_second_run_of_a_synchronizer_is_refused_or_waits_while_others_run(backend: Backend) {
+    let archive = Archive::on(
+        backend,
+        &format!(
+            "{FEED_SECTION}\n{}",
+            outside_section("slow", "slow", &names(30), "delay_ms = 200")
+        ),
+    );
     archive.write_feed("feed.jsonl", &feed_lines());
     let slow = archive.start(&["slow"]);
     wait_until("the slow run holds its lock", PATIENCE, || {
-        !lock_text(&archive, "slow").trim().is_empty()
+        archive.lock_holder("slow").is_some()
     });
 
     // Another synchronizer of the archive runs alongside.
@@ -321,8 +317,10 @@ fn a_second_run_of_a_synchronizer_is_refused_or_waits_while_others_run() {
         &[
             "synchronizer \"slow\" is already running",
             &format!("pid {}", slow.pid()),
-            ", started 20",
-            "catalogue.sqlite.slow.sync-lock",
+            // When the holder started: the lock file's record, or the
+            // holding session's start in the server.
+            backend.pick(", started 20", ", connected 20"),
+            &archive.lock_name("slow"),
             "wait for it with --wait",
         ],
     );
@@ -343,27 +341,38 @@ fn a_second_run_of_a_synchronizer_is_refused_or_waits_while_others_run() {
         "refused runs record nothing; the waiting one ran after the first had finished"
     );
     assert_eq!(
-        lock_text(&archive, "slow"),
-        "",
+        archive.lock_holder("slow"),
+        None,
         "a finished run clears its lock"
     );
 }
 
-#[test]
-fn a_lock_left_by_a_killed_run_is_taken_over_and_the_run_marked_abandoned() {
-    let archive = Archive::new(&format!(
-        "{BASE_CONFIG}\n{}",
-        outside_section("slow", "slow", &names(8), "delay_ms = 300")
-    ));
+on_both_backends!(a_lock_left_by_a_killed_run_is_taken_over_and_the_run_marked_abandoned);
+fn a_lock_left_by_a_killed_run_is_taken_over_and_the_run_marked_abandoned(backend: Backend) {
+    let archive = Archive::on(
+        backend,
+        &outside_section("slow", "slow", &names(8), "delay_ms = 300"),
+    );
     let killed = archive.start(&["slow"]);
     let pid = killed.pid();
     wait_for_created(&archive, 1);
     killed.kill();
-    assert!(
-        lock_text(&archive, "slow").contains(&format!("pid={pid}")),
-        "{}",
-        lock_text(&archive, "slow")
-    );
+    match backend {
+        // The lock file stays, naming the killed run.
+        Backend::Sqlite => assert!(
+            archive
+                .lock_holder("slow")
+                .is_some_and(|text| text.contains(&format!("pid={pid}"))),
+            "{:?}",
+            archive.lock_holder("slow")
+        ),
+        // The server drops the advisory lock with the killed run's session.
+        Backend::Postgresql => wait_until(
+            "the server has dropped the killed run's lock",
+            PATIENCE,
+            || archive.lock_holder("slow").is_none(),
+        ),
+    }
     assert_eq!(
         archive.strings("SELECT outcome FROM muninn_sync_runs"),
         ["running"]
@@ -371,9 +380,11 @@ fn a_lock_left_by_a_killed_run_is_taken_over_and_the_run_marked_abandoned() {
 
     let run = archive.sync(&["slow"]);
     run.assert_ok();
-    assert!(
+    // Only a lock file outlives its run, to be taken over and reported.
+    assert_eq!(
         run.stderr.contains(&format!("pid {pid}"))
             && run.stderr.contains("ended without releasing its lock"),
+        backend == Backend::Sqlite,
         "{}",
         run.stderr
     );
@@ -387,12 +398,12 @@ fn a_lock_left_by_a_killed_run_is_taken_over_and_the_run_marked_abandoned() {
     assert!(archive.count("SELECT unchanged FROM muninn_sync_runs WHERE id = 2") >= 1);
 }
 
-#[test]
-fn sigterm_and_sigint_stop_a_run_after_its_last_commit_and_a_rerun_finishes() {
-    let archive = Archive::new(&format!(
-        "{BASE_CONFIG}\n{}",
-        outside_section("slow", "slow", &names(12), "delay_ms = 300")
-    ));
+on_both_backends!(sigterm_and_sigint_stop_a_run_after_its_last_commit_and_a_rerun_finishes);
+fn sigterm_and_sigint_stop_a_run_after_its_last_commit_and_a_rerun_finishes(backend: Backend) {
+    let archive = Archive::on(
+        backend,
+        &outside_section("slow", "slow", &names(12), "delay_ms = 300"),
+    );
     let run = archive.start(&["slow"]);
     wait_for_created(&archive, 2);
     run.signal("TERM");
@@ -405,15 +416,13 @@ fn sigterm_and_sigint_stop_a_run_after_its_last_commit_and_a_rerun_finishes() {
     assert_eq!(outcome, "interrupted");
     assert!((2..12).contains(&created), "created {created}");
     assert_eq!(archive.count("SELECT count(*) FROM core"), created);
-    assert_eq!(lock_text(&archive, "slow"), "");
+    assert_eq!(archive.lock_holder("slow"), None);
 
     let run = archive.start(&["slow"]);
     wait_until("the second run has created a product", PATIENCE, || {
-        count_if_any(
-            &archive,
-            "SELECT created FROM muninn_sync_runs WHERE id = 2",
-        )
-        .is_some_and(|n| n >= 1)
+        archive
+            .try_count("SELECT created FROM muninn_sync_runs WHERE id = 2")
+            .is_some_and(|n| n >= 1)
     });
     run.signal("INT");
     run.finish().assert_error(130, &["interrupted by SIGINT"]);
@@ -430,9 +439,9 @@ fn sigterm_and_sigint_stop_a_run_after_its_last_commit_and_a_rerun_finishes() {
     );
 }
 
-#[test]
-fn a_dry_run_lists_what_it_would_change_and_writes_nothing() {
-    let archive = Archive::with_feed();
+on_both_backends!(a_dry_run_lists_what_it_would_change_and_writes_nothing);
+fn a_dry_run_lists_what_it_would_change_and_writes_nothing(backend: Backend) {
+    let archive = Archive::with_feed_on(backend);
     archive.write_feed(
         "feed.jsonl",
         &[
@@ -453,7 +462,7 @@ fn a_dry_run_lists_what_it_would_change_and_writes_nothing() {
             deletion("T", "C", "2024-02-04T10:00:00Z"),
         ],
     );
-    let file = || std::fs::read(archive.path("catalogue.sqlite")).unwrap();
+    let file = || archive.snapshot();
     let core = || {
         archive.strings(
             "SELECT product_name || ' ' || size || ' ' || metadata_date FROM core ORDER BY 1",
@@ -505,9 +514,9 @@ fn a_dry_run_lists_what_it_would_change_and_writes_nothing() {
     );
 }
 
-#[test]
-fn the_json_report_tells_scripts_how_the_run_went() {
-    let archive = Archive::with_feed();
+on_both_backends!(the_json_report_tells_scripts_how_the_run_went);
+fn the_json_report_tells_scripts_how_the_run_went(backend: Backend) {
+    let archive = Archive::with_feed_on(backend);
     archive.write_feed("feed.jsonl", &feed_lines());
     let run = archive.sync(&["feed", "--report", "json"]);
     run.assert_ok();
@@ -593,11 +602,14 @@ fn the_json_report_tells_scripts_how_the_run_went() {
     );
 }
 
-#[test]
-fn the_metrics_file_covers_every_synchronizer_and_is_replaced_whole() {
-    let archive = Archive::new(&format!(
-        "{BASE_CONFIG}\n{FEED_SECTION}\n[\"synchronizer:backfill\"]\nmodule = \"jsonl\"\npath = \"backfill.jsonl\"\n"
-    ));
+on_both_backends!(the_metrics_file_covers_every_synchronizer_and_is_replaced_whole);
+fn the_metrics_file_covers_every_synchronizer_and_is_replaced_whole(backend: Backend) {
+    let archive = Archive::on(
+        backend,
+        &format!(
+            "{FEED_SECTION}\n[\"synchronizer:backfill\"]\nmodule = \"jsonl\"\npath = \"backfill.jsonl\"\n"
+        ),
+    );
     archive.write_feed(
         "feed.jsonl",
         &[
@@ -682,9 +694,9 @@ fn the_metrics_file_covers_every_synchronizer_and_is_replaced_whole() {
     assert_eq!(std::fs::read_to_string(&metrics).unwrap(), text);
 }
 
-#[test]
-fn products_that_fail_are_skipped_and_the_run_fails_at_the_end() {
-    let archive = Archive::with_feed();
+on_both_backends!(products_that_fail_are_skipped_and_the_run_fails_at_the_end);
+fn products_that_fail_are_skipped_and_the_run_fails_at_the_end(backend: Backend) {
+    let archive = Archive::with_feed_on(backend);
     archive.write_feed(
         "feed.jsonl",
         &[
@@ -730,9 +742,9 @@ fn products_that_fail_are_skipped_and_the_run_fails_at_the_end() {
     );
 }
 
-#[test]
-fn fail_fast_stops_at_the_first_product_that_fails() {
-    let archive = Archive::with_feed();
+on_both_backends!(fail_fast_stops_at_the_first_product_that_fails);
+fn fail_fast_stops_at_the_first_product_that_fails(backend: Backend) {
+    let archive = Archive::with_feed_on(backend);
     let mut bad = product("T", "C", "2024-01-03T10:00:00Z");
     bad["size"] = json!("big");
     archive.write_feed(
@@ -771,16 +783,13 @@ fn fail_fast_stops_at_the_first_product_that_fails() {
     );
 }
 
-#[test]
-fn a_plugin_that_panics_or_fails_ends_its_run_failed_and_frees_the_lock() {
+on_both_backends!(a_plugin_that_panics_or_fails_ends_its_run_failed_and_frees_the_lock);
+fn a_plugin_that_panics_or_fails_ends_its_run_failed_and_frees_the_lock(backend: Backend) {
     for (action, says) in [
         ("panic", "panicked: the outside plugin panics on purpose"),
         ("fail", "the outside plugin fails on purpose"),
     ] {
-        let archive = Archive::new(&format!(
-            "{BASE_CONFIG}\n{}",
-            outside_section("outside", action, &names(2), "")
-        ));
+        let archive = Archive::on(backend, &outside_section("outside", action, &names(2), ""));
         archive.sync(&["outside"]).assert_error(
             1,
             &["synchronizer \"outside\"", "plugin outside 0.3.0", says],
@@ -792,12 +801,9 @@ fn a_plugin_that_panics_or_fails_ends_its_run_failed_and_frees_the_lock() {
         let error = &archive.strings("SELECT error FROM muninn_sync_runs")[0];
         assert!(error.contains(says), "{error}");
         assert_eq!(archive.count("SELECT count(*) FROM core"), 2);
-        assert_eq!(lock_text(&archive, "outside"), "");
+        assert_eq!(archive.lock_holder("outside"), None);
         // Fixed, the next run goes ahead at once.
-        archive.write_config(&format!(
-            "{BASE_CONFIG}\n{}",
-            outside_section("outside", "create", &names(2), "")
-        ));
+        archive.configure(&outside_section("outside", "create", &names(2), ""));
         archive.sync(&["outside"]).assert_ok();
         assert_eq!(
             archive.strings("SELECT outcome FROM muninn_sync_runs ORDER BY id"),
@@ -806,12 +812,9 @@ fn a_plugin_that_panics_or_fails_ends_its_run_failed_and_frees_the_lock() {
     }
 }
 
-#[test]
-fn a_plugin_that_hangs_is_ended_at_the_timeout_keeping_its_products() {
-    let archive = Archive::new(&format!(
-        "{BASE_CONFIG}\n{}",
-        outside_section("outside", "hang", &names(3), "")
-    ));
+on_both_backends!(a_plugin_that_hangs_is_ended_at_the_timeout_keeping_its_products);
+fn a_plugin_that_hangs_is_ended_at_the_timeout_keeping_its_products(backend: Backend) {
+    let archive = Archive::on(backend, &outside_section("outside", "hang", &names(3), ""));
     let began = Instant::now();
     let run = archive.sync(&["outside", "--timeout", "2"]);
     let took = began.elapsed();
@@ -834,12 +837,14 @@ fn a_plugin_that_hangs_is_ended_at_the_timeout_keeping_its_products() {
         archive.strings("SELECT product_name FROM core ORDER BY 1"),
         ["p00", "p01", "p02"]
     );
-    assert_eq!(lock_text(&archive, "outside"), "");
+    assert_eq!(archive.lock_holder("outside"), None);
 
     // The same from the section's timeout key.
-    archive.write_config(&format!(
-        "{BASE_CONFIG}\n{}",
-        outside_section("outside", "hang", &names(4), "inactivity_timeout = \"1s\"")
+    archive.configure(&outside_section(
+        "outside",
+        "hang",
+        &names(4),
+        "inactivity_timeout = \"1s\"",
     ));
     archive
         .sync(&["outside"])
@@ -868,9 +873,9 @@ fn on_a_terminal(archive: &Archive, args: &str) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-#[test]
-fn a_terminal_shows_a_progress_line_and_cron_logs_do_not() {
-    let archive = Archive::with_feed();
+on_both_backends!(a_terminal_shows_a_progress_line_and_cron_logs_do_not);
+fn a_terminal_shows_a_progress_line_and_cron_logs_do_not(backend: Backend) {
+    let archive = Archive::with_feed_on(backend);
     let lines: Vec<serde_json::Value> = (0..4000)
         .map(|i| {
             product(
@@ -910,9 +915,9 @@ fn a_terminal_shows_a_progress_line_and_cron_logs_do_not() {
     assert!(!cron.stderr.contains("\x1b[K"), "{}", cron.stderr);
 }
 
-#[test]
-fn a_quiet_product_type_does_not_hold_incremental_windows_back() {
-    let archive = Archive::with_feed();
+on_both_backends!(a_quiet_product_type_does_not_hold_incremental_windows_back);
+fn a_quiet_product_type_does_not_hold_incremental_windows_back(backend: Backend) {
+    let archive = Archive::with_feed_on(backend);
     archive.write_feed("feed.jsonl", &feed_lines());
     archive.sync(&["feed", "--incremental"]).assert_ok();
     // Only U keeps changing; T has nothing new.
@@ -935,9 +940,9 @@ fn a_quiet_product_type_does_not_hold_incremental_windows_back() {
     );
 }
 
-#[test]
-fn a_malformed_line_holds_only_its_own_product_types_watermark() {
-    let archive = Archive::with_feed();
+on_both_backends!(a_malformed_line_holds_only_its_own_product_types_watermark);
+fn a_malformed_line_holds_only_its_own_product_types_watermark(backend: Backend) {
+    let archive = Archive::with_feed_on(backend);
     let mut bad = product("U", "X", "2024-01-02T10:00:00Z");
     bad["modified"] = json!("the second of January");
     archive.write_feed(
@@ -976,9 +981,9 @@ fn a_malformed_line_holds_only_its_own_product_types_watermark() {
     );
 }
 
-#[test]
-fn a_time_far_in_the_future_does_not_pin_the_watermark() {
-    let archive = Archive::with_feed();
+on_both_backends!(a_time_far_in_the_future_does_not_pin_the_watermark);
+fn a_time_far_in_the_future_does_not_pin_the_watermark(backend: Backend) {
+    let archive = Archive::with_feed_on(backend);
     archive.write_feed(
         "feed.jsonl",
         &[
@@ -1011,11 +1016,9 @@ fn a_time_far_in_the_future_does_not_pin_the_watermark() {
     );
 }
 
-#[test]
-fn max_products_and_future_tolerance_are_the_sections_to_set() {
-    let archive = Archive::new(&format!(
-        "{BASE_CONFIG}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\nmax_products = 2\n"
-    ));
+on_both_backends!(max_products_and_future_tolerance_are_the_sections_to_set);
+fn max_products_and_future_tolerance_are_the_sections_to_set(backend: Backend) {
+    let archive = Archive::on(backend, &format!("{FEED_SECTION}max_products = 2\n"));
     archive.write_feed("feed.jsonl", &feed_lines());
     let run = archive.sync(&["feed"]);
     run.assert_error(
@@ -1033,9 +1036,7 @@ fn max_products_and_future_tolerance_are_the_sections_to_set() {
     let ahead = (chrono::Utc::now() + chrono::Duration::days(30))
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
-    archive.write_config(&format!(
-        "{BASE_CONFIG}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\nfuture_tolerance = \"365d\"\n"
-    ));
+    archive.configure(&format!("{FEED_SECTION}future_tolerance = \"365d\"\n"));
     archive.write_feed("feed.jsonl", &[product("T", "SOON", &ahead)]);
     let run = archive.sync(&["feed"]);
     run.assert_ok();
@@ -1048,9 +1049,7 @@ fn max_products_and_future_tolerance_are_the_sections_to_set() {
         archive.count("SELECT count(*) FROM muninn_sync_watermarks WHERE product_type = 'T'"),
         1
     );
-    archive.write_config(&format!(
-        "{BASE_CONFIG}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\nmax_products = \"many\"\n"
-    ));
+    archive.configure(&format!("{FEED_SECTION}max_products = \"many\"\n"));
     archive.sync(&["feed"]).assert_error(
         1,
         &["key \"max_products\"", "expected a number of products"],
