@@ -1,17 +1,24 @@
 //! The operator's commands, which sync nothing: `--list`, `--history`,
 //! `--check-plugin`, `--completions` and `--man`, run as an operator runs
-//! them, beside the syncs of a real archive.
+//! them, beside the syncs of a real archive. Those that read a catalogue
+//! run on SQLite and on PostgreSQL from one body; the others
+//! (`--check-plugin`, `--completions`, `--man`) touch no catalogue.
 
-use muninn_sync_e2e::{muninn_sync, product, profile_dir, Archive, BASE_CONFIG};
+use muninn_sync_e2e::{
+    muninn_sync, on_both_backends, product, profile_dir, Archive, Backend, FEED_SECTION,
+};
 use serde_json::Value as Json;
 
 /// An archive with two jsonl synchronizers and one whose plugin is missing.
-fn archive() -> Archive {
-    let archive = Archive::new(&format!(
-        "{BASE_CONFIG}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\n\
+fn archive(backend: Backend) -> Archive {
+    let archive = Archive::on(
+        backend,
+        &format!(
+            "{FEED_SECTION}\
          \n[\"synchronizer:other\"]\nmodule = \"jsonl\"\npath = \"other.jsonl\"\n\
          \n[\"synchronizer:broken\"]\nmodule = \"nosuchplugin\"\n"
-    ));
+        ),
+    );
     archive.write_feed(
         "feed.jsonl",
         &[
@@ -31,10 +38,12 @@ fn json(text: &str) -> Json {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
 }
 
-#[test]
-fn list_shows_every_synchronizer_its_plugin_and_where_each_product_type_stands() {
-    let archive = archive();
-    // Before any run: the configuration only, and no catalogue is created.
+on_both_backends!(
+    list_before_any_run_shows_the_configuration_and_creates_no_catalogue,
+    postgresql_ignored = "issue 16: --list on an empty PostgreSQL database does not say the catalogue is not created yet"
+);
+fn list_before_any_run_shows_the_configuration_and_creates_no_catalogue(backend: Backend) {
+    let archive = archive(backend);
     let before = archive.sync(&["--list"]);
     before.assert_error(1, &["synchronizer \"broken\"", "cannot be loaded"]);
     assert!(
@@ -42,7 +51,18 @@ fn list_shows_every_synchronizer_its_plugin_and_where_each_product_type_stands()
         "{}",
         before.stdout
     );
-    assert!(!archive.path("catalogue.sqlite").exists());
+    assert!(!archive.catalogue_exists());
+}
+
+on_both_backends!(list_shows_every_synchronizer_its_plugin_and_where_each_product_type_stands);
+fn list_shows_every_synchronizer_its_plugin_and_where_each_product_type_stands(backend: Backend) {
+    let archive = archive(backend);
+    // Before any run (see above): the configuration only, and no catalogue
+    // is created.
+    archive
+        .sync(&["--list"])
+        .assert_error(1, &["synchronizer \"broken\"", "cannot be loaded"]);
+    assert!(!archive.catalogue_exists());
 
     archive.sync(&["feed"]).assert_ok();
     archive
@@ -114,9 +134,9 @@ fn list_shows_every_synchronizer_its_plugin_and_where_each_product_type_stands()
         .contains("nosuchplugin"));
 }
 
-#[test]
-fn history_shows_the_last_runs_newest_first() {
-    let archive = archive();
+on_both_backends!(history_shows_the_last_runs_newest_first);
+fn history_shows_the_last_runs_newest_first(backend: Backend) {
+    let archive = archive(backend);
     archive.sync(&["feed"]).assert_ok();
     archive
         .sync(&["other", "--start", "2024-01-01", "--end", "2024-03-01"])
@@ -172,7 +192,7 @@ fn history_shows_the_last_runs_newest_first() {
         (Some(3), Some("feed"))
     );
 
-    let fresh = Archive::with_feed();
+    let fresh = Archive::with_feed_on(backend);
     let none = fresh.sync(&["--history"]);
     none.assert_ok();
     assert!(
@@ -312,17 +332,19 @@ fn completions_and_the_manual_page_come_from_the_command_line() {
     muninn_sync(dir.path(), &["--list"], &[]).assert_error(2, &["ARCHIVE"]);
 }
 
-#[test]
-fn list_shows_sections_the_archive_does_not_register_without_failing() {
+on_both_backends!(list_shows_sections_the_archive_does_not_register_without_failing);
+fn list_shows_sections_the_archive_does_not_register_without_failing(backend: Backend) {
     // A .cfg shared with Python muninn keeps muninn-sync-only sections off
     // [archive] synchronizers; --list still shows them, and stays green.
-    let archive = Archive::new(&format!(
-        "{}synchronizers = [\"feed\"]\n{}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\n\
-         \n[\"synchronizer:spare\"]\nmodule = \"jsonl\"\npath = \"other.jsonl\"\n\
-         \n[\"synchronizer:mine\"]\nplugin = \"jsonl\"\npath = \"feed.jsonl\"\n",
-        "[archive]\ndatabase = \"sqlite\"\n",
-        "[sqlite]\nconnection_string = \"catalogue.sqlite\""
-    ));
+    let archive = Archive::on(backend, "");
+    archive.configure_with(
+        "synchronizers = [\"feed\"]\n",
+        &format!(
+            "{FEED_SECTION}\
+             \n[\"synchronizer:spare\"]\nmodule = \"jsonl\"\npath = \"other.jsonl\"\n\
+             \n[\"synchronizer:mine\"]\nplugin = \"jsonl\"\npath = \"feed.jsonl\"\n"
+        ),
+    );
     // A section muninn-sync alone runs (`plugin`) may stay off the list.
     archive.write_feed(
         "feed.jsonl",

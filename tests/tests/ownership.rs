@@ -1,18 +1,21 @@
 //! Who owns a product: two synchronizers feeding one product type, removals
 //! that touch only their own products, adoption of products nobody owns,
-//! and the catalogue made before owners were recorded.
+//! and the catalogue made before owners were recorded. Each on SQLite and
+//! on PostgreSQL from one body.
 
-use muninn_sync_e2e::{deletion, product, Archive, BASE_CONFIG};
+use muninn_sync_e2e::{deletion, on_both_backends, product, Archive, Backend, FEED_SECTION};
 use serde_json::json;
 
 /// An archive with two jsonl synchronizers that feed one product type:
 /// `feed` (feed.jsonl) and `mirror` (mirror.jsonl), with `mirror_extra`
 /// added to the mirror's section.
-fn two_feeds(mirror_extra: &str) -> Archive {
-    Archive::new(&format!(
-        "{BASE_CONFIG}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\n\n\
-         [\"synchronizer:mirror\"]\nmodule = \"jsonl\"\npath = \"mirror.jsonl\"\n{mirror_extra}\n"
-    ))
+fn two_feeds(backend: Backend, mirror_extra: &str) -> Archive {
+    Archive::on(
+        backend,
+        &format!(
+            "{FEED_SECTION}\n[\"synchronizer:mirror\"]\nmodule = \"jsonl\"\npath = \"mirror.jsonl\"\n{mirror_extra}\n"
+        ),
+    )
 }
 
 fn owners(archive: &Archive) -> Vec<String> {
@@ -22,9 +25,9 @@ fn owners(archive: &Archive) -> Vec<String> {
     )
 }
 
-#[test]
-fn a_synchronizer_removes_only_the_products_it_made() {
-    let archive = two_feeds("");
+on_both_backends!(a_synchronizer_removes_only_the_products_it_made);
+fn a_synchronizer_removes_only_the_products_it_made(backend: Backend) {
+    let archive = two_feeds(backend, "");
     archive.write_feed(
         "feed.jsonl",
         &[
@@ -85,9 +88,9 @@ fn a_synchronizer_removes_only_the_products_it_made() {
     assert_eq!(owners(&archive), ["B feed"]);
 }
 
-#[test]
-fn products_nobody_owns_are_left_alone_until_adopted() {
-    let archive = Archive::with_feed();
+on_both_backends!(products_nobody_owns_are_left_alone_until_adopted);
+fn products_nobody_owns_are_left_alone_until_adopted(backend: Backend) {
+    let archive = Archive::with_feed_on(backend);
     archive.write_feed(
         "feed.jsonl",
         &[
@@ -98,10 +101,7 @@ fn products_nobody_owns_are_left_alone_until_adopted() {
     );
     archive.sync(&["feed"]).assert_ok();
     // As in a catalogue made before owners were recorded (or by muninn).
-    {
-        let db = rusqlite::Connection::open(archive.path("catalogue.sqlite")).unwrap();
-        db.execute("DELETE FROM muninn_sync_owners", []).unwrap();
-    }
+    archive.execute("DELETE FROM muninn_sync_owners");
     let list = archive.sync(&["--list"]);
     list.assert_ok();
     assert!(
@@ -166,9 +166,7 @@ fn products_nobody_owns_are_left_alone_until_adopted() {
 
     // adopt = true in the section: nobody's products are taken over as the
     // synchronizer meets them.
-    archive.write_config(&format!(
-        "{BASE_CONFIG}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\nadopt = true\n"
-    ));
+    archive.configure(&format!("{FEED_SECTION}adopt = true\n"));
     archive.write_feed(
         "feed.jsonl",
         &[
@@ -182,9 +180,9 @@ fn products_nobody_owns_are_left_alone_until_adopted() {
     assert_eq!(owners(&archive), ["B feed"]);
 }
 
-#[test]
-fn adopt_without_product_types_asks_for_them() {
-    let archive = Archive::with_feed();
+on_both_backends!(adopt_without_product_types_asks_for_them);
+fn adopt_without_product_types_asks_for_them(backend: Backend) {
+    let archive = Archive::with_feed_on(backend);
     archive.write_feed("feed.jsonl", &[product("T", "A", "2024-01-01T10:00:00Z")]);
     archive.sync(&["feed"]).assert_ok();
     archive.sync(&["feed", "--adopt"]).assert_error(
@@ -196,9 +194,7 @@ fn adopt_without_product_types_asks_for_them() {
         ],
     );
     // A bad adopt_from is the configuration's error, naming the key.
-    archive.write_config(&format!(
-        "{BASE_CONFIG}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\nadopt_from = 3\n"
-    ));
+    archive.configure(&format!("{FEED_SECTION}adopt_from = 3\n"));
     archive.sync(&["feed"]).assert_error(
         1,
         &[
@@ -208,38 +204,41 @@ fn adopt_without_product_types_asks_for_them() {
     );
 }
 
-#[test]
-fn removing_a_product_with_sql_as_muninn_does_removes_its_owner_record() {
-    let archive = Archive::with_feed();
+on_both_backends!(removing_a_product_with_sql_as_muninn_does_removes_its_owner_record);
+fn removing_a_product_with_sql_as_muninn_does_removes_its_owner_record(backend: Backend) {
+    let archive = Archive::with_feed_on(backend);
     archive.write_feed("feed.jsonl", &[product("T", "A", "2024-01-01T10:00:00Z")]);
     archive.sync(&["feed"]).assert_ok();
-    let db = rusqlite::Connection::open(archive.path("catalogue.sqlite")).unwrap();
-    db.execute_batch("PRAGMA foreign_keys = ON; DELETE FROM core WHERE product_name = 'A';")
-        .unwrap();
+    // With SQLite's foreign keys on, as muninn connects; PostgreSQL's are
+    // always on.
+    archive.execute("DELETE FROM core WHERE product_name = 'A'");
     assert_eq!(archive.count("SELECT count(*) FROM muninn_sync_owners"), 0);
 }
 
-#[test]
-fn a_catalogue_from_before_owner_records_is_upgraded_and_its_products_are_nobodys() {
-    let archive = Archive::with_feed();
+on_both_backends!(a_catalogue_from_before_owner_records_is_upgraded_and_its_products_are_nobodys);
+fn a_catalogue_from_before_owner_records_is_upgraded_and_its_products_are_nobodys(
+    backend: Backend,
+) {
+    let archive = Archive::with_feed_on(backend);
     archive.write_feed("feed.jsonl", &[product("T", "A", "2024-01-01T10:00:00Z")]);
     archive.sync(&["feed"]).assert_ok();
-    {
-        let db = rusqlite::Connection::open(archive.path("catalogue.sqlite")).unwrap();
-        db.execute_batch("DROP TABLE muninn_sync_owners; DROP TABLE muninn_sync_deletions;")
-            .unwrap();
-    }
-    let file = || std::fs::read(archive.path("catalogue.sqlite")).unwrap();
-    let before = file();
-    // A dry run works on a copy: the catalogue stays as it was.
+    archive.execute("DROP TABLE muninn_sync_owners; DROP TABLE muninn_sync_deletions;");
+    let before = archive.snapshot();
+    // A dry run needs the tables too: it works on a copy (SQLite), or in a
+    // transaction it rolls back (PostgreSQL). The catalogue stays as it was.
     let dry = archive.sync(&["feed", "--dry-run"]);
     dry.assert_ok();
+    if backend == Backend::Sqlite {
+        assert!(
+            dry.stderr.contains("the dry run works on a copy"),
+            "{}",
+            dry.stderr
+        );
+    }
     assert!(
-        dry.stderr.contains("the dry run works on a copy"),
-        "{}",
-        dry.stderr
+        archive.snapshot() == before,
+        "a dry run changed the catalogue"
     );
-    assert!(file() == before, "a dry run changed the catalogue");
     // A real run adds the tables; the old product is nobody's, a new one the feed's.
     archive.write_feed(
         "feed.jsonl",
@@ -252,9 +251,9 @@ fn a_catalogue_from_before_owner_records_is_upgraded_and_its_products_are_nobody
     assert_eq!(owners(&archive), ["A -", "B feed"]);
 }
 
-#[test]
-fn a_dry_run_on_an_archive_without_a_catalogue_creates_nothing() {
-    let archive = Archive::with_feed();
+on_both_backends!(a_dry_run_on_an_archive_without_a_catalogue_creates_nothing);
+fn a_dry_run_on_an_archive_without_a_catalogue_creates_nothing(backend: Backend) {
+    let archive = Archive::with_feed_on(backend);
     archive.write_feed(
         "feed.jsonl",
         &[
@@ -275,5 +274,10 @@ fn a_dry_run_on_an_archive_without_a_catalogue_creates_nothing() {
         left,
         ["archive.toml", "feed.jsonl"],
         "a dry run left files behind"
+    );
+    assert_eq!(
+        archive.tables(),
+        Vec::<String>::new(),
+        "a dry run created tables"
     );
 }
