@@ -108,13 +108,17 @@
 //!   leaves any other where it is, answering `false` and noting it, with
 //!   muninn-sync's reason, in [`SyncReport::left_alone`].
 //! - `remove` says whether it removed a product.
-//! - A namespace property's first value fixes its type for every product: a
+//! - Namespace properties follow the catalogue's own rule
+//!   ([`muninn_sync_model::plan_namespace_write`], which every store
+//!   calls): a property's first value fixes its type for every product; a
 //!   value of another type is refused, except that a whole number in a real
 //!   property is widened, and a real in an integer property widens the
-//!   property. Names that differ only in case are one property.
+//!   property; a value the catalogue cannot store (text with a NUL, a time
+//!   outside the years 1 to 9999, a geometry off the globe) is refused.
+//!   Names that differ only in case are one property.
 //! - Look-ups read core and the namespaces asked for (`"*"`: all); walks and
 //!   scans are ordered by their time and then uuid, over `[start, end)`, in
-//!   pages.
+//!   pages, as the catalogue pages them ([`muninn_sync_model::page`]).
 //! - Every change of a product is all or nothing: a refused product leaves
 //!   nothing behind.
 //! - `notify` knows every kind muninn-sync knows
@@ -154,10 +158,10 @@ use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
 use anyhow::{anyhow, Result};
 use muninn_sync_model::{
-    from_micros, raise_watermark, to_micros, truncate_to_micros, validate_namespace_name,
-    validate_property_name, watermark_limit, Claim, CoreField, Ownership, Product,
-    ProductTypeSummary, PropertyType, Timestamp, Update, Uuid, Value, ValueType, WatermarkHold,
-    DEFAULT_FUTURE_TOLERANCE,
+    find_column, from_micros, page, page_size, plan_namespace_write, raise_watermark, scan_order,
+    to_micros, truncate_to_micros, walk_time, watermark_limit, Claim, ColumnChange, NamespaceWrite,
+    Ownership, Product, ProductTypeSummary, PropertyType, Timestamp, Update, Uuid, Value,
+    ValueType, WalkTime, WatermarkHold, DEFAULT_FUTURE_TOLERANCE, MAX_SCAN_PAGE, MAX_WALK_PAGE,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -174,7 +178,8 @@ pub struct MemoryArchive {
     /// (product_type, product_name) -> uuid.
     names: BTreeMap<(String, String), Uuid>,
     /// Every namespace "table" and the types of its properties ("columns").
-    schema: BTreeMap<String, BTreeMap<String, ValueType>>,
+    /// None is fixed: the archive makes every column itself.
+    schema: BTreeMap<String, BTreeMap<String, PropertyType>>,
     watermarks: BTreeMap<String, Timestamp>,
     /// Who owns which product (the synchronizer that created or took it
     /// over); products without an entry are nobody's.
@@ -453,31 +458,15 @@ impl MemoryArchive {
 
     /// The type a namespace property has taken, if any product set it.
     pub fn property_type(&self, namespace: &str, property: &str) -> Option<ValueType> {
-        column(self.schema.get(namespace)?, property).map(|(_, t)| t)
+        find_column(self.schema.get(namespace)?, property).map(|(_, t)| t.value_type)
     }
 }
 
-/// A namespace's "column" that `name` refers to (SQLite column names ignore
-/// case), and its type.
-fn column<'t>(
-    table: &'t BTreeMap<String, ValueType>,
-    name: &str,
-) -> Option<(&'t String, ValueType)> {
-    table
-        .iter()
-        .find(|(column, _)| column.eq_ignore_ascii_case(name))
-        .map(|(column, value_type)| (column, *value_type))
-}
-
-/// One namespace's values of a product, checked against the namespace's
-/// property types, and the changes to those types they need.
-#[derive(Default)]
+/// One namespace's values of a product as the catalogue's rule plans
+/// them ([`plan_namespace_write`]), not carried out yet.
 struct Prepared {
     namespace: String,
-    values: Vec<(String, Option<Value>)>,
-    new_columns: Vec<(String, ValueType)>,
-    /// Integer properties that become real.
-    widened: Vec<String>,
+    plan: NamespaceWrite,
 }
 
 fn now() -> Timestamp {
@@ -485,77 +474,45 @@ fn now() -> Timestamp {
 }
 
 impl MemoryArchive {
-    /// The catalogue's checks of one namespace's values (its
-    /// `prepare_namespace`), changing nothing yet.
+    /// The catalogue's checks of one namespace's values, changing nothing
+    /// yet.
     fn prepare(
         &self,
         namespace: &str,
         properties: &BTreeMap<String, Option<Value>>,
     ) -> Result<Prepared, String> {
-        validate_namespace_name(namespace)?;
-        let empty = BTreeMap::new();
-        let table = self.schema.get(namespace).unwrap_or(&empty);
-        let mut prepared = Prepared {
+        let plan = plan_namespace_write(namespace, self.schema.get(namespace), properties)?;
+        Ok(Prepared {
             namespace: namespace.to_string(),
-            ..Prepared::default()
-        };
-        for (name, value) in properties {
-            validate_property_name(name).map_err(|e| format!("namespace {namespace}: {e}"))?;
-            let existing = column(table, name);
-            if let Some((column, _)) = existing {
-                if column != name {
-                    return Err(format!(
-                        "property {namespace}.{name} clashes with the existing column {namespace}.{column}: \
-                         SQLite column names ignore case, so one of the two spellings has to go"
-                    ));
-                }
-            }
-            if properties
-                .keys()
-                .any(|other| other != name && other.eq_ignore_ascii_case(name))
-            {
-                return Err(format!(
-                    "namespace {namespace} has properties whose names differ only in case ({name}): \
-                     SQLite column names ignore case"
-                ));
-            }
-            match (existing, value) {
-                (Some((column, ValueType::Integer)), Some(Value::Real(real))) => {
-                    prepared.widened.push(column.clone());
-                    prepared
-                        .values
-                        .push((column.clone(), Some(Value::Real(*real))));
-                }
-                (Some((column, value_type)), Some(value)) => {
-                    let stored = value.clone().coerce_to(value_type).ok_or_else(|| {
-                        format!(
-                            "property {namespace}.{name} is {value_type} in the catalogue, not {}",
-                            value.value_type()
-                        )
-                    })?;
-                    prepared.values.push((column.clone(), Some(stored)));
-                }
-                (Some((column, _)), None) => prepared.values.push((column.clone(), None)),
-                (None, None) => {}
-                (None, Some(value)) => {
-                    prepared
-                        .new_columns
-                        .push((name.clone(), value.value_type()));
-                    prepared.values.push((name.clone(), Some(value.clone())));
-                }
-            }
-        }
-        Ok(prepared)
+            plan,
+        })
     }
 
     /// Makes the namespace and property type changes `prepared` needs.
     fn apply_schema(&mut self, prepared: &Prepared) {
         let table = self.schema.entry(prepared.namespace.clone()).or_default();
-        for (column, value_type) in &prepared.new_columns {
-            table.insert(column.clone(), *value_type);
+        let mut widened = Vec::new();
+        for planned in &prepared.plan.values {
+            let value_type = match planned.change {
+                None => continue,
+                Some(ColumnChange::Add(value_type)) => value_type,
+                Some(ColumnChange::Widen(value_type)) => {
+                    widened.push(&planned.column);
+                    value_type
+                }
+                // Only a column muninn declared is taken as JSON, and this
+                // archive declares none; were one, it is JSON from now on.
+                Some(ColumnChange::TakeAsJson) => ValueType::Json,
+            };
+            let kind = PropertyType {
+                value_type,
+                fixed: false,
+            };
+            table.insert(planned.column.clone(), kind);
         }
-        for column in &prepared.widened {
-            table.insert(column.clone(), ValueType::Real);
+        // The values stored so far read back in the wider type, as the
+        // catalogue's do.
+        for column in widened {
             for product in self.products.values_mut() {
                 let value = product
                     .namespaces
@@ -619,9 +576,10 @@ impl MemoryArchive {
             product.namespaces.insert(
                 namespace.namespace.clone(),
                 namespace
+                    .plan
                     .values
                     .iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+                    .filter_map(|v| Some((v.column.clone(), v.value.clone()?)))
                     .collect(),
             );
         }
@@ -638,19 +596,7 @@ impl MemoryArchive {
     fn update_product(&mut self, update: &Update) -> Result<(), String> {
         let key = update.uuid.simple().to_string();
         let named = |message: String| format!("product uuid/{key}: {message}");
-        for (field, value) in &update.core {
-            if *field == CoreField::Uuid || *field == CoreField::MetadataDate {
-                return Err(named(format!(
-                    "core property {} cannot be updated",
-                    field.name()
-                )));
-            }
-            let mut check = Product::new("x", "x");
-            check.set_core_value(*field, value.clone()).map_err(named)?;
-            if *field == CoreField::PhysicalName || *field == CoreField::ArchivePath {
-                check.validate().map_err(named)?;
-            }
-        }
+        update.check_core().map_err(named)?;
         let mut prepared = Vec::new();
         for (namespace, change) in &update.namespaces {
             if let Some(properties) = change {
@@ -685,10 +631,10 @@ impl MemoryArchive {
                 .namespaces
                 .entry(namespace.namespace.clone())
                 .or_default();
-            for (name, value) in &namespace.values {
-                match value {
-                    Some(value) => values.insert(name.clone(), value.clone()),
-                    None => values.remove(name),
+            for planned in &namespace.plan.values {
+                match &planned.value {
+                    Some(value) => values.insert(planned.column.clone(), value.clone()),
+                    None => values.remove(&planned.column),
                 };
             }
         }
@@ -729,60 +675,37 @@ impl MemoryArchive {
         let after = position(walk.after, "walk position")?;
         let start = micros(walk.start, "walk start")?;
         let end = micros(walk.end, "walk end")?;
-        let property = walk.property.as_str();
-        // Where each product's time is: a core field or a namespace property.
-        let (field, in_namespace) = match property.split_once('.') {
-            Some((namespace, name)) => {
-                let Some(table) = self.schema.get(namespace) else {
-                    return Ok(RVec::new());
-                };
-                match column(table, name) {
-                    Some((column, ValueType::Timestamp)) => {
-                        (None, Some((namespace.to_string(), column.clone())))
-                    }
-                    Some((_, other)) => {
-                        return Err(format!(
-                            "cannot walk by {property}: it is {other}, not a timestamp"
-                        ))
-                    }
-                    None => return Ok(RVec::new()),
-                }
-            }
-            None => match CoreField::from_name(property) {
-                Some(field) if field.value_type() == ValueType::Timestamp => (Some(field), None),
-                _ => {
-                    return Err(format!(
-                        "cannot walk by \"{property}\": expected a core timestamp (validity_start, validity_stop, \
-                         creation_date, metadata_date, archive_date) or namespace.property"
-                    ))
-                }
-            },
+        let Some(walked) = walk_time(walk.property.as_str(), |namespace| {
+            self.schema.get(namespace)
+        })?
+        else {
+            return Ok(RVec::new()); // no product has that namespace property yet
         };
         let time_of = |product: &Product| -> Option<Timestamp> {
-            let value = match (&field, &in_namespace) {
-                (Some(field), _) => product.core_value(*field),
-                (None, Some((namespace, column))) => {
+            let value = match walked {
+                WalkTime::Core(field) => product.core_value(field),
+                WalkTime::Column { namespace, column } => {
                     product.namespaces.get(namespace)?.get(column).cloned()
                 }
-                (None, None) => None,
             };
             match value {
                 Some(Value::Timestamp(time)) => Some(time),
                 _ => None,
             }
         };
-        let mut found: Vec<(Timestamp, Uuid)> = self
-            .products
-            .values()
-            .filter(|p| p.product_type == walk.product_type.as_str())
-            .filter_map(|p| Some((time_of(p)?, p.uuid)))
-            .filter(|key| in_page(key, start, end, after))
-            .collect();
-        found.sort();
-        found.truncate(walk.limit.clamp(1, 10_000) as usize);
+        let found = page(
+            self.products
+                .values()
+                .filter(|p| p.product_type == walk.product_type.as_str())
+                .filter_map(|p| Some((time_of(p)?, p.uuid))),
+            start.as_ref(),
+            end.as_ref(),
+            after.as_ref(),
+            page_size(walk.limit, MAX_WALK_PAGE),
+        );
         let mut selected = self.selected(names);
-        if let (Some(selected), Some((namespace, _))) = (selected.as_mut(), &in_namespace) {
-            selected.insert(namespace.clone());
+        if let (Some(selected), WalkTime::Column { namespace, .. }) = (selected.as_mut(), walked) {
+            selected.insert(namespace.to_string());
         }
         Ok(found
             .iter()
@@ -795,35 +718,27 @@ impl MemoryArchive {
         let start = micros(scan.start, "scan start")?;
         let end = micros(scan.end, "scan end")?;
         let namespace = scan.namespace.as_str();
-        let Some(table) = self.schema.get(namespace) else {
-            return Ok(RVec::new());
-        };
-        let order_by = match column(table, scan.order_by.as_str()) {
-            Some((column, ValueType::Timestamp)) => column.clone(),
-            Some((_, other)) => {
-                return Err(format!(
-                    "cannot scan {namespace}.{} in order: it is {other}, not a timestamp",
-                    scan.order_by
-                ))
-            }
-            None => return Ok(RVec::new()),
+        let table = self.schema.get(namespace);
+        let Some(order_by) = scan_order(namespace, scan.order_by.as_str(), table)? else {
+            return Ok(RVec::new()); // nothing has that namespace property yet
         };
         let columns: Vec<Option<&String>> = scan
             .properties
             .iter()
-            .map(|p| column(table, p.as_str()).map(|(c, _)| c))
+            .map(|p| find_column(table?, p.as_str()).map(|(c, _)| c))
             .collect();
-        let mut found: Vec<(Timestamp, Uuid)> = self
-            .products
-            .values()
-            .filter_map(|p| match p.namespaces.get(namespace)?.get(&order_by) {
-                Some(Value::Timestamp(time)) => Some((*time, p.uuid)),
-                _ => None,
-            })
-            .filter(|key| in_page(key, start, end, after))
-            .collect();
-        found.sort();
-        found.truncate(scan.limit.clamp(1, 100_000) as usize);
+        let found = page(
+            self.products.values().filter_map(|p| {
+                match p.namespaces.get(namespace)?.get(order_by) {
+                    Some(Value::Timestamp(time)) => Some((*time, p.uuid)),
+                    _ => None,
+                }
+            }),
+            start.as_ref(),
+            end.as_ref(),
+            after.as_ref(),
+            page_size(scan.limit, MAX_SCAN_PAGE),
+        );
         Ok(found
             .iter()
             .map(|(time, uuid)| {
@@ -940,17 +855,7 @@ impl MemoryArchive {
                     .iter()
                     .filter_map(|namespace| {
                         let columns = self.schema.get(namespace)?;
-                        let columns = columns
-                            .iter()
-                            .map(|(name, value_type)| {
-                                let column = PropertyType {
-                                    value_type: *value_type,
-                                    fixed: false,
-                                };
-                                (name.clone(), column)
-                            })
-                            .collect();
-                        Some((namespace.clone(), columns))
+                        Some((namespace.clone(), columns.clone()))
                     })
                     .collect();
                 return Ok(encode_property_types(&types));
@@ -958,18 +863,6 @@ impl MemoryArchive {
         }
         Ok(String::new())
     }
-}
-
-/// Whether (time, uuid) lies in `[start, end)` and strictly after `after`.
-fn in_page(
-    key: &(Timestamp, Uuid),
-    start: Option<Timestamp>,
-    end: Option<Timestamp>,
-    after: Option<(Timestamp, Uuid)>,
-) -> bool {
-    start.is_none_or(|start| key.0 >= start)
-        && end.is_none_or(|end| key.0 < end)
-        && after.is_none_or(|after| *key > after)
 }
 
 fn position(

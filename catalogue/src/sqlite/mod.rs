@@ -10,8 +10,9 @@ use crate::{Catalogue, CatalogueError, Namespaces, Result, ScanQuery, ScanRow, W
 use anyhow::{anyhow, Context};
 use chrono::Utc;
 use muninn_sync_model::{
-    format_timestamp, truncate_to_micros, CoreField, Deletion, Product, ProductTypeSummary,
-    PropertyType, Timestamp, Update, Uuid, Value, ValueType,
+    format_timestamp, plan_namespace_write, scan_order, text_is_not_json, truncate_to_micros,
+    walk_time, ColumnChange, CoreField, Deletion, NamespaceWrite, Product, ProductTypeSummary,
+    PropertyType, Timestamp, Update, Uuid, Value, ValueType, WalkTime,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params_from_iter, Connection};
@@ -97,8 +98,9 @@ fn bind(params: &mut Vec<SqlValue>, value: SqlValue) -> String {
 }
 
 /// The conditions of one page of a window over the timestamp column `time`,
-/// paged by (time, `uuid`) as walks and scans are: `time` set, in
-/// `[start, end)`, strictly after `after`. The values go into `params`.
+/// paged by (time, `uuid`) as walks and scans are: `time` set, and
+/// [`muninn_sync_model::in_page`] in SQL (in `[start, end)`, strictly after
+/// `after`). The values go into `params`.
 fn window_conditions(
     time: &str,
     uuid: &str,
@@ -594,8 +596,11 @@ impl SqliteCatalogue {
         let keys: Vec<&String> = positions.keys().collect();
         for namespace in namespaces {
             let table = &self.namespaces[namespace];
-            let columns: Vec<(&String, ValueType)> =
-                table.columns.iter().map(|(c, t)| (c, *t)).collect();
+            let columns: Vec<(&String, ValueType)> = table
+                .columns
+                .iter()
+                .map(|(c, t)| (c, t.value_type))
+                .collect();
             let mut select = String::from("uuid");
             for (column, _) in &columns {
                 select.push_str(&format!(", \"{column}\""));
@@ -696,81 +701,66 @@ impl SqliteCatalogue {
             .collect())
     }
 
-    /// Makes sure a namespace's table and the columns for these properties
-    /// exist, and that each value fits its column's type; returns the values
-    /// as they will be stored (integers widened for real columns).
-    fn prepare_namespace(
+    /// What writing `properties` into `namespace` takes, by the
+    /// catalogue's rule ([`plan_namespace_write`]), against the namespace's
+    /// columns as they are now; nothing is changed yet.
+    fn plan_namespace(
         &mut self,
         namespace: &str,
         properties: &BTreeMap<String, Option<Value>>,
-    ) -> Result<Vec<(String, Option<Value>)>> {
-        muninn_sync_model::validate_namespace_name(namespace).map_err(CatalogueError::Product)?;
+    ) -> Result<NamespaceWrite> {
+        // The write transaction first: it re-reads the namespaces another
+        // synchronizer may have changed.
         self.begin_write()?;
-        let mut prepared = Vec::with_capacity(properties.len());
-        for (name, value) in properties {
-            muninn_sync_model::validate_property_name(name)
-                .map_err(|e| CatalogueError::product(format!("namespace {namespace}: {e}")))?;
-            if let Some(value) = value {
-                value
-                    .check_storable()
-                    .map_err(|e| CatalogueError::product(format!("{namespace}.{name}: {e}")))?;
-            }
-            if let Some((column, _)) = self.namespaces.get(namespace).and_then(|t| t.column(name)) {
-                if column != name {
-                    return Err(CatalogueError::product(format!(
-                        "property {namespace}.{name} clashes with the existing column {namespace}.{column}: \
-                         SQLite column names ignore case, so one of the two spellings has to go"
-                    )));
+        let existing = self.namespaces.get(namespace).map(|t| &t.columns);
+        plan_namespace_write(namespace, existing, properties).map_err(CatalogueError::Product)
+    }
+
+    /// Carries out a namespace's plan: creates the table and columns,
+    /// records changed column types; returns the values as they will be
+    /// stored, by column.
+    fn apply_namespace_plan(
+        &mut self,
+        namespace: &str,
+        plan: NamespaceWrite,
+    ) -> Result<Vec<(String, Option<Value>)>> {
+        if plan.create_table {
+            schema::create_namespace_table(&self.conn, &self.tables, namespace)
+                .map_err(|e| refused_name(e, namespace))?;
+            self.namespaces
+                .insert(namespace.to_string(), NamespaceTable::default());
+        }
+        let mut values = Vec::with_capacity(plan.values.len());
+        for planned in plan.values {
+            let column = planned.column;
+            let changed = match planned.change {
+                None => None,
+                Some(ColumnChange::Add(value_type)) => {
+                    schema::add_namespace_column(
+                        &self.conn,
+                        &self.tables,
+                        namespace,
+                        &column,
+                        value_type,
+                        self.format,
+                    )
+                    .map_err(|e| refused_name(e, &format!("{namespace}.{column}")))?;
+                    Some(value_type)
                 }
-            }
-            if properties
-                .keys()
-                .any(|other| other != name && other.eq_ignore_ascii_case(name))
-            {
-                return Err(CatalogueError::product(format!(
-                    "namespace {namespace} has properties whose names differ only in case ({name}): \
-                     SQLite column names ignore case"
-                )));
-            }
-            let existing = self
-                .namespaces
-                .get(namespace)
-                .and_then(|t| t.column(name))
-                .map(|(c, t)| (c.clone(), t));
-            // A column muninn made has the type muninn's namespace schema
-            // gives it, which muninn checks again when it reads the value.
-            let made_by_muninn = existing.as_ref().is_some_and(|(column, _)| {
-                self.namespaces
-                    .get(namespace)
-                    .is_some_and(|t| t.declared.contains(column))
-            });
-            match (existing, value) {
-                (Some((column, ValueType::Integer)), Some(Value::Real(real)))
-                    if !made_by_muninn =>
-                {
-                    // JSON writes 12.0 as 12: a column that met whole numbers
-                    // first becomes real when a fraction comes.
+                Some(ColumnChange::Widen(value_type)) => {
                     schema::record_column_type(
                         &self.conn,
                         &self.tables,
                         namespace,
                         &column,
-                        ValueType::Real,
+                        value_type,
                     )?;
-                    if let Some(table) = self.namespaces.get_mut(namespace) {
-                        table.columns.insert(column.clone(), ValueType::Real);
-                    }
-                    prepared.push((column, Some(Value::Real(*real))));
+                    Some(value_type)
                 }
-                (Some((column, ValueType::Text)), Some(Value::Json(json))) if made_by_muninn => {
-                    // muninn declares its JSON properties TEXT, as its text
-                    // ones: a column muninn made whose values are all JSON
-                    // (none yet, or muninn's json.dumps) is taken as JSON
-                    // from the first JSON value on, and recorded so.
+                Some(ColumnChange::TakeAsJson) => {
                     if !schema::holds_only_json(&self.conn, &self.tables, namespace, &column)? {
-                        return Err(CatalogueError::product(format!(
-                            "property {namespace}.{name} is text in the catalogue, not json \
-                             (muninn made the column, and it holds text that is not JSON)"
+                        return Err(CatalogueError::product(text_is_not_json(
+                            namespace, &column,
                         )));
                     }
                     schema::record_column_type(
@@ -780,55 +770,24 @@ impl SqliteCatalogue {
                         &column,
                         ValueType::Json,
                     )?;
-                    if let Some(table) = self.namespaces.get_mut(namespace) {
-                        table.columns.insert(column.clone(), ValueType::Json);
-                        table.declared.remove(&column);
-                    }
-                    prepared.push((column, Some(Value::Json(json.clone()))));
+                    Some(ValueType::Json)
                 }
-                (Some((column, value_type)), Some(value)) => {
-                    let stored = value.clone().coerce_to(value_type).ok_or_else(|| {
-                        CatalogueError::product(format!(
-                            "property {namespace}.{name} is {value_type} in the catalogue, not {}",
-                            value.value_type()
-                        ))
-                    })?;
-                    prepared.push((column, Some(stored)));
-                }
-                (Some((column, _)), None) => prepared.push((column, None)),
-                (None, None) => {} // null in a column that does not exist: nothing to store
-                (None, Some(value)) => {
-                    if !self.namespaces.contains_key(namespace) {
-                        schema::create_namespace_table(&self.conn, &self.tables, namespace)
-                            .map_err(|e| refused_name(e, namespace))?;
-                        self.namespaces
-                            .insert(namespace.to_string(), NamespaceTable::default());
-                    }
-                    schema::add_namespace_column(
-                        &self.conn,
-                        &self.tables,
-                        namespace,
-                        name,
-                        value.value_type(),
-                        self.format,
-                    )
-                    .map_err(|e| refused_name(e, &format!("{namespace}.{name}")))?;
-                    self.namespaces
-                        .get_mut(namespace)
-                        .expect("namespace table just made")
-                        .columns
-                        .insert(name.clone(), value.value_type());
-                    prepared.push((name.clone(), Some(value.clone())));
-                }
+            };
+            if let Some(value_type) = changed {
+                // Recorded by muninn-sync now, so no longer muninn's.
+                let kind = PropertyType {
+                    value_type,
+                    fixed: false,
+                };
+                self.namespaces
+                    .get_mut(namespace)
+                    .expect("the namespace's table exists")
+                    .columns
+                    .insert(column.clone(), kind);
             }
+            values.push((column, planned.value));
         }
-        if !self.namespaces.contains_key(namespace) {
-            schema::create_namespace_table(&self.conn, &self.tables, namespace)
-                .map_err(|e| refused_name(e, namespace))?;
-            self.namespaces
-                .insert(namespace.to_string(), NamespaceTable::default());
-        }
-        Ok(prepared)
+        Ok(values)
     }
 
     /// Inserts or updates a product's row in a namespace table.
@@ -872,36 +831,25 @@ impl SqliteCatalogue {
         SqlValue::Text(format_timestamp(&truncate_to_micros(Utc::now())))
     }
 
-    /// The SQL expression and join for a walk's time property.
-    fn walk_column(&self, property: &str) -> Result<(String, String, Option<String>)> {
-        if let Some((namespace, name)) = property.split_once('.') {
-            let table = self.namespaces.get(namespace);
-            let column = table.and_then(|t| t.column(name));
-            match column {
-                Some((column, ValueType::Timestamp)) => Ok((
-                    format!("n.\"{column}\""),
-                    format!(
-                        " JOIN {} n ON n.uuid = c.uuid",
-                        self.tables.namespace_sql(namespace)
-                    ),
-                    Some(namespace.to_string()),
-                )),
-                Some((_, other)) => Err(CatalogueError::product(format!(
-                    "cannot walk by {property}: it is {other}, not a timestamp"
-                ))),
-                None => Ok((String::new(), String::new(), None)),
-            }
-        } else {
-            match CoreField::from_name(property) {
-                Some(field) if field.value_type() == ValueType::Timestamp => {
-                    Ok((format!("c.{property}"), String::new(), None))
-                }
-                _ => Err(CatalogueError::product(format!(
-                    "cannot walk by \"{property}\": expected a core timestamp (validity_start, validity_stop, \
-                     creation_date, metadata_date, archive_date) or namespace.property"
-                ))),
-            }
-        }
+    /// The SQL expression and join for a walk's time property
+    /// ([`walk_time`]), and the namespace it belongs to; `None` when no
+    /// product has that namespace property yet.
+    fn walk_column(&self, property: &str) -> Result<Option<(String, String, Option<String>)>> {
+        let time = walk_time(property, |namespace| {
+            self.namespaces.get(namespace).map(|t| &t.columns)
+        })
+        .map_err(CatalogueError::Product)?;
+        Ok(time.map(|time| match time {
+            WalkTime::Core(field) => (format!("c.{}", field.name()), String::new(), None),
+            WalkTime::Column { namespace, column } => (
+                format!("n.\"{column}\""),
+                format!(
+                    " JOIN {} n ON n.uuid = c.uuid",
+                    self.tables.namespace_sql(namespace)
+                ),
+                Some(namespace.to_string()),
+            ),
+        }))
     }
 }
 
@@ -935,11 +883,11 @@ impl Catalogue for SqliteCatalogue {
     }
 
     fn walk(&self, query: &WalkQuery, namespaces: &Namespaces) -> Result<Vec<Product>> {
-        let (column, join, own_namespace) = self.walk_column(&query.property)?;
+        let walked = self.walk_column(&query.property)?;
         self.begin()?;
-        if column.is_empty() {
+        let Some((column, join, own_namespace)) = walked else {
             return Ok(Vec::new()); // no product has that namespace property yet
-        }
+        };
         let mut params: Vec<SqlValue> = vec![SqlValue::Text(query.product_type.clone())];
         let mut conditions = vec!["c.product_type = ?1".to_string()];
         conditions.extend(window_conditions(
@@ -997,15 +945,10 @@ impl Catalogue for SqliteCatalogue {
         let Some(table) = self.namespaces.get(&query.namespace) else {
             return Ok(Vec::new()); // nothing has that namespace yet
         };
-        let order_by = match table.column(&query.order_by) {
-            Some((column, ValueType::Timestamp)) => column.clone(),
-            Some((_, other)) => {
-                return Err(CatalogueError::product(format!(
-                    "cannot scan {}.{} in order: it is {other}, not a timestamp",
-                    query.namespace, query.order_by
-                )))
-            }
-            None => return Ok(Vec::new()),
+        let order_by = scan_order(&query.namespace, &query.order_by, Some(&table.columns))
+            .map_err(CatalogueError::Product)?;
+        let Some(order_by) = order_by.cloned() else {
+            return Ok(Vec::new()); // nothing has that property yet
         };
         let columns: Vec<Option<(String, ValueType)>> = query
             .properties
@@ -1082,16 +1025,19 @@ impl Catalogue for SqliteCatalogue {
 
     fn create(&mut self, product: &Product) -> Result<()> {
         product.validate().map_err(CatalogueError::Product)?;
-        let mut namespace_values = Vec::with_capacity(product.namespaces.len());
+        // Every namespace planned before any is changed: a refused property
+        // leaves no table or column behind.
+        let mut plans = Vec::with_capacity(product.namespaces.len());
         for (namespace, properties) in &product.namespaces {
             let properties = properties
                 .iter()
                 .map(|(k, v)| (k.clone(), Some(v.clone())))
                 .collect();
-            namespace_values.push((
-                namespace.clone(),
-                self.prepare_namespace(namespace, &properties)?,
-            ));
+            plans.push((namespace, self.plan_namespace(namespace, &properties)?));
+        }
+        let mut namespace_values = Vec::with_capacity(plans.len());
+        for (namespace, plan) in plans {
+            namespace_values.push((namespace, self.apply_namespace_plan(namespace, plan)?));
         }
         // No savepoint: it would copy every page the insert touches (a dozen
         // indexes and the spatial index), which costs more than the insert.
@@ -1124,31 +1070,22 @@ impl Catalogue for SqliteCatalogue {
 
     fn update(&mut self, update: &Update) -> Result<()> {
         let key = self.uuids.text(&update.uuid);
-        for (field, value) in &update.core {
-            if *field == CoreField::Uuid || *field == CoreField::MetadataDate {
-                return Err(CatalogueError::product(format!(
-                    "core property {} cannot be updated",
-                    field.name()
-                )));
-            }
-            let mut check = Product::new("x", "x");
-            check
-                .set_core_value(*field, value.clone())
-                .map_err(CatalogueError::Product)?;
-            // The rules a created product meets (a file name, a relative
-            // path, a time the catalogue reads back, ...) hold for the
-            // changed property too; the rest of `check` is valid.
-            check.validate().map_err(CatalogueError::Product)?;
-        }
-        let mut namespace_values = Vec::new();
+        update.check_core().map_err(CatalogueError::Product)?;
+        let mut plans = Vec::new();
         for (namespace, change) in &update.namespaces {
-            match change {
-                Some(properties) => namespace_values.push((
-                    namespace.clone(),
-                    Some(self.prepare_namespace(namespace, properties)?),
-                )),
-                None => namespace_values.push((namespace.clone(), None)),
-            }
+            let plan = match change {
+                Some(properties) => Some(self.plan_namespace(namespace, properties)?),
+                None => None,
+            };
+            plans.push((namespace.clone(), plan));
+        }
+        let mut namespace_values = Vec::with_capacity(plans.len());
+        for (namespace, plan) in plans {
+            let values = match plan {
+                Some(plan) => Some(self.apply_namespace_plan(&namespace, plan)?),
+                None => None,
+            };
+            namespace_values.push((namespace, values));
         }
         let apply = |this: &mut Self| -> Result<()> {
             let mut assignments = vec!["metadata_date = ?1".to_string()];
@@ -1250,16 +1187,7 @@ impl Catalogue for SqliteCatalogue {
             .iter()
             .filter_map(|namespace| {
                 let table = self.namespaces.get(namespace)?;
-                let columns = table
-                    .columns
-                    .iter()
-                    .map(|(column, value_type)| {
-                        let fixed = table.declared.contains(column);
-                        let value_type = *value_type;
-                        (column.clone(), PropertyType { value_type, fixed })
-                    })
-                    .collect();
-                Some((namespace.clone(), columns))
+                Some((namespace.clone(), table.columns.clone()))
             })
             .collect())
     }

@@ -4,9 +4,9 @@
 use super::values::{declared_type, type_from_declaration, UuidForm};
 use super::FootprintFormat;
 use anyhow::{bail, Context, Result};
-use muninn_sync_model::{CoreField, ValueType};
+use muninn_sync_model::{find_column, CoreField, PropertyType, ValueType};
 use rusqlite::{Connection, OptionalExtension};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// The version of muninn-sync's own tables in this database.
 const SCHEMA_VERSION: &str = "1";
@@ -263,21 +263,17 @@ pub(crate) fn record_footprint_format(
 /// A namespace table and the types of its columns.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct NamespaceTable {
-    /// Column name -> type, without `uuid`.
-    pub columns: BTreeMap<String, ValueType>,
-    /// The columns whose type is read from their declaration because
-    /// muninn-sync did not make them (muninn did), so text may be JSON.
-    pub declared: BTreeSet<String>,
+    /// Column name -> type, without `uuid`. A column is `fixed` when its
+    /// type is read from its declaration because muninn-sync did not make
+    /// it (muninn did): its text may be JSON, its integers are not widened.
+    pub columns: BTreeMap<String, PropertyType>,
 }
 
 impl NamespaceTable {
-    /// The existing column whose name matches `name` (SQLite column names
-    /// compare without regard to case).
+    /// The existing column whose name matches `name` (column names ignore
+    /// case: [`find_column`]).
     pub fn column(&self, name: &str) -> Option<(&String, ValueType)> {
-        self.columns
-            .iter()
-            .find(|(column, _)| column.eq_ignore_ascii_case(name))
-            .map(|(column, value_type)| (column, *value_type))
+        find_column(&self.columns, name).map(|(column, kind)| (column, kind.value_type))
     }
 }
 
@@ -344,14 +340,17 @@ pub(crate) fn load_namespaces(
             if column.eq_ignore_ascii_case("uuid") {
                 continue;
             }
-            let value_type = match recorded.get(&(namespace.to_string(), column.clone())) {
-                Some(value_type) => *value_type,
-                None => {
-                    namespace_table.declared.insert(column.clone());
-                    type_from_declaration(&declared)
-                }
+            let kind = match recorded.get(&(namespace.to_string(), column.clone())) {
+                Some(value_type) => PropertyType {
+                    value_type: *value_type,
+                    fixed: false,
+                },
+                None => PropertyType {
+                    value_type: type_from_declaration(&declared),
+                    fixed: true,
+                },
             };
-            namespace_table.columns.insert(column, value_type);
+            namespace_table.columns.insert(column, kind);
         }
         namespaces.insert(namespace.to_string(), namespace_table);
     }

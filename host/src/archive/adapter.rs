@@ -4,7 +4,9 @@
 use super::batch::Shared;
 use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
 use muninn_sync_catalogue::{CatalogueError, Namespaces, ScanQuery, WalkQuery};
-use muninn_sync_model::{from_micros, to_micros, Timestamp, Uuid};
+use muninn_sync_model::{
+    from_micros, page_size, to_micros, Timestamp, Uuid, MAX_SCAN_PAGE, MAX_WALK_PAGE,
+};
 use muninn_sync_plugin_api::convert::{
     product_from_ffi, product_to_ffi, update_from_ffi, value_to_ffi,
 };
@@ -110,7 +112,7 @@ impl FfiArchive for ArchiveHandle<'_, '_> {
                 start: micros(walk.start, "walk start")?,
                 end: micros(walk.end, "walk end")?,
                 after,
-                limit: walk.limit.clamp(1, 10_000) as usize,
+                limit: page_size(walk.limit, MAX_WALK_PAGE),
             };
             let found = state.catalogue().walk(&query, &namespaces(names))?;
             Ok(found.iter().map(product_to_ffi).collect())
@@ -127,7 +129,7 @@ impl FfiArchive for ArchiveHandle<'_, '_> {
                 start: micros(scan.start, "scan start")?,
                 end: micros(scan.end, "scan end")?,
                 after,
-                limit: scan.limit.clamp(1, 100_000) as usize,
+                limit: page_size(scan.limit, MAX_SCAN_PAGE),
             };
             let rows = state.catalogue().scan(&query)?;
             Ok(rows
