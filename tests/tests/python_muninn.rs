@@ -69,8 +69,10 @@ enum Backend {
 
 /// `scenario::sqlite` and `scenario::postgresql`: the tests that run the
 /// body `fn scenario(backend: Backend)` on each backend.
+/// `postgresql: #[ignore = "..."]` leaves a bug of the PostgreSQL backend
+/// written down until it is mended.
 macro_rules! on_each_backend {
-    ($scenario:ident) => {
+    ($scenario:ident $(, postgresql: #[$postgresql:meta])?) => {
         mod $scenario {
             #[test]
             fn sqlite() {
@@ -78,6 +80,7 @@ macro_rules! on_each_backend {
             }
 
             #[test]
+            $(#[$postgresql])?
             fn postgresql() {
                 super::$scenario(super::Backend::Postgresql)
             }
@@ -775,14 +778,34 @@ fn a_catalogue_muninn_sync_created_is_read_by_muninns_tools(backend: Backend) {
     shared.sync(&[]).assert_ok();
     assert_muninn_reads_the_feed(&shared);
 
-    // muninn writes into it as well: a tag, listed by muninn and removed
-    // with the product when muninn-sync follows a deletion.
+    // muninn writes into it as well: a tag, listed by muninn, and a link
+    // (B derived from A), both removed with A when muninn-sync follows a
+    // deletion, as muninn's own remove does.
     shared.tool("muninn-tag", &["s2", "product_name == \"A\"", "checked"]);
     let tags = shared.tool("muninn-list-tags", &["s2", ""]);
     assert!(
         tags.contains("A (0d5b8f1e-4c7a-4a61-a8a6-f3a7b0c2d9e1): checked"),
         "{tags}"
     );
+    let sources_of_b = r#"
+import muninn
+with muninn.open("s2") as archive:
+    b = archive.search('product_name == "B"', property_names=["uuid"])[0].core.uuid
+    print([str(uuid) for uuid in archive.source_products(b)])
+"#;
+    shared.python(
+        r#"
+import uuid, muninn
+with muninn.open("s2") as archive:
+    b = archive.search('product_name == "B"', property_names=["uuid"])[0].core.uuid
+    archive.link(b, [uuid.UUID("0d5b8f1e-4c7a-4a61-a8a6-f3a7b0c2d9e1")])
+"#,
+    );
+    assert_eq!(
+        shared.python(sources_of_b).trim(),
+        "['0d5b8f1e-4c7a-4a61-a8a6-f3a7b0c2d9e1']"
+    );
+    assert_eq!(shared.count("is_derived_from(product_name == \"A\")"), 1);
     let mut lines = feed();
     lines.push(deletion("S2MSI1C", "A", "2024-01-04T00:00:00Z"));
     shared.write_feed(&lines);
@@ -790,7 +813,41 @@ fn a_catalogue_muninn_sync_created_is_read_by_muninns_tools(backend: Backend) {
     run.assert_ok();
     assert!(summary(&run).contains("1 removed"), "{}", run.stderr);
     assert_eq!(shared.rows("SELECT count(*) FROM tag"), ["0"]);
+    assert_eq!(shared.rows("SELECT count(*) FROM link"), ["0"]);
+    assert_eq!(shared.python(sources_of_b).trim(), "[]");
     assert_eq!(shared.count(""), 1);
+}
+
+on_each_backend!(
+    an_archive_muninn_destroyed_and_prepared_again_is_synced_afresh,
+    postgresql: #[ignore = "issue 16: after muninn-destroy and muninn-prepare, a namespace table muninn does not know (jsonl here) is left with its rows and without its foreign key, and every product fails on its primary key, run after run"]
+);
+fn an_archive_muninn_destroyed_and_prepared_again_is_synced_afresh(backend: Backend) {
+    // How a muninn user starts an archive again: muninn-destroy, then
+    // muninn-prepare. muninn drops the tables it knows (core, tag, link,
+    // eo, props); the jsonl namespace, not declared to muninn here, and
+    // muninn-sync's own tables stay. The next sync fills the new archive.
+    let shared = Shared::new(backend, "", "");
+    shared.write_feed(&feed());
+    shared.sync(&[]).assert_ok();
+    shared.tool("muninn-destroy", &["-y", "s2"]);
+    shared.tool("muninn-prepare", &["s2"]);
+    assert_eq!(shared.count(""), 0);
+    let run = shared.sync(&[]);
+    run.assert_ok();
+    assert!(
+        summary(&run).contains("2 created, 0 updated, 0 removed, 0 failed"),
+        "{}",
+        run.stderr
+    );
+    assert_muninn_reads_the_feed(&shared);
+    let again = shared.sync(&[]);
+    again.assert_ok();
+    assert!(
+        summary(&again).contains("0 created, 0 updated, 0 removed, 0 failed, 2 unchanged"),
+        "{}",
+        again.stderr
+    );
 }
 
 on_each_backend!(products_muninn_created_and_products_synced_share_the_archive);
