@@ -51,7 +51,7 @@ impl Catalogue {
             Catalogue::Sqlite(path) => sqlite_rows(path, sql),
             Catalogue::Postgresql { .. } => self.with_session(|client| {
                 let mut rows = Vec::new();
-                for message in client.simple_query(sql).map_err(|e| e.to_string())? {
+                for message in client.simple_query(sql).map_err(describe)? {
                     if let postgres::SimpleQueryMessage::Row(row) = message {
                         rows.push(
                             (0..row.len())
@@ -76,7 +76,7 @@ impl Catalogue {
                 })
                 .unwrap_or_else(|e| panic!("{sql}: {e}")),
             Catalogue::Postgresql { .. } => self
-                .with_session(|client| client.batch_execute(sql).map_err(|e| e.to_string()))
+                .with_session(|client| client.batch_execute(sql).map_err(describe))
                 .unwrap_or_else(|e| panic!("{sql}: {e}")),
         }
     }
@@ -95,6 +95,15 @@ impl Catalogue {
             *session = Some(database.client());
         }
         work(session.as_mut().expect("opened above"))
+    }
+}
+
+/// A PostgreSQL error with the server's own message ("db error" alone
+/// says nothing).
+fn describe(error: postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => error.to_string(),
     }
 }
 
