@@ -7,8 +7,9 @@
 //! removing a product through muninn (which turns foreign keys on) removes
 //! the record with it, so muninn's tools need to know nothing of it.
 
+use super::reads::{placeholders, LOOKUP_CHUNK};
 use super::schema::Tables;
-use super::{placeholders, SqliteCatalogue, LOOKUP_CHUNK};
+use super::SqliteCatalogue;
 use crate::Result;
 use muninn_sync_model::{
     format_timestamp, parse_timestamp, Deletion, ProductTypeSummary, Timestamp, Uuid,
