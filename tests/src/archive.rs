@@ -327,6 +327,46 @@ impl Archive {
         all.remove(0)
     }
 
+    /// The bounding box (min x, min y, max x, max y) of the footprint of the
+    /// one product `condition` selects, exactly as stored, or `None` where
+    /// there is none: SpatiaLite's MBR, or the extremes of PostGIS's WKT in
+    /// full precision.
+    pub fn footprint_bounds(&self, condition: &str) -> Option<[f64; 4]> {
+        match self.backend() {
+            Backend::Sqlite => self
+                .spatialite()
+                .query_row(
+                    &format!(
+                        "SELECT MbrMinX(footprint), MbrMinY(footprint), MbrMaxX(footprint), MbrMaxY(footprint) \
+                         FROM core WHERE {condition}"
+                    ),
+                    [],
+                    |row| {
+                        Ok(match row.get::<_, Option<f64>>(0)? {
+                            Some(min_x) => Some([min_x, row.get(1)?, row.get(2)?, row.get(3)?]),
+                            None => None,
+                        })
+                    },
+                )
+                .expect("one product"),
+            Backend::Postgresql => {
+                let (_, wkt) = self.footprint(condition)?;
+                let numbers: Vec<f64> = wkt
+                    .split(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | 'e' | '+')))
+                    .filter_map(|n| n.parse().ok())
+                    .collect();
+                let xs = numbers.iter().step_by(2);
+                let ys = numbers.iter().skip(1).step_by(2);
+                Some([
+                    xs.clone().copied().fold(f64::MAX, f64::min),
+                    ys.clone().copied().fold(f64::MAX, f64::min),
+                    xs.copied().fold(f64::MIN, f64::max),
+                    ys.copied().fold(f64::MIN, f64::max),
+                ])
+            }
+        }
+    }
+
     /// A read-only connection to the SQLite catalogue with SpatiaLite
     /// loaded, as a user queries footprints. SQLite only.
     pub fn spatialite(&self) -> rusqlite::Connection {

@@ -1,13 +1,15 @@
 //! The `odata` synchronizer against a local server that answers as the
 //! Copernicus Data Space Ecosystem's OData catalogue does, with its limits
 //! ($top up to 1000, $skip up to 10,000 and next links dropped past it),
-//! started on 127.0.0.1 by each test.
+//! started on 127.0.0.1 by each test. Each on SQLite and on PostgreSQL
+//! from one body (mixed-case columns are quoted in the SQL: PostgreSQL folds
+//! unquoted names to lower case).
 
 use muninn_sync_e2e::odata_server::{
     after, antimeridian, deleted, option, product, product_list, products, recorded, serve,
     OdataServer as Server, Products,
 };
-use muninn_sync_e2e::{muninn_sync, Archive, Run, BASE_CONFIG};
+use muninn_sync_e2e::{muninn_sync, on_both_backends, Archive, Backend, Run};
 use serde_json::{json, Value as Json};
 use std::sync::{Arc, Mutex};
 
@@ -40,8 +42,8 @@ fn section(name: &str, base: &str, changes: Changes) -> String {
     )
 }
 
-fn archive(base: &str, changes: Changes) -> Archive {
-    Archive::new(&format!("{BASE_CONFIG}{}", section("cdse", base, changes)))
+fn archive(backend: Backend, base: &str, changes: Changes) -> Archive {
+    Archive::on(backend, &section("cdse", base, changes))
 }
 
 fn server(products: impl Into<Products>) -> Arc<Mutex<Server>> {
@@ -62,9 +64,15 @@ fn assert_done(run: &Run, counts: &str) {
     );
 }
 
-/// The catalogue's uuid of a product: its `Id` without dashes.
+/// The catalogue's uuid of a product: its `Id` without dashes (what SQL
+/// takes on both backends; [`Archive::uuid_text`] gives how each prints it).
 fn uuid(product: &Json) -> String {
     product["Id"].as_str().unwrap().replace('-', "")
+}
+
+/// A product's uuid as the catalogue prints it.
+fn stored_uuid(archive: &Archive, product: &Json) -> String {
+    archive.uuid_text(&uuid(product))
 }
 
 fn id(product: &Json) -> &str {
@@ -80,17 +88,17 @@ fn set_attribute(product: &mut Json, name: &str, value: Json) {
     }
 }
 
-/// A CDSE time as the catalogue stores it: `2024-01-01 10:00:00.500000`,
-/// without the fraction when it is zero.
-fn stored(time: &str) -> String {
+/// A CDSE time as the catalogue prints it: `2024-01-01 10:00:00.500000`
+/// on SQLite (`.5` on PostgreSQL), without the fraction when it is zero.
+fn stored(archive: &Archive, time: &str) -> String {
     let time = time.trim_end_matches('Z').replace('T', " ");
-    match time.split_once('.') {
+    archive.time_text(&match time.split_once('.') {
         Some((whole, fraction)) if fraction.bytes().any(|b| b != b'0') => {
             format!("{whole}.{fraction:0<6}")
         }
         Some((whole, _)) => whole.to_string(),
         None => time,
-    }
+    })
 }
 
 /// The time a filter compares `field` with (`ge`), if it does.
@@ -100,60 +108,24 @@ fn lower_bound(target: &str, field: &str) -> Option<String> {
     Some(rest.split([' ', ')']).next().unwrap().to_string())
 }
 
-/// The kind of a product's footprint (`Polygon`, `MultiPolygon`, `NULL`)
-/// and its bounding box, read from the SpatiaLite blob (or WKT text) with
-/// no extension loaded.
+/// The kind of a product's footprint (`POLYGON`, `MULTIPOLYGON`, `NULL`)
+/// and its bounding box, exactly as stored.
 fn footprint(archive: &Archive, product: &Json) -> (String, Vec<f64>) {
-    use rusqlite::types::Value;
-    let value: Value = archive
-        .db()
-        .query_row(
-            "SELECT footprint FROM core WHERE uuid = ?1",
-            [uuid(product)],
-            |row| row.get(0),
-        )
-        .expect("the product is in the catalogue");
-    match value {
-        Value::Null => ("NULL".into(), vec![]),
-        Value::Blob(blob) => {
-            // SpatiaLite: the MBR as four little-endian doubles from byte 6,
-            // the class from byte 39.
-            let number = |at: usize| f64::from_le_bytes(blob[at..at + 8].try_into().unwrap());
-            let kind = match blob[39] {
-                3 => "Polygon",
-                6 => "MultiPolygon",
-                other => panic!("geometry class {other}"),
-            };
-            (kind.into(), (0..4).map(|i| number(6 + 8 * i)).collect())
-        }
-        Value::Text(wkt) => {
-            let numbers: Vec<f64> = wkt
-                .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
-                .filter_map(|n| n.parse().ok())
-                .collect();
-            let xs = numbers.iter().step_by(2);
-            let ys = numbers.iter().skip(1).step_by(2);
-            let kind = if wkt.starts_with("MULTIPOLYGON") {
-                "MultiPolygon"
-            } else {
-                "Polygon"
-            };
-            (
-                kind.into(),
-                vec![
-                    xs.clone().cloned().fold(f64::MAX, f64::min),
-                    ys.clone().cloned().fold(f64::MAX, f64::min),
-                    xs.cloned().fold(f64::MIN, f64::max),
-                    ys.cloned().fold(f64::MIN, f64::max),
-                ],
-            )
-        }
-        other => panic!("footprint {other:?}"),
+    let condition = format!("uuid = '{}'", uuid(product));
+    match archive.footprint(&condition) {
+        None => ("NULL".into(), vec![]),
+        Some((kind, _)) => (
+            kind,
+            archive
+                .footprint_bounds(&condition)
+                .expect("a footprint")
+                .to_vec(),
+        ),
     }
 }
 
-#[test]
-fn a_user_syncs_re_syncs_forces_and_updates_sentinel_2_products() {
+on_both_backends!(a_user_syncs_re_syncs_forces_and_updates_sentinel_2_products);
+fn a_user_syncs_re_syncs_forces_and_updates_sentinel_2_products(backend: Backend) {
     let mut all = product_list(0..5, "S2MSI1C", |n| {
         format!("2024-01-0{}T10:00:00.000Z", n + 1)
     });
@@ -167,7 +139,7 @@ fn a_user_syncs_re_syncs_forces_and_updates_sentinel_2_products() {
     }));
     let state = server(all.clone());
     let base = serve(state.clone());
-    let archive = archive(&base, &[]);
+    let archive = archive(backend, &base, &[]);
 
     let first = archive.sync(&["cdse"]);
     assert_done(
@@ -190,16 +162,16 @@ fn a_user_syncs_re_syncs_forces_and_updates_sentinel_2_products() {
             uuid(p)
         )),
         [
-            uuid(p),
-            "1".into(),
+            archive.uuid_text(&uuid(p)),
+            archive.boolean(true).into(),
             "S2MSI1C".into(),
             name.trim_end_matches(".SAFE").into(),
             name.into(),
             p["ContentLength"].to_string(),
             format!("md5:{}", p["Checksum"][0]["Value"].as_str().unwrap()),
-            stored(p["ContentDate"]["Start"].as_str().unwrap()),
-            stored(p["ContentDate"]["End"].as_str().unwrap()),
-            stored(p["OriginDate"].as_str().unwrap()),
+            stored(&archive, p["ContentDate"]["Start"].as_str().unwrap()),
+            stored(&archive, p["ContentDate"]["End"].as_str().unwrap()),
+            stored(&archive, p["OriginDate"].as_str().unwrap()),
             // Without a download_url, remote_url starts with url (the
             // catalogue host is only replaced when it is CDSE's).
             format!("{base}/odata/v1/Products({})/$value", id(p)),
@@ -218,8 +190,8 @@ fn a_user_syncs_re_syncs_forces_and_updates_sentinel_2_products() {
     };
     assert_eq!(
         archive.row(&format!(
-            "SELECT ContentType, ContentLength, ModificationDate, PublicationDate, EvictionDate, Online, S3Path, \
-             productType, cloudCover, orbitNumber, processingDate, tileId FROM cdse WHERE uuid = '{}'",
+            "SELECT \"ContentType\", \"ContentLength\", \"ModificationDate\", \"PublicationDate\", \"EvictionDate\", \"Online\", \"S3Path\", \
+             \"productType\", \"cloudCover\", \"orbitNumber\", \"processingDate\", \"tileId\" FROM cdse WHERE uuid = '{}'",
             uuid(p)
         )),
         [
@@ -228,12 +200,12 @@ fn a_user_syncs_re_syncs_forces_and_updates_sentinel_2_products() {
             "2024-01-02 10:00:00".into(),
             "2024-01-02 09:20:00".into(),
             "9999-12-31 23:59:59.999999".into(),
-            "1".into(),
+            archive.boolean(true).into(),
             p["S3Path"].as_str().unwrap().into(),
             "S2MSI1C".into(),
             attribute("cloudCover").as_f64().unwrap().to_string(),
             attribute("orbitNumber").to_string(),
-            stored(attribute("processingDate").as_str().unwrap()),
+            stored(&archive, attribute("processingDate").as_str().unwrap()),
             attribute("tileId").as_str().unwrap().into(),
         ]
     );
@@ -303,14 +275,14 @@ fn a_user_syncs_re_syncs_forces_and_updates_sentinel_2_products() {
     );
     assert_eq!(
         archive.row(&format!(
-            "SELECT cloudCover, ModificationDate FROM cdse WHERE uuid = '{}'",
+            "SELECT \"cloudCover\", \"ModificationDate\" FROM cdse WHERE uuid = '{}'",
             uuid(p)
         )),
         ["1.5", "2024-01-06 09:00:00.123456"]
     );
     assert_eq!(
         archive.row(&format!(
-            "SELECT hash, footprint, d.Checksum FROM core JOIN cdse d USING (uuid) WHERE uuid = '{}'",
+            "SELECT hash, footprint, d.\"Checksum\" FROM core JOIN cdse d USING (uuid) WHERE uuid = '{}'",
             uuid(p)
         )),
         ["NULL", "NULL", "NULL"]
@@ -343,8 +315,8 @@ fn a_user_syncs_re_syncs_forces_and_updates_sentinel_2_products() {
     }
 }
 
-#[test]
-fn deletions_remove_what_cdse_deleted_in_the_window_and_say_why() {
+on_both_backends!(deletions_remove_what_cdse_deleted_in_the_window_and_say_why);
+fn deletions_remove_what_cdse_deleted_in_the_window_and_say_why(backend: Backend) {
     let mut all = product_list(0..4, "S2MSI1C", |n| {
         format!("2024-01-0{}T10:00:00.000Z", n + 1)
     });
@@ -353,7 +325,7 @@ fn deletions_remove_what_cdse_deleted_in_the_window_and_say_why() {
     }));
     let state = server(all.clone());
     let base = serve(state.clone());
-    let archive = archive(&base, &[]);
+    let archive = archive(backend, &base, &[]);
     assert_done(
         &archive.sync(&["cdse"]),
         "6 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
@@ -394,7 +366,7 @@ fn deletions_remove_what_cdse_deleted_in_the_window_and_say_why() {
         "outside the window:\n{}",
         window.stderr
     );
-    let mut left = vec![uuid(&all[2]), uuid(&all[3]), uuid(&all[4]), uuid(&all[5])];
+    let mut left: Vec<String> = all[2..6].iter().map(|p| stored_uuid(&archive, p)).collect();
     left.sort();
     assert_eq!(archive.strings("SELECT uuid FROM core ORDER BY uuid"), left);
     assert_eq!(
@@ -437,7 +409,7 @@ fn deletions_remove_what_cdse_deleted_in_the_window_and_say_why() {
 
     // Without deletions = true, DeletedProducts is not read at all.
     let before = state.lock().unwrap().requests_to("DeletedProducts").len();
-    let keep = self::archive(&base, &[("deletions", None)]);
+    let keep = self::archive(backend, &base, &[("deletions", None)]);
     assert_done(
         &keep.sync(&["cdse"]),
         "3 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
@@ -448,8 +420,8 @@ fn deletions_remove_what_cdse_deleted_in_the_window_and_say_why() {
     );
 }
 
-#[test]
-fn a_window_of_25000_products_is_synced_whole_past_the_skip_cap() {
+on_both_backends!(a_window_of_25000_products_is_synced_whole_past_the_skip_cap);
+fn a_window_of_25000_products_is_synced_whole_past_the_skip_cap(backend: Backend) {
     // Four products share each time, two written with 3 fractional digits
     // and two with 6; 25,000 in about three hours of one day.
     let mut all = products(0..25_000, "S2MSI1C", |n| {
@@ -467,7 +439,7 @@ fn a_window_of_25000_products_is_synced_whole_past_the_skip_cap() {
     }));
     let state = server(all);
     let base = serve(state.clone());
-    let archive = archive(&base, &[]);
+    let archive = archive(backend, &base, &[]);
     let run = archive.sync(&[
         "cdse",
         "-p",
@@ -508,8 +480,8 @@ fn a_window_of_25000_products_is_synced_whole_past_the_skip_cap() {
     assert!((25..=60).contains(&requests), "{requests} requests");
 }
 
-#[test]
-fn thousands_of_products_sharing_one_time_are_all_read_in_small_pages() {
+on_both_backends!(thousands_of_products_sharing_one_time_are_all_read_in_small_pages);
+fn thousands_of_products_sharing_one_time_are_all_read_in_small_pages(backend: Backend) {
     let mut all = product_list(0..10, "S2MSI1C", |n| {
         format!("2024-01-0{}T00:00:00.000Z", n % 4 + 1)
     });
@@ -530,6 +502,7 @@ fn thousands_of_products_sharing_one_time_are_all_read_in_small_pages() {
     for time_field in ["ModificationDate", "PublicationDate"] {
         let seen = state.lock().unwrap().seen.len();
         let archive = archive(
+            backend,
             &base,
             &[
                 ("page_size", Some("100")),
@@ -541,7 +514,7 @@ fn thousands_of_products_sharing_one_time_are_all_read_in_small_pages() {
             &run,
             "2520 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
         );
-        let mut expected: Vec<String> = all.iter().map(uuid).collect();
+        let mut expected: Vec<String> = all.iter().map(|p| stored_uuid(&archive, p)).collect();
         expected.sort();
         assert_eq!(
             archive.strings("SELECT uuid FROM core ORDER BY uuid"),
@@ -565,8 +538,8 @@ fn thousands_of_products_sharing_one_time_are_all_read_in_small_pages() {
     }
 }
 
-#[test]
-fn busy_answers_are_retried_and_running_out_of_retries_fails_loudly() {
+on_both_backends!(busy_answers_are_retried_and_running_out_of_retries_fails_loudly);
+fn busy_answers_are_retried_and_running_out_of_retries_fails_loudly(backend: Backend) {
     let all = product_list(0..6, "S2MSI1C", |n| {
         format!("2024-01-0{}T10:00:00.000Z", n + 1)
     });
@@ -574,11 +547,14 @@ fn busy_answers_are_retried_and_running_out_of_retries_fails_loudly() {
     state.lock().unwrap().failures =
         vec![(429, "Retry-After: 1\r\n"), (503, ""), (503, ""), (503, "")];
     let base = serve(state.clone());
-    let archive = Archive::new(&format!(
-        "{BASE_CONFIG}{}",
-        section("cdse", &base, &[("page_size", Some("2"))])
-            .replace("max_retries = 3", "max_retries = 4")
-    ));
+    let archive = Archive::on(
+        backend,
+        &format!(
+            "{}",
+            section("cdse", &base, &[("page_size", Some("2"))])
+                .replace("max_retries = 3", "max_retries = 4")
+        ),
+    );
     let began = std::time::Instant::now();
     let run = archive.sync(&["cdse", "-p", "S2MSI1C"]);
     assert_done(
@@ -598,6 +574,7 @@ fn busy_answers_are_retried_and_running_out_of_retries_fails_loudly() {
     // The service goes down after two answers: the run fails naming the
     // request and the status, and keeps what it read before.
     let archive = self::archive(
+        backend,
         &base,
         &[("page_size", Some("2")), ("deletions", Some("false"))],
     );
@@ -636,8 +613,8 @@ fn busy_answers_are_retried_and_running_out_of_retries_fails_loudly() {
     );
 }
 
-#[test]
-fn products_map_to_core_and_the_cdse_namespace_as_they_come() {
+on_both_backends!(products_map_to_core_and_the_cdse_namespace_as_they_come);
+fn products_map_to_core_and_the_cdse_namespace_as_they_come(backend: Backend) {
     let modified = |n: u64| format!("2024-01-{:02}T00:00:00.000Z", n + 1);
     let mut all = product_list(0..12, "S2MSI1C", modified);
     // Times with 3 and with 6 fractional digits.
@@ -678,30 +655,33 @@ fn products_map_to_core_and_the_cdse_namespace_as_they_come() {
     let state = server(served);
     let base = serve(state.clone());
     let download = "https://download.example.org/odata/v1";
-    let archive = Archive::new(&format!(
-        "{BASE_CONFIG}{}{}{}",
-        section(
-            "cdse",
-            &base,
-            &[("download_url", Some(&format!("\"{download}\"")))]
+    let archive = Archive::on(
+        backend,
+        &format!(
+            "{}{}{}",
+            section(
+                "cdse",
+                &base,
+                &[("download_url", Some(&format!("\"{download}\"")))]
+            ),
+            section(
+                "s5p",
+                &base,
+                &[
+                    ("collection", Some("\"SENTINEL-5P\"")),
+                    ("product_types", Some("[\"L2__NO2___\"]"))
+                ]
+            ),
+            section(
+                "aux",
+                &base,
+                &[
+                    ("collection", Some("\"SENTINEL-1\"")),
+                    ("product_types", Some("[\"AUX_POEORB\"]"))
+                ]
+            ),
         ),
-        section(
-            "s5p",
-            &base,
-            &[
-                ("collection", Some("\"SENTINEL-5P\"")),
-                ("product_types", Some("[\"L2__NO2___\"]"))
-            ]
-        ),
-        section(
-            "aux",
-            &base,
-            &[
-                ("collection", Some("\"SENTINEL-1\"")),
-                ("product_types", Some("[\"AUX_POEORB\"]"))
-            ]
-        ),
-    ));
+    );
     assert_done(
         &archive.sync(&["cdse"]),
         "12 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
@@ -726,36 +706,38 @@ fn products_map_to_core_and_the_cdse_namespace_as_they_come() {
         ))
     };
     let times = "validity_start, validity_stop, creation_date";
+    let at =
+        |times: &[&str]| -> Vec<String> { times.iter().map(|t| archive.time_text(t)).collect() };
     assert_eq!(
         core(&all[0], times),
-        [
+        at(&[
             "2024-01-01 10:10:31.024000",
             "2024-01-01 10:10:31.024000",
             "2024-01-01 11:30:00.500000"
-        ]
+        ])
     );
     assert_eq!(
         core(&all[1], times),
-        [
+        at(&[
             "2024-01-01 10:11:08.024123",
             "2024-01-01 10:11:09",
             "2024-01-01 11:30:00.000001"
-        ]
+        ])
     );
 
     assert_eq!(footprint(&archive, &all[2]).0, "NULL");
     let (kind, bounds) = footprint(&archive, &all[3]);
-    assert_eq!(kind, "MultiPolygon");
+    assert_eq!(kind, "MULTIPOLYGON");
     assert_eq!(bounds, [-180.0, 10.0, 180.0, 11.0]);
     assert_eq!(
         footprint(&archive, &all[4]),
-        ("Polygon".to_string(), vec![5.0, 52.0, 6.0, 53.0])
+        ("POLYGON".to_string(), vec![5.0, 52.0, 6.0, 53.0])
     );
     let square = &all[0]["GeoFootprint"]["coordinates"][0];
     assert_eq!(
         footprint(&archive, &all[0]),
         (
-            "Polygon".to_string(),
+            "POLYGON".to_string(),
             vec![
                 square[0][0].as_f64().unwrap(),
                 square[0][1].as_f64().unwrap(),
@@ -776,7 +758,7 @@ fn products_map_to_core_and_the_cdse_namespace_as_they_come() {
     );
     let checksum: Json = serde_json::from_str(
         &archive.row(&format!(
-            "SELECT Checksum FROM cdse WHERE uuid = '{}'",
+            "SELECT \"Checksum\" FROM cdse WHERE uuid = '{}'",
             uuid(&all[0])
         ))[0],
     )
@@ -812,16 +794,19 @@ fn products_map_to_core_and_the_cdse_namespace_as_they_come() {
     );
     assert_eq!(
         archive.row(&format!(
-            "SELECT Online, ContentLength FROM cdse WHERE uuid = '{}'",
+            "SELECT \"Online\", \"ContentLength\" FROM cdse WHERE uuid = '{}'",
             uuid(&all[10])
         )),
-        ["0", "0"]
+        [archive.boolean(false), "0"]
     );
 
     assert_eq!(
         archive.row(&format!(
-            "SELECT typeof(cloudCover), cloudCover, typeof(orbitNumber), processingDate, productType, typeof(Online) \
+            "SELECT {}, \"cloudCover\", {}, \"processingDate\", \"productType\", {} \
              FROM cdse WHERE uuid = '{}'",
+            archive.kind_of("\"cloudCover\""),
+            archive.kind_of("\"orbitNumber\""),
+            archive.kind_of("\"Online\""),
             uuid(&all[0])
         )),
         [
@@ -829,6 +814,7 @@ fn products_map_to_core_and_the_cdse_namespace_as_they_come() {
             "12",
             "integer",
             stored(
+                &archive,
                 all[0]["Attributes"]
                     .as_array()
                     .unwrap()
@@ -840,14 +826,18 @@ fn products_map_to_core_and_the_cdse_namespace_as_they_come() {
             )
             .as_str(),
             "S2MSI1C",
-            "integer"
+            // SQLite has no boolean type: muninn's booleans are integers there.
+            backend.pick("integer", "boolean")
         ]
     );
     // With name_suffixes = [".zip"], only that ending goes.
-    let zip_only = Archive::new(&format!(
-        "{BASE_CONFIG}{}",
-        section("cdse", &base, &[("name_suffixes", Some("[\".zip\"]"))])
-    ));
+    let zip_only = Archive::on(
+        backend,
+        &format!(
+            "{}",
+            section("cdse", &base, &[("name_suffixes", Some("[\".zip\"]"))])
+        ),
+    );
     assert_done(
         &zip_only.sync(&["cdse"]),
         "12 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
@@ -867,10 +857,10 @@ fn products_map_to_core_and_the_cdse_namespace_as_they_come() {
 
     assert_eq!(
         archive.row(&format!(
-            "SELECT qualityCheckPassed FROM cdse WHERE uuid = '{}'",
+            "SELECT \"qualityCheckPassed\" FROM cdse WHERE uuid = '{}'",
             uuid(&all[11])
         )),
-        ["1"]
+        [archive.boolean(true)]
     );
     assert_eq!(
         archive.strings(
@@ -906,8 +896,8 @@ fn fixture(file: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-#[test]
-fn records_as_cdse_returned_them_are_synced_without_their_unreadable_fields() {
+on_both_backends!(records_as_cdse_returned_them_are_synced_without_their_unreadable_fields);
+fn records_as_cdse_returned_them_are_synced_without_their_unreadable_fields(backend: Backend) {
     // Sentinel-1: a product with "EvictionDate": "", "Checksum": [{}] and
     // integers in Double attributes, and auxiliary products without
     // footprints, named .SAFE, .EOF and nothing.
@@ -929,21 +919,24 @@ fn records_as_cdse_returned_them_are_synced_without_their_unreadable_fields() {
     served.extend(cog.iter().chain(&aux).cloned());
     let state = server(served);
     let base = serve(state.clone());
-    let archive = Archive::new(&format!(
-        "{BASE_CONFIG}{}{}",
-        section("cdse", &base, &[("product_types", Some("[\"S2MSI1C\"]"))]),
-        section(
-            "s1",
-            &base,
-            &[
-                ("collection", Some("\"SENTINEL-1\"")),
-                (
-                    "product_types",
-                    Some("[\"S3_GRDH_1S-COG\", \"AUX_INS\", \"AUX_POEORB\", \"AUX_PROQUA\"]")
-                )
-            ]
+    let archive = Archive::on(
+        backend,
+        &format!(
+            "{}{}",
+            section("cdse", &base, &[("product_types", Some("[\"S2MSI1C\"]"))]),
+            section(
+                "s1",
+                &base,
+                &[
+                    ("collection", Some("\"SENTINEL-1\"")),
+                    (
+                        "product_types",
+                        Some("[\"S3_GRDH_1S-COG\", \"AUX_INS\", \"AUX_POEORB\", \"AUX_PROQUA\"]")
+                    )
+                ]
+            ),
         ),
-    ));
+    );
 
     let run = archive.sync(&["s1"]);
     assert_done(
@@ -982,19 +975,20 @@ fn records_as_cdse_returned_them_are_synced_without_their_unreadable_fields() {
             uuid(cog)
         )),
         [
-            cog_name,
-            "161991897",
-            "NULL",
-            "2023-08-01 15:29:12.689000",
-            "2023-08-01 15:29:31.839000",
-            "2023-08-01 16:54:32.762000"
+            cog_name.to_string(),
+            "161991897".into(),
+            "NULL".into(),
+            archive.time_text("2023-08-01 15:29:12.689000"),
+            archive.time_text("2023-08-01 15:29:31.839000"),
+            archive.time_text("2023-08-01 16:54:32.762000")
         ]
     );
-    assert_eq!(footprint(&archive, cog).0, "Polygon");
+    assert_eq!(footprint(&archive, cog).0, "POLYGON");
     assert_eq!(
         archive.row(&format!(
-            "SELECT EvictionDate, Checksum, typeof(startTimeFromAscendingNode), startTimeFromAscendingNode, \
-             processingDate, orbitNumber FROM cdse WHERE uuid = '{}'",
+            "SELECT \"EvictionDate\", \"Checksum\", {}, \"startTimeFromAscendingNode\", \
+             \"processingDate\", \"orbitNumber\" FROM cdse WHERE uuid = '{}'",
+            archive.kind_of("\"startTimeFromAscendingNode\""),
             uuid(cog)
         )),
         [
@@ -1031,18 +1025,18 @@ fn records_as_cdse_returned_them_are_synced_without_their_unreadable_fields() {
     let notified = &s2[2];
     assert_eq!(
         archive.row(&format!(
-            "SELECT processingDate, EvictionDate, cloudCover FROM cdse WHERE uuid = '{}'",
+            "SELECT \"processingDate\", \"EvictionDate\", \"cloudCover\" FROM cdse WHERE uuid = '{}'",
             uuid(notified)
         )),
         [
-            "2024-09-12 13:34:20",
-            "9999-12-31 23:59:59.999000",
-            "97.680833965944"
+            "2024-09-12 13:34:20".to_string(),
+            archive.time_text("9999-12-31 23:59:59.999000"),
+            "97.680833965944".into()
         ]
     );
     assert_eq!(
         archive.row(&format!(
-            "SELECT cloudCover FROM cdse WHERE uuid = '{}'",
+            "SELECT \"cloudCover\" FROM cdse WHERE uuid = '{}'",
             uuid(&s2[0])
         )),
         ["95.136736479015"]
@@ -1070,8 +1064,11 @@ fn records_as_cdse_returned_them_are_synced_without_their_unreadable_fields() {
     );
 }
 
-#[test]
-fn a_duplicate_waits_for_cdse_to_delete_the_other_and_a_bad_product_is_skipped() {
+on_both_backends!(
+    a_duplicate_waits_for_cdse_to_delete_the_other_and_a_bad_product_is_skipped,
+    postgresql_ignored = "issue 16: a create held back is not refused when made, so odata cannot say which Id waits; the refusal at the batch's write names only type/name"
+);
+fn a_duplicate_waits_for_cdse_to_delete_the_other_and_a_bad_product_is_skipped(backend: Backend) {
     let mut all = product_list(0..4, "S2MSI1C", |n| {
         format!("2024-01-0{}T10:00:00.000Z", n + 1)
     });
@@ -1082,7 +1079,7 @@ fn a_duplicate_waits_for_cdse_to_delete_the_other_and_a_bad_product_is_skipped()
     all[3]["ContentDate"]["Start"] = json!("yesterday");
     let state = server(all.clone());
     let base = serve(state.clone());
-    let archive = archive(&base, &[]);
+    let archive = archive(backend, &base, &[]);
     let run = archive.sync(&["cdse"]);
     run.assert_error(1, &["2 product(s) could not be synced"]);
     let first_error = run.errors()[0].to_string();
@@ -1099,7 +1096,10 @@ fn a_duplicate_waits_for_cdse_to_delete_the_other_and_a_bad_product_is_skipped()
     );
     assert_eq!(
         archive.strings("SELECT uuid FROM core ORDER BY validity_start"),
-        [uuid(&all[0]), uuid(&all[1])]
+        [
+            stored_uuid(&archive, &all[0]),
+            stored_uuid(&archive, &all[1])
+        ]
     );
 
     // CDSE deletes the first of the two and corrects the other product.
@@ -1123,7 +1123,11 @@ fn a_duplicate_waits_for_cdse_to_delete_the_other_and_a_bad_product_is_skipped()
     );
     assert_eq!(
         archive.strings("SELECT uuid FROM core ORDER BY validity_start"),
-        [uuid(&all[1]), uuid(&all[2]), uuid(&all[3])]
+        [
+            stored_uuid(&archive, &all[1]),
+            stored_uuid(&archive, &all[2]),
+            stored_uuid(&archive, &all[3])
+        ]
     );
     // Both products have one name: only the Id says which one waits (the
     // two came in one page here).
@@ -1133,15 +1137,18 @@ fn a_duplicate_waits_for_cdse_to_delete_the_other_and_a_bad_product_is_skipped()
     );
 }
 
-#[test]
-fn remote_urls_point_at_cdses_download_host_by_default() {
+on_both_backends!(remote_urls_point_at_cdses_download_host_by_default);
+fn remote_urls_point_at_cdses_download_host_by_default(backend: Backend) {
     let all = product_list(0..2, "S2MSI1C", |_| "2024-01-01T10:00:00.000Z".into());
     let state = server(all.clone());
     let base = serve(state.clone());
-    let archive = Archive::new(&format!(
-        "{BASE_CONFIG}{}",
-        section("cdse", "http://catalogue.dataspace.copernicus.eu", &[])
-    ));
+    let archive = Archive::on(
+        backend,
+        &format!(
+            "{}",
+            section("cdse", "http://catalogue.dataspace.copernicus.eu", &[])
+        ),
+    );
     // CDSE's catalogue host is reached through a proxy: this server.
     let run = muninn_sync(
         archive.dir.path(),
@@ -1169,13 +1176,14 @@ fn remote_urls_point_at_cdses_download_host_by_default() {
     assert!(!state.lock().unwrap().requests_to("Products").is_empty());
 }
 
-#[test]
-fn the_request_rate_stays_under_max_requests_per_minute() {
+on_both_backends!(the_request_rate_stays_under_max_requests_per_minute);
+fn the_request_rate_stays_under_max_requests_per_minute(backend: Backend) {
     let state = server(product_list(0..6, "S2MSI1C", |n| {
         format!("2024-01-0{}T10:00:00.000Z", n + 1)
     }));
     let base = serve(state.clone());
     let archive = archive(
+        backend,
         &base,
         &[
             ("page_size", Some("1")),
@@ -1198,8 +1206,8 @@ fn the_request_rate_stays_under_max_requests_per_minute() {
     );
 }
 
-#[test]
-fn configuration_errors_name_the_key_and_ask_nothing_of_the_service() {
+on_both_backends!(configuration_errors_name_the_key_and_ask_nothing_of_the_service);
+fn configuration_errors_name_the_key_and_ask_nothing_of_the_service(backend: Backend) {
     let state = server(product_list(0..2, "S2MSI1C", |_| {
         "2024-01-01T00:00:00Z".into()
     }));
@@ -1213,14 +1221,14 @@ fn configuration_errors_name_the_key_and_ask_nothing_of_the_service() {
         (&[("colour", Some("\"blue\""))], &["colour"]),
     ];
     for (changes, parts) in cases {
-        let archive = archive(&base, changes);
+        let archive = archive(backend, &base, changes);
         let run = archive.sync(&["cdse"]);
         let mut parts = parts.to_vec();
         parts.push("synchronizer:cdse");
         run.assert_error(1, &parts);
     }
     // No product types at all: neither in the section nor on the command line.
-    let archive = archive(&base, &[("product_types", None)]);
+    let archive = archive(backend, &base, &[("product_types", None)]);
     let run = archive.sync(&["cdse"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert_eq!(run.errors().len(), 1, "{}", run.stderr);
@@ -1241,8 +1249,8 @@ fn configuration_errors_name_the_key_and_ask_nothing_of_the_service() {
     );
 }
 
-#[test]
-fn an_incremental_run_starts_at_the_watermark() {
+on_both_backends!(an_incremental_run_starts_at_the_watermark);
+fn an_incremental_run_starts_at_the_watermark(backend: Backend) {
     let mut all = product_list(0..3, "S2MSI1C", |n| {
         format!("2024-01-0{}T10:00:00.000000Z", n + 1)
     });
@@ -1251,7 +1259,7 @@ fn an_incremental_run_starts_at_the_watermark() {
     }));
     let state = server(all.clone());
     let base = serve(state.clone());
-    let archive = archive(&base, &[]);
+    let archive = archive(backend, &base, &[]);
     assert_done(
         &archive.sync(&["cdse", "--incremental"]),
         "5 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
@@ -1307,16 +1315,16 @@ fn an_incremental_run_starts_at_the_watermark() {
     }
     assert_eq!(archive.count("SELECT count(*) FROM core"), 5);
     assert_eq!(
-        archive.count(&format!(
-            "SELECT Online FROM cdse WHERE uuid = '{}'",
+        archive.strings(&format!(
+            "SELECT \"Online\" FROM cdse WHERE uuid = '{}'",
             uuid(&all[3])
         )),
-        0
+        [archive.boolean(false)]
     );
 }
 
-#[test]
-fn an_extra_filter_is_and_ed_and_one_the_service_refuses_fails_with_its_answer() {
+on_both_backends!(an_extra_filter_is_and_ed_and_one_the_service_refuses_fails_with_its_answer);
+fn an_extra_filter_is_and_ed_and_one_the_service_refuses_fails_with_its_answer(backend: Backend) {
     let mut all = product_list(0..4, "S2MSI1C", |n| {
         format!("2024-01-0{}T10:00:00.000Z", n + 1)
     });
@@ -1324,6 +1332,7 @@ fn an_extra_filter_is_and_ed_and_one_the_service_refuses_fails_with_its_answer()
     let state = server(all.clone());
     let base = serve(state.clone());
     let archive = archive(
+        backend,
         &base,
         &[("filter", Some("\"Online eq true\"")), ("deletions", None)],
     );
@@ -1346,8 +1355,8 @@ fn an_extra_filter_is_and_ed_and_one_the_service_refuses_fails_with_its_answer()
     }
 
     let seen = state.lock().unwrap().seen.len();
-    archive.write_config(&format!(
-        "{BASE_CONFIG}{}",
+    archive.configure(&format!(
+        "{}",
         section(
             "cdse",
             &base,
@@ -1363,8 +1372,8 @@ fn an_extra_filter_is_and_ed_and_one_the_service_refuses_fails_with_its_answer()
     );
 }
 
-#[test]
-fn more_products_with_one_time_than_skip_can_pass_are_read_by_their_sensing_time() {
+on_both_backends!(more_products_with_one_time_than_skip_can_pass_are_read_by_their_sensing_time);
+fn more_products_with_one_time_than_skip_can_pass_are_read_by_their_sensing_time(backend: Backend) {
     // A bulk change stamps every product it touches with one
     // ModificationDate: 12,000 of them here, more than $skip's 10,000.
     let mut all = product_list(0..5, "S2MSI1C", |n| format!("2024-01-01T0{n}:00:00.000Z"));
@@ -1376,7 +1385,7 @@ fn more_products_with_one_time_than_skip_can_pass_are_read_by_their_sensing_time
     }));
     let state = server(all.clone());
     let base = serve(state.clone());
-    let archive = archive(&base, &[("deletions", Some("false"))]);
+    let archive = archive(backend, &base, &[("deletions", Some("false"))]);
 
     let first = archive.sync(&["cdse", "-p", "S2MSI1C", "--incremental"]);
     assert_done(
@@ -1420,8 +1429,8 @@ fn minutes_from_now(minutes: i64) -> String {
         .to_string()
 }
 
-#[test]
-fn products_that_move_away_while_a_crowd_of_one_time_is_read_cost_nothing() {
+on_both_backends!(products_that_move_away_while_a_crowd_of_one_time_is_read_cost_nothing);
+fn products_that_move_away_while_a_crowd_of_one_time_is_read_cost_nothing(backend: Backend) {
     // 3,000 products share one ModificationDate; after the first page, a
     // second bulk change moves the 600 with the lowest Ids to a later time.
     // A $skip counted from what was read would now step over unread ones.
@@ -1444,7 +1453,7 @@ fn products_that_move_away_while_a_crowd_of_one_time_is_read_cost_nothing() {
         }
     }));
     let base = serve(state.clone());
-    let archive = archive(&base, &[("deletions", Some("false"))]);
+    let archive = archive(backend, &base, &[("deletions", Some("false"))]);
     let run = archive.sync(&["cdse", "-p", "S2MSI1C"]);
     run.assert_ok();
     assert!(
@@ -1455,18 +1464,19 @@ fn products_that_move_away_while_a_crowd_of_one_time_is_read_cost_nothing() {
     assert_eq!(archive.count("SELECT count(*) FROM core"), 3005);
     // The moved ones carry their new time.
     assert_eq!(
-        archive.count("SELECT count(*) FROM cdse WHERE ModificationDate = '2024-01-05 13:00:00'"),
+        archive
+            .count("SELECT count(*) FROM cdse WHERE \"ModificationDate\" = '2024-01-05 13:00:00'"),
         600
     );
 }
 
-#[test]
-fn a_deletion_made_while_the_products_are_read_is_applied_by_the_next_run() {
+on_both_backends!(a_deletion_made_while_the_products_are_read_is_applied_by_the_next_run);
+fn a_deletion_made_while_the_products_are_read_is_applied_by_the_next_run(backend: Backend) {
     let all = product_list(0..5, "S2MSI1C", |n| minutes_from_now(-120 + n as i64));
     let victim = all[0].clone();
     let state = server(all);
     let base = serve(state.clone());
-    let archive = archive(&base, &[("incremental", Some("true"))]);
+    let archive = archive(backend, &base, &[("incremental", Some("true"))]);
     assert_done(
         &archive.sync(&["cdse", "-p", "S2MSI1C"]),
         "5 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
@@ -1502,29 +1512,25 @@ fn a_deletion_made_while_the_products_are_read_is_applied_by_the_next_run() {
     );
 }
 
-#[test]
-fn a_product_muninn_holds_under_the_same_name_is_left_alone() {
+on_both_backends!(a_product_muninn_holds_under_the_same_name_is_left_alone);
+fn a_product_muninn_holds_under_the_same_name_is_left_alone(backend: Backend) {
     let all = product_list(0..3, "S2MSI1C", |n| {
         format!("2024-01-0{}T10:00:00.000Z", n + 1)
     });
     let first_name = all[0]["Name"].as_str().unwrap().to_string();
     let state = server(all);
     let base = serve(state.clone());
-    let archive = archive(&base, &[("deletions", Some("false"))]);
+    let archive = archive(backend, &base, &[("deletions", Some("false"))]);
     archive.sync(&["cdse", "-p", "S2MSI1C"]).assert_ok();
-    {
-        // As if muninn had ingested the first product itself: its own uuid,
-        // a local file, no cdse row.
-        let db = rusqlite::Connection::open(archive.path("catalogue.sqlite")).unwrap();
-        db.execute_batch(
+    // As if muninn had ingested the first product itself: its own uuid, a
+    // local file, no cdse row.
+    archive.execute(
             "DELETE FROM cdse WHERE uuid = (SELECT uuid FROM core ORDER BY validity_start LIMIT 1);
              DELETE FROM muninn_sync_owners WHERE uuid = (SELECT uuid FROM core ORDER BY validity_start LIMIT 1);
              UPDATE core SET uuid = '00000000000000000000000000000001', archive_path = 'S2/2024',
                  size = 1, hash = 'md5:00000000000000000000000000000000'
              WHERE uuid = (SELECT uuid FROM core ORDER BY validity_start LIMIT 1);",
-        )
-        .unwrap();
-    }
+    );
     state
         .lock()
         .unwrap()
