@@ -1,10 +1,14 @@
 //! Every way a user can get a run wrong: the exit code, and one message
-//! that names the thing at fault. Nothing in the catalogue is lost.
+//! that names the thing at fault. Nothing in the catalogue is lost. Those
+//! with an archive run on SQLite and on PostgreSQL from one body; the
+//! command line's own and the SQLite file's stay single.
 
-use muninn_sync_e2e::{muninn_sync, product, Archive, BASE_CONFIG};
+use muninn_sync_e2e::{muninn_sync, on_both_backends, product, Archive, Backend, FEED_SECTION};
 
-fn feed_section(extra: &str) -> String {
-    format!("{BASE_CONFIG}\n[\"synchronizer:feed\"]\nmodule = \"jsonl\"\npath = \"feed.jsonl\"\n{extra}")
+/// The archive's whole configuration with the `feed` section and `extra`
+/// lines in it.
+fn feed_section(archive: &Archive, extra: &str) -> String {
+    format!("{}\n{FEED_SECTION}{extra}", archive.base_config())
 }
 
 #[test]
@@ -35,9 +39,9 @@ fn version_and_help_work_alone() {
     }
 }
 
-#[test]
-fn usage_errors_exit_2() {
-    let archive = Archive::with_feed();
+on_both_backends!(usage_errors_exit_2);
+fn usage_errors_exit_2(backend: Backend) {
+    let archive = Archive::with_feed_on(backend);
     archive
         .sync(&["feed", "--start", "yesterday"])
         .assert_error(2, &["invalid datetime: yesterday", "YYYY-MM-DD"]);
@@ -48,10 +52,7 @@ fn usage_errors_exit_2() {
     archive
         .sync(&["feed", "--bogus"])
         .assert_error(2, &["--bogus"]);
-    assert!(
-        !archive.path("catalogue.sqlite").exists(),
-        "a usage error touches nothing"
-    );
+    assert!(!archive.catalogue_exists(), "a usage error touches nothing");
 }
 
 #[test]
@@ -74,9 +75,9 @@ fn archive_ids_are_resolved_on_the_search_path() {
     muninn_sync(dir, &["missing.toml", "feed"], &[]).assert_error(1, &["missing.toml"]);
 }
 
-#[test]
-fn configuration_errors_name_file_section_and_key() {
-    let archive = Archive::with_feed();
+on_both_backends!(configuration_errors_name_file_section_and_key);
+fn configuration_errors_name_file_section_and_key(backend: Backend) {
+    let archive = Archive::with_feed_on(backend);
     archive.sync(&["nosuch"]).assert_error(
         1,
         &[
@@ -86,9 +87,9 @@ fn configuration_errors_name_file_section_and_key() {
         ],
     );
 
-    archive.write_config(&feed_section("").replace(
-        "database = \"sqlite\"",
-        "database = \"sqlite\"\nsynchronizers = [\"feed\", \"gone\"]",
+    archive.write_config(&feed_section(&archive, "").replace(
+        "[archive]\n",
+        "[archive]\nsynchronizers = [\"feed\", \"gone\"]\n",
     ));
     archive.sync(&["gone"]).assert_error(
         1,
@@ -98,7 +99,7 @@ fn configuration_errors_name_file_section_and_key() {
         ],
     );
 
-    archive.write_config(&feed_section("").replace("module = \"jsonl\"\n", ""));
+    archive.write_config(&feed_section(&archive, "").replace("module = \"jsonl\"\n", ""));
     archive.sync(&["feed"]).assert_error(
         1,
         &[
@@ -107,8 +108,9 @@ fn configuration_errors_name_file_section_and_key() {
         ],
     );
 
-    archive
-        .write_config(&feed_section("").replace("module = \"jsonl\"", "module = \"nosuchplugin\""));
+    archive.write_config(
+        &feed_section(&archive, "").replace("module = \"jsonl\"", "module = \"nosuchplugin\""),
+    );
     archive.sync(&["feed"]).assert_error(
         1,
         &[
@@ -119,31 +121,36 @@ fn configuration_errors_name_file_section_and_key() {
     );
 
     archive.write_config(
-        &feed_section("").replace("module = \"jsonl\"", "module = \"./plugins/libjsonl.so\""),
+        &feed_section(&archive, "")
+            .replace("module = \"jsonl\"", "module = \"./plugins/libjsonl.so\""),
     );
     archive
         .sync(&["feed"])
         .assert_error(1, &["plugin file not found", "plugins/libjsonl.so"]);
 
-    archive.write_config(&format!("{}\n[broken\n", feed_section("")));
+    archive.write_config(&format!("{}\n[broken\n", feed_section(&archive, "")));
     archive
         .sync(&["feed"])
         .assert_error(1, &["invalid TOML", "archive.toml", "line 12, column 8"]);
 
-    archive.write_config(&feed_section("").replace("[archive]", "[archive]\ncolour = \"blue\""));
+    archive.write_config(
+        &feed_section(&archive, "").replace("[archive]", "[archive]\ncolour = \"blue\""),
+    );
     archive
         .sync(&["feed"])
         .assert_error(1, &["section [archive]", "unknown key \"colour\""]);
 
-    archive.write_config(&feed_section("").replace("connection_string", "connection_strin"));
     archive
-        .sync(&["feed"])
-        .assert_error(1, &["section [sqlite]", "connection_strin"]);
+        .write_config(&feed_section(&archive, "").replace("connection_string", "connection_strin"));
+    archive.sync(&["feed"]).assert_error(
+        1,
+        &[&format!("section [{}]", backend.name()), "connection_strin"],
+    );
 }
 
-#[test]
-fn plugin_configuration_errors_name_the_section_and_key() {
-    let archive = Archive::new(&feed_section("colour = \"blue\"\n"));
+on_both_backends!(plugin_configuration_errors_name_the_section_and_key);
+fn plugin_configuration_errors_name_the_section_and_key(backend: Backend) {
+    let archive = Archive::on(backend, &format!("{FEED_SECTION}colour = \"blue\"\n"));
     archive.sync(&["feed"]).assert_error(
         1,
         &[
@@ -152,24 +159,24 @@ fn plugin_configuration_errors_name_the_section_and_key() {
             "archive.toml",
         ],
     );
-    archive.write_config(&feed_section("").replace("path = \"feed.jsonl\"", "path = 5"));
+    archive.write_config(&feed_section(&archive, "").replace("path = \"feed.jsonl\"", "path = 5"));
     archive.sync(&["feed"]).assert_error(
         1,
         &["[\"synchronizer:feed\"]", "key \"path\"", "invalid type"],
     );
-    archive.write_config(&feed_section("").replace("path = \"feed.jsonl\"\n", ""));
+    archive.write_config(&feed_section(&archive, "").replace("path = \"feed.jsonl\"\n", ""));
     archive
         .sync(&["feed"])
         .assert_error(1, &["[\"synchronizer:feed\"]", "missing field `path`"]);
     assert!(
-        !archive.path("catalogue.sqlite").exists(),
+        !archive.catalogue_exists(),
         "configuration is checked before the catalogue is touched"
     );
 }
 
-#[test]
-fn a_missing_feed_is_an_error_naming_it() {
-    let archive = Archive::with_feed();
+on_both_backends!(a_missing_feed_is_an_error_naming_it);
+fn a_missing_feed_is_an_error_naming_it(backend: Backend) {
+    let archive = Archive::with_feed_on(backend);
     archive.sync(&["feed"]).assert_error(
         1,
         &[
@@ -181,10 +188,12 @@ fn a_missing_feed_is_an_error_naming_it() {
     );
 }
 
-#[test]
-fn a_file_that_is_not_a_plugin_is_refused() {
-    let archive =
-        Archive::new(&feed_section("").replace("module = \"jsonl\"", "module = \"./libfake.so\""));
+on_both_backends!(a_file_that_is_not_a_plugin_is_refused);
+fn a_file_that_is_not_a_plugin_is_refused(backend: Backend) {
+    let archive = Archive::on(
+        backend,
+        &FEED_SECTION.replace("module = \"jsonl\"", "module = \"./libfake.so\""),
+    );
     std::fs::write(archive.path("libfake.so"), b"\x7fELF but not really").unwrap();
     archive
         .sync(&["feed"])
@@ -199,7 +208,7 @@ fn a_file_that_is_not_a_plugin_is_refused() {
     if let Some(libm) = libc {
         std::fs::copy(libm, archive.path("libm.so")).unwrap();
         archive.write_config(
-            &feed_section("").replace("module = \"jsonl\"", "module = \"./libm.so\""),
+            &feed_section(&archive, "").replace("module = \"jsonl\"", "module = \"./libm.so\""),
         );
         archive
             .sync(&["feed"])
@@ -207,6 +216,7 @@ fn a_file_that_is_not_a_plugin_is_refused() {
     }
 }
 
+// SQLite only: a file that is not a database.
 #[test]
 fn an_unreadable_catalogue_is_an_error_and_is_left_alone() {
     let archive = Archive::with_feed();

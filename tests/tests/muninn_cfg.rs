@@ -1,8 +1,11 @@
 //! A Python muninn user's own `<id>.cfg` files, run as they are: found by
 //! archive id, read as configparser reads them, and mapped to Rust plugins.
+//! The sync of a `.cfg` archive runs on SQLite and on PostgreSQL (muninn's
+//! `[postgresql]` section) from one body; the reading and mapping of the
+//! file is the same for both, and tested on SQLite.
 
 use muninn_sync::config::ini::Ini;
-use muninn_sync_e2e::{muninn_sync, product, Archive, BASE_CONFIG};
+use muninn_sync_e2e::{muninn_sync, on_both_backends, product, Archive, Backend, BASE_CONFIG};
 use std::path::Path;
 use std::process::Command;
 
@@ -39,8 +42,33 @@ root = /srv/muninn
 
 /// An archive directory holding `s2.cfg` (and no `archive.toml`).
 fn cfg_archive(config: &str) -> Archive {
-    let archive = Archive::new("");
+    cfg_archive_on(Backend::Sqlite, config)
+}
+
+/// An archive directory on `backend` holding `s2.cfg`, its SQLite
+/// catalogue section (`database = sqlite`, `[sqlite] connection_string =
+/// ...`) turned into muninn's PostgreSQL one on PostgreSQL.
+fn cfg_archive_on(backend: Backend, config: &str) -> Archive {
+    let archive = Archive::on(backend, "");
     std::fs::remove_file(archive.path("archive.toml")).unwrap();
+    let config = match backend {
+        Backend::Sqlite => config.to_string(),
+        Backend::Postgresql => {
+            let (start, end) = (
+                config.find("[sqlite]\n").expect("a [sqlite] section"),
+                config
+                    .find("\n[synchronizer:")
+                    .expect("a synchronizer section"),
+            );
+            format!(
+                "{}[postgresql]\nconnection_string = {}\n{}",
+                &config[..start],
+                archive.database().connection_string(),
+                &config[end..]
+            )
+            .replace("database = sqlite", "database = postgresql")
+        }
+    };
     std::fs::write(archive.path("s2.cfg"), config).unwrap();
     archive
 }
@@ -58,11 +86,11 @@ fn names(archive: &Archive) -> Vec<String> {
     archive.strings("SELECT product_name FROM core ORDER BY product_name")
 }
 
-#[test]
-fn a_muninn_cfg_found_by_archive_id_syncs_products() {
+on_both_backends!(a_muninn_cfg_found_by_archive_id_syncs_products);
+fn a_muninn_cfg_found_by_archive_id_syncs_products(backend: Backend) {
     // [DEFAULT]'s `name` and `feeds` serve interpolation only: jsonl, which
     // refuses keys it does not know, never sees them.
-    let archive = cfg_archive(S2_CFG);
+    let archive = cfg_archive_on(backend, S2_CFG);
     archive.write_feed(
         "feed.jsonl",
         &[

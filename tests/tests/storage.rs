@@ -1,6 +1,11 @@
 //! The catalogue's storage failing under a run: a full disk and a read-only
 //! database end the run with a clear error, and leave what was committed
 //! whole.
+//!
+//! SQLite only: both are about the catalogue file on the machine that runs
+//! muninn-sync (its size limit, its permissions, the lock file beside it).
+//! A PostgreSQL server's disk is not the client's; its read-only database
+//! is tested in postgresql.rs.
 
 use muninn_sync_e2e::{binary, product, Archive, Run};
 use std::os::unix::fs::PermissionsExt;

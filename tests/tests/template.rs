@@ -3,11 +3,13 @@
 //! (`--locked`: used as it is, never rewritten), loaded by the real
 //! muninn-sync, and its own tests run.
 //!
+//! The template's sync runs on SQLite and on PostgreSQL from one body.
+//!
 //! Cargo may download here: on a machine that has never built the template,
 //! its lock file names crates (platform-specific ones among them) that no
 //! build of the workspace fetched, so an offline build would fail there.
 
-use muninn_sync_e2e::{muninn_sync, workspace, Archive, BASE_CONFIG};
+use muninn_sync_e2e::{muninn_sync, on_both_backends, workspace, Archive, Backend};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -84,9 +86,9 @@ fn template_plugin() -> &'static Path {
     plugin
 }
 
-fn listing_archive() -> Archive {
-    Archive::new(&format!(
-        "{BASE_CONFIG}\n[\"synchronizer:listing\"]\nmodule = \"{}\"\npath = \"listing.csv\"\nproduct_type = \"LISTED\"\n",
+fn listing_archive(backend: Backend) -> Archive {
+    Archive::on(backend, &format!(
+        "[\"synchronizer:listing\"]\nmodule = \"{}\"\npath = \"listing.csv\"\nproduct_type = \"LISTED\"\n",
         template_plugin().display()
     ))
 }
@@ -100,9 +102,9 @@ fn write_listing(archive: &Archive, lines: &[&str]) {
     std::fs::write(archive.path("listing.csv"), text).expect("write listing.csv");
 }
 
-#[test]
-fn the_template_syncs_a_listing_into_the_catalogue() {
-    let archive = listing_archive();
+on_both_backends!(the_template_syncs_a_listing_into_the_catalogue);
+fn the_template_syncs_a_listing_into_the_catalogue(backend: Backend) {
+    let archive = listing_archive(backend);
     write_listing(
         &archive,
         &[
@@ -127,7 +129,7 @@ fn the_template_syncs_a_listing_into_the_catalogue() {
     );
     assert_eq!(
         archive.strings(
-            "SELECT c.product_name || '|' || ifnull(c.size, '') || '|' || ifnull(c.remote_url, '') || '|' || l.modified \
+            "SELECT c.product_name || '|' || coalesce(CAST(c.size AS TEXT), '') || '|' || coalesce(c.remote_url, '') || '|' || l.modified \
              FROM core c JOIN listing l USING (uuid) WHERE c.product_type = 'LISTED' ORDER BY 1"
         ),
         [
@@ -173,7 +175,9 @@ fn the_template_syncs_a_listing_into_the_catalogue() {
         changed.stderr
     );
     assert_eq!(
-        archive.strings("SELECT product_name || '|' || ifnull(size, '') FROM core ORDER BY 1"),
+        archive.strings(
+            "SELECT product_name || '|' || coalesce(CAST(size AS TEXT), '') FROM core ORDER BY 1"
+        ),
         ["a|1500", "c|", "d|4000"]
     );
 
