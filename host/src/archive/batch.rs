@@ -637,7 +637,7 @@ impl State<'_> {
     pub(super) fn product_types(&mut self) -> Result<Vec<ProductTypeSummary>, CatalogueError> {
         self.record_owners()?;
         let synchronizer = &self.rules.ownership.synchronizer;
-        Ok(self.catalogue.product_types(synchronizer)?)
+        self.catalogue.product_types(synchronizer)
     }
 
     /// Records that the remote deleted a product, for this synchronizer.
@@ -655,9 +655,8 @@ impl State<'_> {
         product_names: &[&str],
     ) -> Result<Vec<Option<Timestamp>>, CatalogueError> {
         let synchronizer = &self.rules.ownership.synchronizer;
-        Ok(self
-            .catalogue
-            .deletions(synchronizer, product_type, product_names)?)
+        self.catalogue
+            .deletions(synchronizer, product_type, product_names)
     }
 }
 
