@@ -11,12 +11,15 @@ use std::sync::Mutex;
 /// Where a test archive's catalogue is, and how to reach it.
 pub(crate) enum Catalogue {
     Sqlite(PathBuf),
-    Postgresql {
-        /// A session kept for the test's queries (declared first: it goes
-        /// before the database is dropped).
-        session: Mutex<Option<postgres::Client>>,
-        database: TestDatabase,
-    },
+    Postgresql(Box<Postgresql>),
+}
+
+/// A test's PostgreSQL database and the session its queries use.
+pub(crate) struct Postgresql {
+    /// Opened on first use (declared first: it goes before the database is
+    /// dropped).
+    session: Mutex<Option<postgres::Client>>,
+    database: TestDatabase,
 }
 
 impl Catalogue {
@@ -25,23 +28,23 @@ impl Catalogue {
     }
 
     pub fn postgresql(database: TestDatabase) -> Catalogue {
-        Catalogue::Postgresql {
+        Catalogue::Postgresql(Box::new(Postgresql {
             session: Mutex::new(None),
             database,
-        }
+        }))
     }
 
     pub fn backend(&self) -> Backend {
         match self {
             Catalogue::Sqlite(_) => Backend::Sqlite,
-            Catalogue::Postgresql { .. } => Backend::Postgresql,
+            Catalogue::Postgresql(_) => Backend::Postgresql,
         }
     }
 
     pub fn database(&self) -> Option<&TestDatabase> {
         match self {
             Catalogue::Sqlite(_) => None,
-            Catalogue::Postgresql { database, .. } => Some(database),
+            Catalogue::Postgresql(postgresql) => Some(&postgresql.database),
         }
     }
 
@@ -49,7 +52,7 @@ impl Catalogue {
     pub fn try_rows(&self, sql: &str) -> Result<Vec<Vec<String>>, String> {
         match self {
             Catalogue::Sqlite(path) => sqlite_rows(path, sql),
-            Catalogue::Postgresql { .. } => self.with_session(|client| {
+            Catalogue::Postgresql(_) => self.with_session(|client| {
                 let mut rows = Vec::new();
                 for message in client.simple_query(sql).map_err(describe)? {
                     if let postgres::SimpleQueryMessage::Row(row) = message {
@@ -75,7 +78,7 @@ impl Catalogue {
                     db.execute_batch(sql)
                 })
                 .unwrap_or_else(|e| panic!("{sql}: {e}")),
-            Catalogue::Postgresql { .. } => self
+            Catalogue::Postgresql(_) => self
                 .with_session(|client| client.batch_execute(sql).map_err(describe))
                 .unwrap_or_else(|e| panic!("{sql}: {e}")),
         }
@@ -87,12 +90,12 @@ impl Catalogue {
         &self,
         work: impl FnOnce(&mut postgres::Client) -> Result<T, String>,
     ) -> Result<T, String> {
-        let Catalogue::Postgresql { session, database } = self else {
+        let Catalogue::Postgresql(postgresql) = self else {
             unreachable!("a SQLite catalogue has no session");
         };
-        let mut session = session.lock().unwrap_or_else(|e| e.into_inner());
+        let mut session = postgresql.session.lock().unwrap_or_else(|e| e.into_inner());
         if session.as_ref().is_none_or(postgres::Client::is_closed) {
-            *session = Some(database.client());
+            *session = Some(postgresql.database.client());
         }
         work(session.as_mut().expect("opened above"))
     }

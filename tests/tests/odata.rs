@@ -549,11 +549,8 @@ fn busy_answers_are_retried_and_running_out_of_retries_fails_loudly(backend: Bac
     let base = serve(state.clone());
     let archive = Archive::on(
         backend,
-        &format!(
-            "{}",
-            section("cdse", &base, &[("page_size", Some("2"))])
-                .replace("max_retries = 3", "max_retries = 4")
-        ),
+        &section("cdse", &base, &[("page_size", Some("2"))])
+            .replace("max_retries = 3", "max_retries = 4"),
     );
     let began = std::time::Instant::now();
     let run = archive.sync(&["cdse", "-p", "S2MSI1C"]);
@@ -833,10 +830,7 @@ fn products_map_to_core_and_the_cdse_namespace_as_they_come(backend: Backend) {
     // With name_suffixes = [".zip"], only that ending goes.
     let zip_only = Archive::on(
         backend,
-        &format!(
-            "{}",
-            section("cdse", &base, &[("name_suffixes", Some("[\".zip\"]"))])
-        ),
+        &section("cdse", &base, &[("name_suffixes", Some("[\".zip\"]"))]),
     );
     assert_done(
         &zip_only.sync(&["cdse"]),
@@ -1144,10 +1138,7 @@ fn remote_urls_point_at_cdses_download_host_by_default(backend: Backend) {
     let base = serve(state.clone());
     let archive = Archive::on(
         backend,
-        &format!(
-            "{}",
-            section("cdse", "http://catalogue.dataspace.copernicus.eu", &[])
-        ),
+        &section("cdse", "http://catalogue.dataspace.copernicus.eu", &[]),
     );
     // CDSE's catalogue host is reached through a proxy: this server.
     let run = muninn_sync(
@@ -1355,13 +1346,10 @@ fn an_extra_filter_is_and_ed_and_one_the_service_refuses_fails_with_its_answer(b
     }
 
     let seen = state.lock().unwrap().seen.len();
-    archive.configure(&format!(
-        "{}",
-        section(
-            "cdse",
-            &base,
-            &[("filter", Some("\"Nonsense eq 1\"")), ("deletions", None)]
-        )
+    archive.configure(&section(
+        "cdse",
+        &base,
+        &[("filter", Some("\"Nonsense eq 1\"")), ("deletions", None)],
     ));
     let refused = archive.sync(&["cdse", "-p", "S2MSI1C"]);
     refused.assert_error(1, &["400", "/odata/v1/Products", "Nonsense"]);

@@ -96,10 +96,7 @@ on_both_backends!(a_panicking_plugin_ends_the_run_with_an_error_naming_it_and_ke
 fn a_panicking_plugin_ends_the_run_with_an_error_naming_it_and_keeps_its_products(
     backend: Backend,
 ) {
-    let archive = Archive::on(
-        backend,
-        &format!("{}", outside_section("outside", "panic", &["kept"])),
-    );
+    let archive = Archive::on(backend, &outside_section("outside", "panic", &["kept"]));
     let run = archive.sync(&["outside"]);
     run.assert_error(
         1,
@@ -117,10 +114,7 @@ fn a_panicking_plugin_ends_the_run_with_an_error_naming_it_and_keeps_its_product
 
 on_both_backends!(a_failing_plugin_names_itself_in_the_error);
 fn a_failing_plugin_names_itself_in_the_error(backend: Backend) {
-    let archive = Archive::on(
-        backend,
-        &format!("{}", outside_section("outside", "fail", &["a"])),
-    );
+    let archive = Archive::on(backend, &outside_section("outside", "fail", &["a"]));
     archive.sync(&["outside"]).assert_error(
         1,
         &[
@@ -130,10 +124,7 @@ fn a_failing_plugin_names_itself_in_the_error(backend: Backend) {
         ],
     );
     assert_eq!(archive.strings("SELECT product_name FROM core"), ["a"]);
-    let bad = Archive::on(
-        backend,
-        &format!("{}", outside_section("outside", "dance", &[])),
-    );
+    let bad = Archive::on(backend, &outside_section("outside", "dance", &[]));
     bad.sync(&["outside"]).assert_error(
         1,
         &["[\"synchronizer:outside\"]", "unknown action \"dance\""],
