@@ -55,6 +55,7 @@ fn usage_errors_exit_2(backend: Backend) {
     assert!(!archive.catalogue_exists(), "a usage error touches nothing");
 }
 
+// The search path is the command line's: one backend is enough.
 #[test]
 fn archive_ids_are_resolved_on_the_search_path() {
     let archive = Archive::with_feed();

@@ -80,6 +80,7 @@ fn a_plugin_built_outside_the_workspace_loads_and_syncs(backend: Backend) {
     assert_eq!(archive.count("SELECT count(*) FROM outside"), 0);
 }
 
+// No catalogue: the loader alone.
 #[test]
 fn two_plugin_files_load_side_by_side_in_one_process() {
     muninn_sync_e2e::binary(); // builds libjsonl.so
