@@ -15,7 +15,6 @@ mod owners;
 mod reads;
 mod runs;
 mod schema;
-mod shim;
 mod values;
 mod writes;
 
@@ -195,6 +194,20 @@ impl Store {
             }
         }
         let namespaces = schema::load_namespaces(&mut client, &tables).with_context(describe)?;
+        let unlinked = schema::unlinked_namespace_tables(&mut client, &tables, &namespaces)
+            .with_context(describe)?;
+        if !unlinked.is_empty() {
+            anyhow::bail!(
+                "{}: the namespace table(s) {} muninn-sync made are no longer linked to {} (no foreign key from \
+                 uuid): muninn-destroy leaves namespace tables it does not know behind, with their rows. \
+                 If the archive was destroyed on purpose, drop them (DROP TABLE {};) and the next sync \
+                 makes them afresh",
+                describe(),
+                unlinked.join(", "),
+                tables.core,
+                unlinked.join(", ")
+            );
+        }
         let core_select = format!(
             "SELECT {} FROM {}",
             CoreField::ALL

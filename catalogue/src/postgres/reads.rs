@@ -6,7 +6,10 @@ use super::schema::quoted;
 use super::values::{read_value, select_expression, timestamp_text};
 use super::Store;
 use crate::{CatalogueError, Namespaces, Result, ScanQuery, ScanRow, WalkQuery};
-use muninn_sync_model::{CoreField, Product, PropertyType, Timestamp, Uuid, Value, ValueType};
+use muninn_sync_model::{
+    find_column, scan_order, walk_time, CoreField, Product, PropertyType, Timestamp, Uuid, Value,
+    ValueType, WalkTime,
+};
 use postgres::types::ToSql;
 use std::collections::{BTreeMap, HashMap};
 
@@ -115,8 +118,11 @@ impl Store {
         let keys: Vec<Uuid> = positions.keys().copied().collect();
         for namespace in namespaces {
             let table = &self.namespaces[namespace];
-            let columns: Vec<(String, ValueType)> =
-                table.columns.iter().map(|(c, t)| (c.clone(), *t)).collect();
+            let columns: Vec<(String, ValueType)> = table
+                .columns
+                .iter()
+                .map(|(c, t)| (c.clone(), t.value_type))
+                .collect();
             let mut select = String::from("uuid");
             for (column, value_type) in &columns {
                 select.push_str(", ");
@@ -206,39 +212,24 @@ impl Store {
         Ok(in_order(&mut found, uuids.iter().copied()))
     }
 
-    /// The SQL expression and join for a walk's time property, and the
-    /// namespace it belongs to.
+    /// The SQL expression and join for a walk's time property (the
+    /// model's rule picks the column), and the namespace it belongs to.
     fn walk_column(&self, property: &str) -> Result<Option<(String, String, Option<String>)>> {
-        if let Some((namespace, name)) = property.split_once('.') {
-            let column = self
-                .namespaces
-                .get(namespace)
-                .and_then(|t| t.columns.iter().find(|(c, _)| c.eq_ignore_ascii_case(name)));
-            match column {
-                Some((column, ValueType::Timestamp)) => Ok(Some((
-                    format!("n.{}", quoted(column)),
-                    format!(
-                        " JOIN {} n ON n.uuid = c.uuid",
-                        self.tables.namespace_sql(namespace)
-                    ),
-                    Some(namespace.to_string()),
-                ))),
-                Some((_, other)) => Err(CatalogueError::product(format!(
-                    "cannot walk by {property}: it is {other}, not a timestamp"
-                ))),
-                None => Ok(None),
-            }
-        } else {
-            match CoreField::from_name(property) {
-                Some(field) if field.value_type() == ValueType::Timestamp => {
-                    Ok(Some((format!("c.{property}"), String::new(), None)))
-                }
-                _ => Err(CatalogueError::product(format!(
-                    "cannot walk by \"{property}\": expected a core timestamp (validity_start, validity_stop, \
-                     creation_date, metadata_date, archive_date) or namespace.property"
-                ))),
-            }
-        }
+        let time = walk_time(property, |namespace| {
+            self.namespaces.get(namespace).map(|t| &t.columns)
+        })
+        .map_err(CatalogueError::Product)?;
+        Ok(time.map(|time| match time {
+            WalkTime::Core(field) => (format!("c.{}", field.name()), String::new(), None),
+            WalkTime::Column { namespace, column } => (
+                format!("n.{}", quoted(column)),
+                format!(
+                    " JOIN {} n ON n.uuid = c.uuid",
+                    self.tables.namespace_sql(namespace)
+                ),
+                Some(namespace.to_string()),
+            ),
+        }))
     }
 
     pub(super) fn walk_page(
@@ -289,29 +280,20 @@ impl Store {
     pub(super) fn scan_page(&mut self, query: &ScanQuery) -> Result<Vec<ScanRow>> {
         self.flush_held_back()?;
         self.begin()?;
-        let Some(table) = self.namespaces.get(&query.namespace) else {
-            return Ok(Vec::new()); // nothing has that namespace yet
+        let table = self.namespaces.get(&query.namespace);
+        let Some(order_by) =
+            scan_order(&query.namespace, &query.order_by, table.map(|t| &t.columns))
+                .map_err(CatalogueError::Product)?
+                .cloned()
+        else {
+            return Ok(Vec::new()); // nothing has that namespace or column yet
         };
-        let find = |name: &str| {
-            table
-                .columns
-                .iter()
-                .find(|(c, _)| c.eq_ignore_ascii_case(name))
-        };
-        let order_by = match find(&query.order_by) {
-            Some((column, ValueType::Timestamp)) => column.clone(),
-            Some((_, other)) => {
-                return Err(CatalogueError::product(format!(
-                    "cannot scan {}.{} in order: it is {other}, not a timestamp",
-                    query.namespace, query.order_by
-                )))
-            }
-            None => return Ok(Vec::new()),
-        };
+        let table = &self.namespaces[&query.namespace];
+        let find = |name: &str| find_column(&table.columns, name);
         let columns: Vec<Option<(String, ValueType)>> = query
             .properties
             .iter()
-            .map(|p| find(p).map(|(c, t)| (c.clone(), *t)))
+            .map(|p| find(p).map(|(c, t)| (c.clone(), t.value_type)))
             .collect();
         let table_sql = self.tables.namespace_sql(&query.namespace);
         let bare = self
@@ -391,7 +373,7 @@ impl Store {
             .iter()
             .filter_map(|namespace| {
                 let table = self.namespaces.get(namespace)?;
-                Some((namespace.clone(), table.property_types()))
+                Some((namespace.clone(), table.columns.clone()))
             })
             .collect())
     }

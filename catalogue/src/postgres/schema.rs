@@ -6,7 +6,7 @@ use super::values::{declared_type, type_from_declaration};
 use anyhow::{bail, Context, Result};
 use muninn_sync_model::{CoreField, PropertyType, ValueType};
 use postgres::GenericClient;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// The version of muninn-sync's own tables in this database.
 const SCHEMA_VERSION: &str = "1";
@@ -291,33 +291,12 @@ pub(crate) fn check_core_layout(client: &mut impl GenericClient, tables: &Tables
     Ok(())
 }
 
-/// A namespace table and the types of its columns.
+/// A namespace table: its columns (without `uuid`) with their types, as
+/// the model's rules take them (`fixed`: muninn made the column, so its
+/// declared type stands and is never widened).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct NamespaceTable {
-    /// Column name -> type, without `uuid`.
-    pub columns: BTreeMap<String, ValueType>,
-    /// The columns muninn-sync did not make (muninn did), whose type comes
-    /// from their declaration and is never widened.
-    pub declared: BTreeSet<String>,
-}
-
-impl NamespaceTable {
-    /// The columns as the backend-neutral rules see them.
-    pub fn property_types(&self) -> BTreeMap<String, PropertyType> {
-        self.columns
-            .iter()
-            .map(|(column, value_type)| {
-                let fixed = self.declared.contains(column);
-                (
-                    column.clone(),
-                    PropertyType {
-                        value_type: *value_type,
-                        fixed,
-                    },
-                )
-            })
-            .collect()
-    }
+    pub columns: BTreeMap<String, PropertyType>,
 }
 
 /// Every namespace table of the catalogue: tables under the prefix whose
@@ -376,14 +355,17 @@ pub(crate) fn load_namespaces(
         if column == "uuid" {
             continue;
         }
-        let value_type = match recorded.get(&(namespace.to_string(), column.clone())) {
-            Some(value_type) => *value_type,
-            None => {
-                entry.declared.insert(column.clone());
-                type_from_declaration(row.get(2))
-            }
+        let kind = match recorded.get(&(namespace.to_string(), column.clone())) {
+            Some(value_type) => PropertyType {
+                value_type: *value_type,
+                fixed: false,
+            },
+            None => PropertyType {
+                value_type: type_from_declaration(row.get(2)),
+                fixed: true,
+            },
         };
-        entry.columns.insert(column, value_type);
+        entry.columns.insert(column, kind);
     }
     let _ = tables.schema();
     Ok(namespaces)
@@ -488,4 +470,38 @@ pub(crate) fn holds_only_json(
         }
         Err(error) => Err(error.into()),
     }
+}
+
+/// Namespace tables muninn-sync made that are no longer linked to core:
+/// `muninn-destroy` drops core with CASCADE, which on PostgreSQL takes only
+/// the foreign key of a namespace table muninn does not know, so the table
+/// and its rows outlive the products. Writing into it again would refuse
+/// every product as a duplicate; better one clear error naming them.
+pub(crate) fn unlinked_namespace_tables(
+    client: &mut impl GenericClient,
+    tables: &Tables,
+    namespaces: &BTreeMap<String, NamespaceTable>,
+) -> Result<Vec<String>> {
+    if !table_exists(client, tables, &tables.columns)? {
+        return Ok(Vec::new());
+    }
+    let recorded: Vec<String> = client
+        .query(
+            &format!("SELECT DISTINCT namespace FROM {}", tables.columns),
+            &[],
+        )?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut unlinked = Vec::new();
+    for namespace in recorded {
+        if namespaces.contains_key(&namespace) {
+            continue;
+        }
+        let table = format!("{}{namespace}", tables.prefix);
+        if table_exists(client, tables, &table)? {
+            unlinked.push(table);
+        }
+    }
+    Ok(unlinked)
 }

@@ -11,12 +11,14 @@
 //! they are reported by [`Catalogue::flush`](crate::Catalogue::flush).
 
 use super::schema::{self, quoted};
-use super::shim::{plan_namespace_write, ColumnChange};
 use super::values::{cast_type, push_copy_field, timestamp_text, to_text};
 use super::{is_product_error, Store};
 use crate::{CatalogueError, ChangeKind, Refused, Result};
 use chrono::Utc;
-use muninn_sync_model::{truncate_to_micros, CoreField, Product, Update, Uuid, Value, ValueType};
+use muninn_sync_model::{
+    plan_namespace_write, text_is_not_json, truncate_to_micros, ColumnChange, CoreField, Product,
+    Update, Uuid, Value, ValueType,
+};
 use postgres::types::ToSql;
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
@@ -133,8 +135,8 @@ impl Store {
         namespace: &str,
         properties: &BTreeMap<String, Option<Value>>,
     ) -> Result<NamespaceRow> {
-        let existing = self.namespaces.get(namespace).map(|t| t.property_types());
-        let plan = plan_namespace_write(namespace, existing.as_ref(), properties)
+        let existing = self.namespaces.get(namespace).map(|t| &t.columns);
+        let plan = plan_namespace_write(namespace, existing, properties)
             .map_err(CatalogueError::Product)?;
         let changes_schema = plan.create_table || plan.values.iter().any(|v| v.change.is_some());
         if changes_schema {
@@ -191,9 +193,9 @@ impl Store {
                             )
                             .map_err(CatalogueError::Storage)?
                             {
-                                return Err(CatalogueError::product(format!(
-                                    "property {what} is text in the catalogue, not json \
-                                     (muninn made the column, and it holds text that is not JSON)"
+                                return Err(CatalogueError::product(text_is_not_json(
+                                    namespace,
+                                    &value.column,
                                 )));
                             }
                             schema::record_column_type(
@@ -253,19 +255,7 @@ impl Store {
     }
 
     pub(super) fn hold_update(&mut self, update: &Update) -> Result<()> {
-        for (field, value) in &update.core {
-            if *field == CoreField::Uuid || *field == CoreField::MetadataDate {
-                return Err(CatalogueError::product(format!(
-                    "core property {} cannot be updated",
-                    field.name()
-                )));
-            }
-            let mut check = Product::new("x", "x");
-            check
-                .set_core_value(*field, value.clone())
-                .map_err(CatalogueError::Product)?;
-            check.validate().map_err(CatalogueError::Product)?;
-        }
+        update.check_core().map_err(CatalogueError::Product)?;
         let mut namespaces = Vec::new();
         for (namespace, change) in &update.namespaces {
             match change {
@@ -576,7 +566,7 @@ impl Store {
             .map(|c| {
                 self.namespaces
                     .get(namespace)
-                    .and_then(|t| t.columns.get(c).copied())
+                    .and_then(|t| t.columns.get(c).map(|kind| kind.value_type))
                     .unwrap_or(ValueType::Text)
             })
             .collect();
