@@ -20,8 +20,8 @@ use std::time::Duration;
 pub enum OpenCatalogue {
     /// The SQLite catalogue, and the scratch copy's directory of a dry run
     /// that works on one.
-    Sqlite(SqliteCatalogue, Option<tempfile::TempDir>),
-    Postgres(PostgresCatalogue),
+    Sqlite(Box<SqliteCatalogue>, Option<tempfile::TempDir>),
+    Postgres(Box<PostgresCatalogue>),
 }
 
 impl OpenCatalogue {
@@ -31,22 +31,24 @@ impl OpenCatalogue {
         Ok(match &config.database {
             Database::Sqlite if dry_run => {
                 let (catalogue, scratch) = SqliteCatalogue::open_for_dry_run(&config.sqlite)?;
-                OpenCatalogue::Sqlite(catalogue, scratch)
+                OpenCatalogue::Sqlite(Box::new(catalogue), scratch)
             }
-            Database::Sqlite => OpenCatalogue::Sqlite(SqliteCatalogue::open(&config.sqlite)?, None),
+            Database::Sqlite => {
+                OpenCatalogue::Sqlite(Box::new(SqliteCatalogue::open(&config.sqlite)?), None)
+            }
             Database::Postgresql(options) if dry_run => {
-                OpenCatalogue::Postgres(PostgresCatalogue::open_for_dry_run(options)?)
+                OpenCatalogue::Postgres(Box::new(PostgresCatalogue::open_for_dry_run(options)?))
             }
             Database::Postgresql(options) => {
-                OpenCatalogue::Postgres(PostgresCatalogue::open(options)?)
+                OpenCatalogue::Postgres(Box::new(PostgresCatalogue::open(options)?))
             }
         })
     }
 
     pub fn catalogue(&mut self) -> &mut (dyn Catalogue + Send) {
         match self {
-            OpenCatalogue::Sqlite(catalogue, _) => catalogue,
-            OpenCatalogue::Postgres(catalogue) => catalogue,
+            OpenCatalogue::Sqlite(catalogue, _) => catalogue.as_mut(),
+            OpenCatalogue::Postgres(catalogue) => catalogue.as_mut(),
         }
     }
 }
@@ -80,7 +82,7 @@ pub enum RunLockGuard {
     /// A lock file beside the SQLite catalogue.
     File(RunLock),
     /// An advisory lock in the PostgreSQL server, held by its session.
-    Postgres(PostgresRunLock),
+    Postgres(Box<PostgresRunLock>),
 }
 
 impl RunLockGuard {
@@ -148,7 +150,7 @@ pub fn take_lock(
                 match PostgresRunLock::acquire(options, synchronizer, patience, &holder_name)? {
                     // The server drops a killed run's lock with its session:
                     // nothing is left behind to report.
-                    Ok(lock) => Ok((RunLockGuard::Postgres(lock), None)),
+                    Ok(lock) => Ok((RunLockGuard::Postgres(Box::new(lock)), None)),
                     Err(holder) => Err(Busy {
                         holder,
                         lock: lock_name,
@@ -162,7 +164,7 @@ pub fn take_lock(
 /// The run history and watermarks of a catalogue, read without changing
 /// it: what `--list` and `--history` show.
 pub enum History {
-    Sqlite(RunHistory),
+    Sqlite(Box<RunHistory>),
     /// Opened as for a dry run: nothing it does is ever committed.
     Postgres(Box<PostgresCatalogue>),
 }
@@ -171,7 +173,9 @@ impl History {
     /// The history, or `None` when there is no catalogue yet.
     pub fn open(config: &ArchiveConfig) -> Result<Option<History>> {
         Ok(match &config.database {
-            Database::Sqlite => RunHistory::open(&config.sqlite)?.map(History::Sqlite),
+            Database::Sqlite => {
+                RunHistory::open(&config.sqlite)?.map(|h| History::Sqlite(Box::new(h)))
+            }
             Database::Postgresql(options) => Some(History::Postgres(Box::new(
                 PostgresCatalogue::open_for_dry_run(options)?,
             ))),

@@ -45,6 +45,10 @@ struct HeldCreate {
     namespaces: Vec<(String, NamespaceRow)>,
 }
 
+/// Which core fields an update sets, and per namespace which columns
+/// (`None`: the namespace's row is removed).
+type UpdateShape = (Vec<CoreField>, Vec<(String, Option<Vec<String>>)>);
+
 struct HeldUpdate {
     uuid: Uuid,
     metadata_date: String,
@@ -55,7 +59,7 @@ struct HeldUpdate {
 
 impl HeldUpdate {
     /// Updates of one shape go into one statement.
-    fn shape(&self) -> (Vec<CoreField>, Vec<(String, Option<Vec<String>>)>) {
+    fn shape(&self) -> UpdateShape {
         (
             self.core.iter().map(|(f, _)| *f).collect(),
             self.namespaces
