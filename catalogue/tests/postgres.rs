@@ -5,9 +5,7 @@ use muninn_sync_catalogue::{
     Catalogue, ChangeKind, Namespaces, PostgresCatalogue, PostgresOptions, RunCounts, RunLog,
     RunStart, ScanQuery, WalkQuery, Watermarks,
 };
-use muninn_sync_model::{
-    parse_timestamp, CoreField, Geometry, Product, Update, Uuid, Value,
-};
+use muninn_sync_model::{parse_timestamp, CoreField, Geometry, Product, Update, Uuid, Value};
 use muninn_sync_test_postgres::{cluster, TestDatabase};
 use std::collections::BTreeMap;
 
@@ -39,7 +37,10 @@ fn product(name: &str) -> Product {
             ("cloud_cover".to_string(), Value::Real(12.5)),
             ("platform".to_string(), Value::from("sentinel-2a")),
             ("orbit".to_string(), Value::Integer(3)),
-            ("extra".to_string(), Value::Json(serde_json::json!({"a": [1, 2.5, null]}))),
+            (
+                "extra".to_string(),
+                Value::Json(serde_json::json!({"a": [1, 2.5, null]})),
+            ),
         ]
         .into(),
     );
@@ -89,7 +90,11 @@ fn products_are_stored_in_muninns_postgresql_layout_and_read_back_as_written() {
         .collect();
     assert_eq!(
         constraints,
-        ["core_archive_path_uniq", "core_pkey", "core_product_name_uniq"]
+        [
+            "core_archive_path_uniq",
+            "core_pkey",
+            "core_product_name_uniq"
+        ]
     );
     let gist: i64 = client
         .query_one(
@@ -189,19 +194,26 @@ fn a_value_out_of_a_muninn_columns_range_refuses_that_product_only() {
         .unwrap();
     let mut catalogue = PostgresCatalogue::open(&options(&database)).unwrap();
     let mut big = Product::new("S2MSI1C", "BIG");
-    big.namespaces
-        .insert("s2".into(), [("orbit".to_string(), Value::Integer(1 << 40))].into());
+    big.namespaces.insert(
+        "s2".into(),
+        [("orbit".to_string(), Value::Integer(1 << 40))].into(),
+    );
     let mut small = Product::new("S2MSI1C", "SMALL");
-    small
-        .namespaces
-        .insert("s2".into(), [("orbit".to_string(), Value::Integer(7))].into());
+    small.namespaces.insert(
+        "s2".into(),
+        [("orbit".to_string(), Value::Integer(7))].into(),
+    );
     catalogue.create(&big).unwrap();
     catalogue.create(&small).unwrap();
     let refused = catalogue.flush().unwrap();
     catalogue.commit().unwrap();
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert_eq!(refused[0].product, "S2MSI1C/BIG");
-    assert!(refused[0].message.contains("out of range"), "{}", refused[0].message);
+    assert!(
+        refused[0].message.contains("out of range"),
+        "{}",
+        refused[0].message
+    );
     assert!(stored(&catalogue, "BIG").is_none(), "nothing of it is left");
     assert_eq!(
         stored(&catalogue, "SMALL").unwrap().namespaces["s2"]["orbit"],
@@ -243,13 +255,17 @@ fn namespace_columns_widen_and_refuse_case_clashes_as_on_sqlite() {
 fn walks_and_scans_page_by_time_and_uuid() {
     let database = cluster().create_database("walk");
     let mut catalogue = PostgresCatalogue::open(&options(&database)).unwrap();
-    for (name, time) in [("A", "2024-01-01T00:00:00Z"), ("B", "2024-01-01T00:00:00Z"), ("C", "2024-01-03T00:00:00Z")] {
+    for (name, time) in [
+        ("A", "2024-01-01T00:00:00Z"),
+        ("B", "2024-01-01T00:00:00Z"),
+        ("C", "2024-01-03T00:00:00Z"),
+    ] {
         let mut p = product(name);
         p.validity_start = Some(parse_timestamp(time).unwrap());
-        p.namespaces
-            .get_mut("eo")
-            .unwrap()
-            .insert("seen".into(), Value::Timestamp(parse_timestamp(time).unwrap()));
+        p.namespaces.get_mut("eo").unwrap().insert(
+            "seen".into(),
+            Value::Timestamp(parse_timestamp(time).unwrap()),
+        );
         catalogue.create(&p).unwrap();
     }
     let query = |after| WalkQuery {
@@ -264,7 +280,10 @@ fn walks_and_scans_page_by_time_and_uuid() {
     assert_eq!(first.len(), 2);
     let last = first.last().unwrap();
     let rest = catalogue
-        .walk(&query(Some((last.validity_start.unwrap(), last.uuid))), &Namespaces::All)
+        .walk(
+            &query(Some((last.validity_start.unwrap(), last.uuid))),
+            &Namespaces::All,
+        )
         .unwrap();
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].product_name, "C");
@@ -302,13 +321,24 @@ fn watermarks_commit_with_the_batch_and_never_go_back() {
             hostname: "h".into(),
         })
         .unwrap();
-    let at = |t: &str| -> Watermarks { [("S2MSI1C".to_string(), parse_timestamp(t).unwrap())].into() };
+    let at =
+        |t: &str| -> Watermarks { [("S2MSI1C".to_string(), parse_timestamp(t).unwrap())].into() };
     catalogue.create(&product("A")).unwrap();
     catalogue
-        .record_progress(run, &RunCounts { created: 1, ..Default::default() }, &at("2024-02-01T00:00:00Z"))
+        .record_progress(
+            run,
+            &RunCounts {
+                created: 1,
+                ..Default::default()
+            },
+            &at("2024-02-01T00:00:00Z"),
+        )
         .unwrap();
     catalogue.rollback().unwrap();
-    assert!(catalogue.watermarks("s").unwrap().is_empty(), "rolled back with the batch");
+    assert!(
+        catalogue.watermarks("s").unwrap().is_empty(),
+        "rolled back with the batch"
+    );
     catalogue
         .record_progress(run, &RunCounts::default(), &at("2024-02-01T00:00:00Z"))
         .unwrap();
@@ -317,11 +347,17 @@ fn watermarks_commit_with_the_batch_and_never_go_back() {
         .record_progress(run, &RunCounts::default(), &at("2024-01-01T00:00:00Z"))
         .unwrap();
     catalogue.commit().unwrap();
-    assert_eq!(catalogue.watermarks("s").unwrap(), at("2024-02-01T00:00:00Z"));
+    assert_eq!(
+        catalogue.watermarks("s").unwrap(),
+        at("2024-02-01T00:00:00Z")
+    );
     let runs = catalogue.runs(Some("s"), 5).unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].start.pid, 42);
-    assert_eq!(runs[0].start.product_types, Some(vec!["S2MSI1C".to_string()]));
+    assert_eq!(
+        runs[0].start.product_types,
+        Some(vec!["S2MSI1C".to_string()])
+    );
 }
 
 #[test]
@@ -329,7 +365,10 @@ fn a_dry_run_leaves_an_empty_database_empty() {
     let database = cluster().create_database("dry");
     let mut catalogue = PostgresCatalogue::open_for_dry_run(&options(&database)).unwrap();
     catalogue.create(&product("A")).unwrap();
-    assert!(stored(&catalogue, "A").is_some(), "the dry run sees its own batch");
+    assert!(
+        stored(&catalogue, "A").is_some(),
+        "the dry run sees its own batch"
+    );
     catalogue.commit().unwrap();
     assert!(stored(&catalogue, "A").is_none(), "and nothing after it");
     drop(catalogue);
@@ -347,7 +386,10 @@ fn a_dry_run_leaves_an_empty_database_empty() {
 #[test]
 fn a_catalogue_under_a_schema_prefix_is_found_again() {
     let database = cluster().create_database("prefix");
-    database.client().batch_execute("CREATE SCHEMA archive").unwrap();
+    database
+        .client()
+        .batch_execute("CREATE SCHEMA archive")
+        .unwrap();
     let options = PostgresOptions {
         connection_string: database.connection_string(),
         table_prefix: "archive.s2_".into(),
@@ -358,7 +400,10 @@ fn a_catalogue_under_a_schema_prefix_is_found_again() {
     drop(catalogue);
     let catalogue = PostgresCatalogue::open(&options).unwrap();
     let found = stored(&catalogue, "A").unwrap();
-    assert_eq!(found.namespaces["eo"]["platform"], Value::from("sentinel-2a"));
+    assert_eq!(
+        found.namespaces["eo"]["platform"],
+        Value::from("sentinel-2a")
+    );
     let count: i64 = database
         .client()
         .query_one("SELECT count(*) FROM archive.s2_eo", &[])
@@ -370,7 +415,10 @@ fn a_catalogue_under_a_schema_prefix_is_found_again() {
 #[test]
 fn errors_name_what_is_wrong_and_where() {
     let without = cluster().create_database_without_postgis("nopostgis");
-    let error = PostgresCatalogue::open(&options(&without)).err().unwrap().to_string();
+    let error = PostgresCatalogue::open(&options(&without))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(error.contains("PostGIS is not installed"), "{error}");
     assert!(error.contains(without.name()), "{error}");
 
@@ -379,7 +427,10 @@ fn errors_name_what_is_wrong_and_where() {
         .client()
         .batch_execute("CREATE TABLE core (id serial, name text)")
         .unwrap();
-    let error = format!("{:#}", PostgresCatalogue::open(&options(&other)).err().unwrap());
+    let error = format!(
+        "{:#}",
+        PostgresCatalogue::open(&options(&other)).err().unwrap()
+    );
     assert!(error.contains("is not muninn's core table"), "{error}");
 
     let read_only = cluster().create_database("readonly");
@@ -390,6 +441,9 @@ fn errors_name_what_is_wrong_and_where() {
             read_only.name()
         ))
         .unwrap();
-    let error = format!("{:#}", PostgresCatalogue::open(&options(&read_only)).err().unwrap());
+    let error = format!(
+        "{:#}",
+        PostgresCatalogue::open(&options(&read_only)).err().unwrap()
+    );
     assert!(error.contains("accepts no writes"), "{error}");
 }
