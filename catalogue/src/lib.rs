@@ -3,6 +3,7 @@
 //! tools and users' SQL keep working on what we write.
 
 mod error;
+mod lookup;
 mod postgres;
 mod runs;
 mod sqlite;

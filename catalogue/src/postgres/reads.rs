@@ -5,6 +5,7 @@
 use super::schema::quoted;
 use super::values::{read_value, select_expression, timestamp_text};
 use super::Store;
+use crate::lookup::take_in_order;
 use crate::{CatalogueError, Namespaces, Result, ScanQuery, ScanRow, WalkQuery};
 use muninn_sync_model::{
     find_column, scan_order, walk_time, CoreField, Product, PropertyType, Timestamp, Uuid, Value,
@@ -195,10 +196,8 @@ impl Store {
             .into_iter()
             .map(|p| (p.product_name.clone(), p))
             .collect();
-        Ok(in_order(
-            &mut found,
-            product_names.iter().map(|n| n.to_string()),
-        ))
+        let names: Vec<String> = product_names.iter().map(|n| n.to_string()).collect();
+        Ok(take_in_order(&mut found, &names))
     }
 
     pub(super) fn find_by_uuid(
@@ -209,7 +208,7 @@ impl Store {
         let namespaces = self.selected_namespaces(namespaces);
         let products = self.products_where("uuid = ANY($1)", &[&uuids], &namespaces)?;
         let mut found: HashMap<Uuid, Product> = products.into_iter().map(|p| (p.uuid, p)).collect();
-        Ok(in_order(&mut found, uuids.iter().copied()))
+        Ok(take_in_order(&mut found, uuids))
     }
 
     /// The SQL expression and join for a walk's time property (the
@@ -377,23 +376,4 @@ impl Store {
             })
             .collect())
     }
-}
-
-/// The answers for `keys` in their order: moved out of `found`, copied
-/// only for a key asked for twice.
-fn in_order<K: std::hash::Hash + Eq + Clone>(
-    found: &mut HashMap<K, Product>,
-    keys: impl Iterator<Item = K>,
-) -> Vec<Option<Product>> {
-    let mut answers: Vec<Option<Product>> = Vec::new();
-    let mut seen: HashMap<K, usize> = HashMap::new();
-    for key in keys {
-        let answer = match found.remove(&key) {
-            Some(product) => Some(product),
-            None => seen.get(&key).and_then(|&i| answers[i].clone()),
-        };
-        seen.entry(key).or_insert(answers.len());
-        answers.push(answer);
-    }
-    answers
 }

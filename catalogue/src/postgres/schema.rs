@@ -70,10 +70,6 @@ impl Tables {
             .rsplit_once('.')
             .map_or(self.prefix.as_str(), |(_, p)| p)
     }
-
-    fn schema(&self) -> String {
-        self.split(&self.core).0
-    }
 }
 
 /// An SQL identifier in double quotes (a quote inside doubled).
@@ -367,7 +363,6 @@ pub(crate) fn load_namespaces(
         };
         entry.columns.insert(column, kind);
     }
-    let _ = tables.schema();
     Ok(namespaces)
 }
 

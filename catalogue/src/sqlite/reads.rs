@@ -3,6 +3,7 @@
 
 use super::values::{self, from_sql, UuidForm};
 use super::SqliteCatalogue;
+use crate::lookup::take_in_order;
 use crate::{CatalogueError, Namespaces, Result, ScanQuery, ScanRow, WalkQuery};
 use anyhow::anyhow;
 use muninn_sync_model::{
@@ -16,23 +17,6 @@ use std::collections::{BTreeMap, HashMap};
 /// How many keys one look-up query takes: large enough to amortise a
 /// query, small enough to stay in SQLite's limits and statement cache.
 pub(super) const LOOKUP_CHUNK: usize = 100;
-
-/// The products for `keys`, in their order: moved out of `found`, and
-/// copied only for a key asked for twice.
-fn take_in_order(found: &mut HashMap<String, Product>, keys: &[String]) -> Vec<Option<Product>> {
-    let mut answers: Vec<Option<Product>> = Vec::with_capacity(keys.len());
-    for (position, key) in keys.iter().enumerate() {
-        let answer = match found.remove(key) {
-            Some(product) => Some(product),
-            None => keys[..position]
-                .iter()
-                .position(|earlier| earlier == key)
-                .and_then(|earlier| answers[earlier].clone()),
-        };
-        answers.push(answer);
-    }
-    answers
-}
 
 /// Reports a stored time muninn-sync cannot read, which a look-up then
 /// takes as absent: one written before times were checked (a UTC past
