@@ -6,10 +6,9 @@
 //! watermark of a type whose window reaches back to it, or it would claim
 //! changes it never saw.
 
-use crate::archive::WatermarkTypes;
 use crate::duration::format_duration;
 use muninn_sync_catalogue::Watermarks;
-use muninn_sync_model::{format_timestamp, Timestamp};
+use muninn_sync_model::{format_timestamp, Timestamp, WatermarkTypes};
 use std::time::Duration;
 
 /// How far before the watermark an incremental run starts by default: a
@@ -67,21 +66,11 @@ pub fn plan(request: &WindowRequest<'_>, stored: &Watermarks) -> Window {
                 Err(why) => (None, false, format!("incremental, but {why}: a full sync")),
             },
         };
-    let watermark_types = match start {
-        None => WatermarkTypes::All,
-        Some(start) => WatermarkTypes::Only(
-            stored
-                .iter()
-                .filter(|(_, watermark)| **watermark >= start)
-                .map(|(product_type, _)| product_type.clone())
-                .collect(),
-        ),
-    };
     Window {
         start,
         end: request.end,
         from_watermark,
-        watermark_types,
+        watermark_types: WatermarkTypes::for_window(start, stored),
         reason,
     }
 }

@@ -9,8 +9,8 @@
 //! that every store (SQLite, PostgreSQL, the in-memory archive) follows
 //! the same ones: how namespace properties become columns
 //! ([`plan_namespace_write`]), how walks and scans page ([`page`]), when a
-//! watermark rises ([`raise_watermark`]) and who may remove a product
-//! ([`Ownership`]).
+//! watermark rises ([`watermark_verdict`], [`raise_watermark`]) and who
+//! may remove a product ([`Ownership`]).
 
 mod bookkeeping;
 mod geometry;
@@ -39,7 +39,10 @@ pub use timestamp::{
 };
 pub use uuid::Uuid;
 pub use value::{Value, ValueType};
-pub use watermark::{raise_watermark, watermark_limit, WatermarkHold, DEFAULT_FUTURE_TOLERANCE};
+pub use watermark::{
+    raise_watermark, watermark_limit, watermark_verdict, WatermarkHold, WatermarkTypes,
+    WatermarkVerdict, DEFAULT_FUTURE_TOLERANCE,
+};
 
 /// `text` with its control characters (newlines, escape bytes, ...)
 /// written as escapes, for a log line: text from a remote or a file must

@@ -1,10 +1,11 @@
 //! Conversions between the model's types and their ABI forms. Both sides of
 //! the boundary use these, so a product reads back exactly as it was sent.
 
-use crate::ffi::{FfiProduct, FfiProperty, FfiUpdate, FfiUuid, FfiValue};
-use abi_stable::std_types::{RCowStr, RString, RVec};
+use crate::ffi::{FfiProduct, FfiProperty, FfiUpdate, FfiUuid, FfiValue, FfiWalkPosition};
+use abi_stable::std_types::{RCowStr, ROption, RString, RVec};
 use muninn_sync_model::{
-    from_micros, to_micros, CoreField, Geometry, Namespace, Product, Update, Uuid, Value,
+    from_micros, to_micros, CoreField, Geometry, Namespace, PagePosition, Product, Timestamp,
+    Update, Uuid, Value,
 };
 use std::collections::BTreeMap;
 
@@ -58,6 +59,32 @@ pub fn value_from_ffi(value: &FfiValue) -> Result<Option<Value>, String> {
             serde_json::from_str(text.as_str()).map_err(|e| format!("invalid JSON value: {e}"))?,
         ),
     }))
+}
+
+/// Where a walk or scan stands, from its ABI form; the refusal names the
+/// position as `what` ("walk position"). The host and the in-memory
+/// archive both read a page request through this, so both refuse the same
+/// positions with the same words.
+pub fn position_from_ffi(
+    after: ROption<FfiWalkPosition>,
+    what: &str,
+) -> Result<Option<PagePosition>, String> {
+    after
+        .into_option()
+        .map(|p| {
+            let time = from_micros(p.time).ok_or_else(|| format!("{what} out of range"))?;
+            Ok((time, Uuid::from(p.uuid)))
+        })
+        .transpose()
+}
+
+/// A walk's or scan's `start` or `end` (microseconds), from its ABI form
+/// (`None`: open); the refusal names the bound as `what` ("scan end").
+pub fn bound_from_ffi(value: ROption<i64>, what: &str) -> Result<Option<Timestamp>, String> {
+    value
+        .into_option()
+        .map(|m| from_micros(m).ok_or_else(|| format!("{what} {m} µs is out of range")))
+        .transpose()
 }
 
 /// A core property: its names are static and cross without a copy.

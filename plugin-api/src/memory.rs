@@ -143,10 +143,13 @@
 //! muninn-sync would report `panicked: ...`.
 
 use crate::archive::Archive;
-use crate::convert::{product_from_ffi, product_to_ffi, update_from_ffi, value_to_ffi};
+use crate::convert::{
+    bound_from_ffi, position_from_ffi, product_from_ffi, product_to_ffi, update_from_ffi,
+    value_to_ffi,
+};
 use crate::ffi::{
     FfiArchive, FfiArchive_TO, FfiProduct, FfiScan, FfiScanRow, FfiUpdate, FfiUuid, FfiValue,
-    FfiWalk, FfiWalkPosition,
+    FfiWalk,
 };
 use crate::notice::{
     encode_deletions, encode_product_types, encode_property_types, Notice as PluginNotice,
@@ -158,10 +161,11 @@ use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
 use anyhow::{anyhow, Result};
 use muninn_sync_model::{
-    find_column, from_micros, page, page_size, plan_namespace_write, raise_watermark, scan_order,
-    to_micros, truncate_to_micros, walk_time, watermark_limit, Claim, ColumnChange, NamespaceWrite,
-    Ownership, Product, ProductTypeSummary, PropertyType, Timestamp, Update, Uuid, Value,
-    ValueType, WalkTime, WatermarkHold, DEFAULT_FUTURE_TOLERANCE, MAX_SCAN_PAGE, MAX_WALK_PAGE,
+    find_column, page, page_size, plan_namespace_write, raise_watermark, scan_order, to_micros,
+    truncate_to_micros, walk_time, watermark_limit, watermark_verdict, Claim, ColumnChange,
+    NamespaceWrite, Ownership, Product, ProductTypeSummary, PropertyType, Timestamp, Update, Uuid,
+    Value, ValueType, WalkTime, WatermarkHold, WatermarkTypes, WatermarkVerdict,
+    DEFAULT_FUTURE_TOLERANCE, MAX_SCAN_PAGE, MAX_WALK_PAGE,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -198,8 +202,8 @@ struct RunState {
     /// The product types whose watermarks are held because a product of
     /// theirs failed.
     held: WatermarkHold,
-    /// The product types whose watermarks may be raised; `None`: all.
-    watermark_types: Option<BTreeSet<String>>,
+    /// The product types whose watermarks may be raised.
+    watermark_types: WatermarkTypes,
 }
 
 /// What one `sync` did, as muninn-sync counts it and more.
@@ -367,19 +371,13 @@ impl MemoryArchive {
         // The request crosses as the host sends it (times in microseconds).
         let request = SyncRequest::from_ffi(request.to_ffi())?;
         self.run = RunState {
-            watermark_types: request.start.map(|start| {
-                self.watermarks
-                    .iter()
-                    .filter(|(_, watermark)| **watermark >= start)
-                    .map(|(product_type, _)| product_type.clone())
-                    .collect()
-            }),
+            watermark_types: WatermarkTypes::for_window(request.start, &self.watermarks),
             ..RunState::default()
         };
         let synced = synchronizer.sync(&mut self.archive(), &request);
         // The run's rules end with it; its report stays until taken.
         self.run.held = WatermarkHold::default();
-        self.run.watermark_types = None;
+        self.run.watermark_types = WatermarkTypes::All;
         synced?;
         Ok(self.take_report())
     }
@@ -672,9 +670,9 @@ impl MemoryArchive {
     }
 
     fn walk_page(&self, walk: &FfiWalk, names: &[RString]) -> Result<RVec<FfiProduct>, String> {
-        let after = position(walk.after, "walk position")?;
-        let start = micros(walk.start, "walk start")?;
-        let end = micros(walk.end, "walk end")?;
+        let after = position_from_ffi(walk.after, "walk position")?;
+        let start = bound_from_ffi(walk.start, "walk start")?;
+        let end = bound_from_ffi(walk.end, "walk end")?;
         let Some(walked) = walk_time(walk.property.as_str(), |namespace| {
             self.schema.get(namespace)
         })?
@@ -714,9 +712,9 @@ impl MemoryArchive {
     }
 
     fn scan_page(&self, scan: &FfiScan) -> Result<RVec<FfiScanRow>, String> {
-        let after = position(scan.after, "scan position")?;
-        let start = micros(scan.start, "scan start")?;
-        let end = micros(scan.end, "scan end")?;
+        let after = position_from_ffi(scan.after, "scan position")?;
+        let start = bound_from_ffi(scan.start, "scan start")?;
+        let end = bound_from_ffi(scan.end, "scan end")?;
         let namespace = scan.namespace.as_str();
         let table = self.schema.get(namespace);
         let Some(order_by) = scan_order(namespace, scan.order_by.as_str(), table)? else {
@@ -758,21 +756,16 @@ impl MemoryArchive {
             .collect())
     }
 
+    /// Raises a watermark the plugin reported, by the catalogue's rule
+    /// ([`watermark_verdict`]): in the run's report and in the archive.
     fn raise_watermark(&mut self, product_type: &str, time: Timestamp) {
         let run = &mut self.run;
-        if run.held.holds(product_type) {
-            return;
-        }
         // As muninn-sync: no watermark past the run's start plus the
         // default future_tolerance.
-        if watermark_limit(now(), Some(DEFAULT_FUTURE_TOLERANCE)).is_some_and(|limit| time > limit)
-        {
+        let limit = watermark_limit(now(), Some(DEFAULT_FUTURE_TOLERANCE));
+        let verdict = watermark_verdict(product_type, time, &run.held, limit, &run.watermark_types);
+        if verdict != WatermarkVerdict::Raise {
             return;
-        }
-        if let Some(types) = &run.watermark_types {
-            if !types.contains(product_type) {
-                return;
-            }
         }
         for watermarks in [&mut run.report.watermarks, &mut self.watermarks] {
             raise_watermark(watermarks, product_type, time);
@@ -863,26 +856,6 @@ impl MemoryArchive {
         }
         Ok(String::new())
     }
-}
-
-fn position(
-    after: ROption<FfiWalkPosition>,
-    what: &str,
-) -> Result<Option<(Timestamp, Uuid)>, String> {
-    after
-        .into_option()
-        .map(|p| {
-            let time = from_micros(p.time).ok_or_else(|| format!("{what} out of range"))?;
-            Ok((time, Uuid::from(p.uuid)))
-        })
-        .transpose()
-}
-
-fn micros(value: ROption<i64>, what: &str) -> Result<Option<Timestamp>, String> {
-    value
-        .into_option()
-        .map(|m| from_micros(m).ok_or_else(|| format!("{what} {m} µs is out of range")))
-        .transpose()
 }
 
 /// An answer across the ABI, a refusal prefixed with the operation as

@@ -104,8 +104,8 @@ fn a_second_run_of_a_synchronizer_from_another_host_exits_75_naming_the_holder_o
                 slow.pid(),
                 hostname.trim()
             ),
-            "from 127.0.0.1",
-            ", connected 20",
+            // A plain address, not the inet's "127.0.0.1/32".
+            "from 127.0.0.1, connected 20",
             &format!(
                 "advisory lock in PostgreSQL catalogue {}",
                 server_and_database(archive.database())

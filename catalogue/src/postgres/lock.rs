@@ -72,6 +72,8 @@ impl PostgresRunLock {
 }
 
 /// The session holding the lock, from `pg_locks` and `pg_stat_activity`.
+/// Its address is read with `host()`: `client_addr::text` prints an inet
+/// with its mask (`127.0.0.1/32`), which reads as a network, not a client.
 fn describe_holder(
     session: &mut Client,
     prefix: &str,
@@ -79,7 +81,7 @@ fn describe_holder(
 ) -> anyhow::Result<String> {
     let row = session.query_opt(
         &format!(
-            "SELECT a.application_name, a.client_addr::text, a.backend_start::text
+            "SELECT a.application_name, host(a.client_addr), a.backend_start::text
                FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
               WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
                 AND (l.classid, l.objid) = (SELECT k1::oid, k2::oid FROM (SELECT {KEYS}) AS k(k1, k2))"

@@ -4,11 +4,10 @@
 use super::batch::Shared;
 use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
 use muninn_sync_catalogue::{CatalogueError, Namespaces, ScanQuery, WalkQuery};
-use muninn_sync_model::{
-    from_micros, page_size, to_micros, Timestamp, Uuid, MAX_SCAN_PAGE, MAX_WALK_PAGE,
-};
+use muninn_sync_model::{page_size, to_micros, Uuid, MAX_SCAN_PAGE, MAX_WALK_PAGE};
 use muninn_sync_plugin_api::convert::{
-    product_from_ffi, product_to_ffi, update_from_ffi, value_to_ffi,
+    bound_from_ffi, position_from_ffi, product_from_ffi, product_to_ffi, update_from_ffi,
+    value_to_ffi,
 };
 use muninn_sync_plugin_api::ffi::{
     FfiArchive, FfiProduct, FfiScan, FfiScanRow, FfiUpdate, FfiUuid, FfiValue, FfiWalk,
@@ -29,36 +28,12 @@ impl<'c> Shared<'c> {
     }
 }
 
-/// Where a walk or scan stands, from its ABI form.
-fn position(
-    after: ROption<muninn_sync_plugin_api::ffi::FfiWalkPosition>,
-    what: &str,
-) -> Result<Option<(Timestamp, Uuid)>, CatalogueError> {
-    after
-        .into_option()
-        .map(|p| {
-            let time =
-                from_micros(p.time).ok_or_else(|| bad_request(format!("{what} out of range")))?;
-            Ok((time, Uuid::from(p.uuid)))
-        })
-        .transpose()
-}
-
 fn namespaces(names: RSlice<'_, RString>) -> Namespaces {
     Namespaces::from_names(names.as_slice())
 }
 
 fn bad_request(message: String) -> CatalogueError {
     CatalogueError::Product(message)
-}
-
-fn micros(value: ROption<i64>, what: &str) -> Result<Option<Timestamp>, CatalogueError> {
-    value
-        .into_option()
-        .map(|m| {
-            from_micros(m).ok_or_else(|| bad_request(format!("{what} {m} µs is out of range")))
-        })
-        .transpose()
 }
 
 impl FfiArchive for ArchiveHandle<'_, '_> {
@@ -105,12 +80,12 @@ impl FfiArchive for ArchiveHandle<'_, '_> {
         names: RSlice<'_, RString>,
     ) -> RResult<RVec<FfiProduct>, RString> {
         self.shared.call("walk over the catalogue", |state| {
-            let after = position(walk.after, "walk position")?;
+            let after = position_from_ffi(walk.after, "walk position").map_err(bad_request)?;
             let query = WalkQuery {
                 product_type: walk.product_type.to_string(),
                 property: walk.property.to_string(),
-                start: micros(walk.start, "walk start")?,
-                end: micros(walk.end, "walk end")?,
+                start: bound_from_ffi(walk.start, "walk start").map_err(bad_request)?,
+                end: bound_from_ffi(walk.end, "walk end").map_err(bad_request)?,
                 after,
                 limit: page_size(walk.limit, MAX_WALK_PAGE),
             };
@@ -121,13 +96,13 @@ impl FfiArchive for ArchiveHandle<'_, '_> {
 
     fn scan(&mut self, scan: &FfiScan) -> RResult<RVec<FfiScanRow>, RString> {
         self.shared.call("scan of a namespace", |state| {
-            let after = position(scan.after, "scan position")?;
+            let after = position_from_ffi(scan.after, "scan position").map_err(bad_request)?;
             let query = ScanQuery {
                 namespace: scan.namespace.to_string(),
                 order_by: scan.order_by.to_string(),
                 properties: scan.properties.iter().map(|p| p.to_string()).collect(),
-                start: micros(scan.start, "scan start")?,
-                end: micros(scan.end, "scan end")?,
+                start: bound_from_ffi(scan.start, "scan start").map_err(bad_request)?,
+                end: bound_from_ffi(scan.end, "scan end").map_err(bad_request)?,
                 after,
                 limit: page_size(scan.limit, MAX_SCAN_PAGE),
             };

@@ -10,8 +10,8 @@ use muninn_sync_catalogue::{
     Catalogue, CatalogueError, ChangeKind, Namespaces, RunCounts, Watermarks,
 };
 use muninn_sync_model::{
-    printable, raise_watermark, Claim, Deletion, Ownership, Product, ProductTypeSummary, Timestamp,
-    Update, Uuid, WatermarkHold,
+    printable, raise_watermark, watermark_verdict, Claim, Deletion, Ownership, Product,
+    ProductTypeSummary, Timestamp, Update, Uuid, WatermarkHold, WatermarkTypes, WatermarkVerdict,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, MutexGuard};
@@ -83,17 +83,6 @@ pub struct RunRules {
     /// so that a remote that never stops listing products cannot keep a
     /// run going for ever. `None`: no limit.
     pub max_products: Option<u64>,
-}
-
-/// Which product types' watermarks a run may raise.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum WatermarkTypes {
-    /// Any: the run's window reaches back to the beginning.
-    #[default]
-    All,
-    /// Only these, whose watermark lies inside the window; a run that
-    /// starts after a type's watermark leaves a gap it must not paper over.
-    Only(Vec<String>),
 }
 
 /// What a dry run would have done, product by product ("TYPE/NAME").
@@ -456,28 +445,32 @@ impl State<'_> {
         Ok(())
     }
 
+    /// Raises a watermark the plugin reported, by the catalogue's rule
+    /// ([`watermark_verdict`]), to be committed with the batch; a time past
+    /// the run's limit is warned of once per product type.
     pub(super) fn raise_watermark(&mut self, product_type: &str, time: Timestamp) {
-        if self.held.holds(product_type) {
-            return;
-        }
-        if let Some(limit) = self.rules.watermark_limit.filter(|limit| time > *limit) {
-            if self.ahead.insert(product_type.to_string()) {
-                tracing::warn!(
-                    product_type = %printable(product_type),
-                    "watermark not raised to {}: later than this run's start plus future_tolerance ({}); \
-                     a remote's time that far ahead would hold every later incremental run back",
-                    muninn_sync_model::format_timestamp(&time),
-                    muninn_sync_model::format_timestamp(&limit)
-                );
+        let verdict = watermark_verdict(
+            product_type,
+            time,
+            &self.held,
+            self.rules.watermark_limit,
+            &self.rules.watermark_types,
+        );
+        match verdict {
+            WatermarkVerdict::Raise => raise_watermark(&mut self.watermarks, product_type, time),
+            WatermarkVerdict::PastLimit(limit) => {
+                if self.ahead.insert(product_type.to_string()) {
+                    tracing::warn!(
+                        product_type = %printable(product_type),
+                        "watermark not raised to {}: later than this run's start plus future_tolerance ({}); \
+                         a remote's time that far ahead would hold every later incremental run back",
+                        muninn_sync_model::format_timestamp(&time),
+                        muninn_sync_model::format_timestamp(&limit)
+                    );
+                }
             }
-            return;
+            WatermarkVerdict::Held | WatermarkVerdict::OutsideWindow => {}
         }
-        if let WatermarkTypes::Only(types) = &self.rules.watermark_types {
-            if !types.iter().any(|t| t == product_type) {
-                return;
-            }
-        }
-        raise_watermark(&mut self.watermarks, product_type, time);
     }
 
     /// Records this synchronizer as the owner of the products the batch

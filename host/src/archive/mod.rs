@@ -11,4 +11,4 @@ mod batch;
 mod tests;
 
 pub use adapter::ArchiveHandle;
-pub use batch::{BatchPolicy, Failure, RunRules, Shared, State, Stop, WatermarkTypes, WouldChange};
+pub use batch::{BatchPolicy, Failure, RunRules, Shared, State, Stop, WouldChange};
