@@ -165,7 +165,8 @@ pub fn take_lock(
 /// it: what `--list` and `--history` show.
 pub enum History {
     Sqlite(Box<RunHistory>),
-    /// Opened as for a dry run: nothing it does is ever committed.
+    /// Opened to read ([`PostgresCatalogue::open_to_read`]): nothing it
+    /// does is ever committed.
     Postgres(Box<PostgresCatalogue>),
 }
 
@@ -176,9 +177,9 @@ impl History {
             Database::Sqlite => {
                 RunHistory::open(&config.sqlite)?.map(|h| History::Sqlite(Box::new(h)))
             }
-            Database::Postgresql(options) => Some(History::Postgres(Box::new(
-                PostgresCatalogue::open_for_dry_run(options)?,
-            ))),
+            Database::Postgresql(options) => {
+                PostgresCatalogue::open_to_read(options)?.map(|c| History::Postgres(Box::new(c)))
+            }
         })
     }
 

@@ -38,10 +38,7 @@ fn json(text: &str) -> Json {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
 }
 
-on_both_backends!(
-    list_before_any_run_shows_the_configuration_and_creates_no_catalogue,
-    postgresql_ignored = "issue 16: --list on an empty PostgreSQL database does not say the catalogue is not created yet"
-);
+on_both_backends!(list_before_any_run_shows_the_configuration_and_creates_no_catalogue);
 fn list_before_any_run_shows_the_configuration_and_creates_no_catalogue(backend: Backend) {
     let archive = archive(backend);
     let before = archive.sync(&["--list"]);

@@ -832,20 +832,26 @@ fn an_archive_muninn_destroyed_and_prepared_again_is_synced_afresh(backend: Back
     assert_eq!(shared.count(""), 0);
     if backend == Backend::Postgresql {
         // On PostgreSQL, muninn's DROP TABLE core CASCADE takes only the
-        // foreign key of the jsonl namespace, which muninn does not know:
-        // the table and its rows stay. The sync says so, names the table
-        // and what to do, and writes nothing.
+        // foreign keys of the jsonl namespace and of muninn-sync's owner
+        // records, which muninn does not know: the tables and their rows
+        // stay, and so do the watermarks. The sync says so, names the
+        // tables and what to do, and writes nothing.
         let refused = shared.sync(&[]);
         assert_eq!(refused.code, 1, "{}", refused.stderr);
+        let drop =
+            "DROP TABLE jsonl, muninn_sync_owners, muninn_sync_watermarks, muninn_sync_deletions;";
         assert!(
             refused.stderr.contains("no longer linked to core")
-                && refused.stderr.contains("DROP TABLE jsonl"),
+                && refused
+                    .stderr
+                    .contains("describe the catalogue that was dropped")
+                && refused.stderr.contains(drop),
             "{}",
             refused.stderr
         );
         assert_eq!(shared.count(""), 0);
         let database = shared.database.as_ref().expect("a PostgreSQL database");
-        database.client().batch_execute("DROP TABLE jsonl").unwrap();
+        database.client().batch_execute(drop).unwrap();
     }
     let run = shared.sync(&[]);
     run.assert_ok();

@@ -3,8 +3,8 @@
 //! The server is usually on another host, so a round trip per statement
 //! would make a sync as slow as the network: creates, updates and owner
 //! records are held back and written together ([`writes`]) when the batch
-//! commits or something reads, a few statements per table for thousands
-//! of products. A change the server then refuses (a duplicate another
+//! commits, when enough is held back, or when a read touches them, a few
+//! statements per table for thousands of products. A change the server then refuses (a duplicate another
 //! process made meanwhile, a value out of a muninn column's range) is found
 //! by replaying the held-back changes one by one, and reported through
 //! [`Catalogue::flush`] so that the host counts it failed.
@@ -28,7 +28,7 @@ use muninn_sync_model::{
 };
 use postgres::{Client, Statement};
 use schema::{NamespaceTable, Tables};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A muninn PostgreSQL catalogue, open for a run.
 ///
@@ -37,6 +37,19 @@ use std::collections::{BTreeMap, HashMap};
 /// connection and its state sit in a cell.
 pub struct PostgresCatalogue {
     store: std::cell::RefCell<Store>,
+}
+
+/// What a catalogue is opened for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A sync: batches commit.
+    Write,
+    /// A dry run: one transaction, never committed (see
+    /// [`PostgresCatalogue::open_for_dry_run`]).
+    DryRun,
+    /// `--list` and `--history`: as a dry run, and a read-only server will
+    /// do.
+    Read,
 }
 
 /// The connection and what this run knows and holds back.
@@ -57,6 +70,9 @@ struct Store {
     statements: HashMap<String, Statement>,
     /// Changes held back until the next flush.
     pending: writes::Pending,
+    /// The scan indexes made or found in this run, which a batch rolled
+    /// back may have undone.
+    indexes_made: HashSet<String>,
     /// Changes the server refused at a flush, until the host asks.
     refused: Vec<Refused>,
     core_select: String,
@@ -75,8 +91,9 @@ impl PostgresCatalogue {
     /// archive `muninn-prepare` made is used as it is, and gets
     /// muninn-sync's own tables beside muninn's).
     pub fn open(options: &PostgresOptions) -> anyhow::Result<PostgresCatalogue> {
+        let client = connect(options)?;
         Ok(PostgresCatalogue {
-            store: std::cell::RefCell::new(Store::open(options, false)?),
+            store: std::cell::RefCell::new(Store::open(client, options, Mode::Write)?),
         })
     }
 
@@ -85,9 +102,29 @@ impl PostgresCatalogue {
     /// catalogue it has to create (an empty database, or a muninn archive
     /// without muninn-sync's tables) exists only inside it.
     pub fn open_for_dry_run(options: &PostgresOptions) -> anyhow::Result<PostgresCatalogue> {
+        let client = connect(options)?;
         Ok(PostgresCatalogue {
-            store: std::cell::RefCell::new(Store::open(options, true)?),
+            store: std::cell::RefCell::new(Store::open(client, options, Mode::DryRun)?),
         })
+    }
+
+    /// Opens the catalogue to read its runs, watermarks and owners
+    /// (`--list`, `--history`), or `None` when the database holds none yet:
+    /// reading never creates it. As in a dry run nothing is committed, and
+    /// a standby or read-only server will do once muninn-sync's tables
+    /// exist.
+    pub fn open_to_read(options: &PostgresOptions) -> anyhow::Result<Option<PostgresCatalogue>> {
+        schema::validate_table_prefix(&options.table_prefix)?;
+        let mut client = connect(options)?;
+        let tables = Tables::new(&options.table_prefix);
+        if !schema::table_exists(&mut client, &tables, &tables.core)
+            .with_context(|| format!("PostgreSQL catalogue {}", connect::describe(options)))?
+        {
+            return Ok(None);
+        }
+        Ok(Some(PostgresCatalogue {
+            store: std::cell::RefCell::new(Store::open(client, options, Mode::Read)?),
+        }))
     }
 
     /// "host:port/database as user", as errors and `--list` name it.
@@ -100,11 +137,11 @@ impl Store {
     /// Opens the catalogue, creating muninn's tables on first use (an
     /// archive `muninn-prepare` made is used as it is, and gets
     /// muninn-sync's own tables beside muninn's).
-    fn open(options: &PostgresOptions, dry_run: bool) -> anyhow::Result<Store> {
+    fn open(client: Client, options: &PostgresOptions, mode: Mode) -> anyhow::Result<Store> {
         schema::validate_table_prefix(&options.table_prefix)?;
         let target = connect::describe(options);
-        let client = connect(options)?;
-        let mut store = Self::set_up(client, options, target, dry_run)?;
+        let dry_run = mode != Mode::Write;
+        let mut store = Self::set_up(client, options, target, mode)?;
         if dry_run {
             store.client.batch_execute("SAVEPOINT batch")?;
         }
@@ -115,8 +152,9 @@ impl Store {
         mut client: Client,
         options: &PostgresOptions,
         target: String,
-        dry_run: bool,
+        mode: Mode,
     ) -> anyhow::Result<Store> {
+        let dry_run = mode != Mode::Write;
         let describe = || format!("PostgreSQL catalogue {target}");
         // Times are UTC everywhere: a timestamptz column a user made reads
         // and compares in UTC, whatever the server's or user's setting.
@@ -131,7 +169,11 @@ impl Store {
             .query_one("SELECT pg_is_in_recovery()", &[])
             .with_context(describe)?
             .get(0);
-        if in_recovery || read_only == "on" {
+        let tables = Tables::new(&options.table_prefix);
+        let may_only_read = mode == Mode::Read
+            && schema::table_exists(&mut client, &tables, &tables.core).with_context(describe)?
+            && schema::own_tables_exist(&mut client, &tables).with_context(describe)?;
+        if (in_recovery || read_only == "on") && !may_only_read {
             anyhow::bail!(
                 "{}: the server accepts no writes ({}); a sync (even a dry run) writes to the catalogue: \
                  point connection_string at the primary server",
@@ -147,7 +189,6 @@ impl Store {
                 describe()
             );
         }
-        let tables = Tables::new(&options.table_prefix);
         let core_exists =
             schema::table_exists(&mut client, &tables, &tables.core).with_context(describe)?;
         let own_exist =
@@ -196,16 +237,34 @@ impl Store {
         let namespaces = schema::load_namespaces(&mut client, &tables).with_context(describe)?;
         let unlinked = schema::unlinked_namespace_tables(&mut client, &tables, &namespaces)
             .with_context(describe)?;
-        if !unlinked.is_empty() {
+        let stale =
+            schema::stale_bookkeeping_tables(&mut client, &tables).with_context(describe)?;
+        if !unlinked.is_empty() || !stale.is_empty() {
+            let mut found = Vec::new();
+            if !unlinked.is_empty() {
+                found.push(format!(
+                    "the namespace table(s) {} muninn-sync made are no longer linked to {} (no foreign key \
+                     from uuid), with their rows",
+                    unlinked.join(", "),
+                    tables.core
+                ));
+            }
+            if !stale.is_empty() {
+                found.push(format!(
+                    "muninn-sync's owner records, watermarks and deletions ({}) describe the catalogue that \
+                     was dropped (a sync would skip every product older than their watermarks)",
+                    stale.join(", ")
+                ));
+            }
+            let drop: Vec<String> = unlinked.into_iter().chain(stale).collect();
             anyhow::bail!(
-                "{}: the namespace table(s) {} muninn-sync made are no longer linked to {} (no foreign key from \
-                 uuid): muninn-destroy leaves namespace tables it does not know behind, with their rows. \
-                 If the archive was destroyed on purpose, drop them (DROP TABLE {};) and the next sync \
-                 makes them afresh",
+                "{}: {} was dropped and made again (muninn-destroy, then muninn-prepare), and what muninn \
+                 does not know stayed behind: {}. If the archive was destroyed on purpose, drop them \
+                 (DROP TABLE {};) and the next sync makes them afresh; the run history stays",
                 describe(),
-                unlinked.join(", "),
                 tables.core,
-                unlinked.join(", ")
+                found.join("; "),
+                drop.join(", ")
             );
         }
         let core_select = format!(
@@ -224,6 +283,7 @@ impl Store {
             dry_run,
             statements: HashMap::new(),
             pending: writes::Pending::default(),
+            indexes_made: HashSet::new(),
             refused: Vec::new(),
             core_select,
         })
@@ -257,6 +317,7 @@ impl Store {
     /// Ends a dry run's batch: its changes undone, the next batch begun.
     fn undo_batch(&mut self) -> Result<()> {
         self.client.batch_execute("ROLLBACK TO SAVEPOINT batch")?;
+        self.indexes_made.clear();
         self.reload_namespaces()
     }
 
@@ -436,6 +497,7 @@ impl crate::Catalogue for PostgresCatalogue {
         }
         if store.in_transaction {
             store.in_transaction = false;
+            store.indexes_made.clear();
             store.client.batch_execute("ROLLBACK")?;
         }
         Ok(())

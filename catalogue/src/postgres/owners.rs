@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 
 impl Store {
     pub(super) fn read_owners(&mut self, uuids: &[Uuid]) -> Result<Vec<Option<String>>> {
-        self.flush_held_back()?;
+        if self.pending.touches_owners(uuids) {
+            self.flush_held_back()?;
+        }
         self.begin()?;
         let sql = format!(
             "SELECT uuid, synchronizer FROM {} WHERE uuid = ANY($1)",

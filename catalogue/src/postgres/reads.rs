@@ -1,6 +1,7 @@
 //! Reading the catalogue: look-ups by name and uuid, walks, scans and the
-//! namespaces' column types. Every read writes the held-back changes
-//! first, so that it sees the batch as the host left it.
+//! namespaces' column types. A read writes the held-back changes first
+//! when they touch what it reads (walks and scans: always), so that it
+//! sees the batch as the host left it.
 
 use super::schema::quoted;
 use super::values::{read_value, select_expression, timestamp_text};
@@ -55,8 +56,11 @@ fn window_conditions(
     if let Some((at, last)) = after {
         let t = bind(params, timestamp_text(at));
         let u = bind(params, last.hyphenated().to_string());
+        // A row comparison, which the server takes as the bound of an
+        // index on (time, uuid): each page starts where the last ended
+        // instead of reading the index again from the window's start.
         conditions.push(format!(
-            "({time} > {t}::text::timestamp OR ({time} = {t}::text::timestamp AND {uuid} > {u}::text::uuid))"
+            "({time}, {uuid}) > ({t}::text::timestamp, {u}::text::uuid)"
         ));
     }
     conditions
@@ -161,13 +165,14 @@ impl Store {
 
     /// The products whose core `column` (product_name within a type, or
     /// uuid) is one of `keys`, with the given namespaces.
+    /// Only the caller knows whether held-back changes touch them: it
+    /// writes those first.
     fn products_where(
         &mut self,
         condition: &str,
         params: &[&(dyn ToSql + Sync)],
         namespaces: &[String],
     ) -> Result<Vec<Product>> {
-        self.flush_held_back()?;
         self.begin()?;
         let sql = format!("{} WHERE {condition}", self.core_select);
         let statement = self.statement(&sql)?;
@@ -187,11 +192,21 @@ impl Store {
         namespaces: &Namespaces,
     ) -> Result<Vec<Option<Product>>> {
         let namespaces = self.selected_namespaces(namespaces);
-        let products = self.products_where(
-            "product_type = $1 AND product_name = ANY($2)",
-            &[&product_type, &product_names],
-            &namespaces,
-        )?;
+        if self.pending.touches_names(product_type, product_names) {
+            self.flush_held_back()?;
+        }
+        let condition = "product_type = $1 AND product_name = ANY($2)";
+        let mut products =
+            self.products_where(condition, &[&product_type, &product_names], &namespaces)?;
+        // A product found by its name may have a held-back update.
+        if self
+            .pending
+            .touches_products(products.iter().map(|p| p.uuid))
+        {
+            self.flush_held_back()?;
+            products =
+                self.products_where(condition, &[&product_type, &product_names], &namespaces)?;
+        }
         let mut found: HashMap<String, Product> = products
             .into_iter()
             .map(|p| (p.product_name.clone(), p))
@@ -206,6 +221,9 @@ impl Store {
         namespaces: &Namespaces,
     ) -> Result<Vec<Option<Product>>> {
         let namespaces = self.selected_namespaces(namespaces);
+        if self.pending.touches_products(uuids.iter().copied()) {
+            self.flush_held_back()?;
+        }
         let products = self.products_where("uuid = ANY($1)", &[&uuids], &namespaces)?;
         let mut found: HashMap<Uuid, Product> = products.into_iter().map(|p| (p.uuid, p)).collect();
         Ok(take_in_order(&mut found, uuids))
@@ -299,12 +317,16 @@ impl Store {
             .tables
             .split(&format!("{}{}", self.tables.prefix, query.namespace))
             .1;
-        // Ordered by (time, uuid) straight from an index, as on SQLite.
+        // Ordered by (time, uuid) straight from an index, as on SQLite;
+        // made once per run, not before every page.
         let index = quoted(&format!("idx_{bare}_{order_by}"));
-        self.client.batch_execute(&format!(
-            "CREATE INDEX IF NOT EXISTS {index} ON {table_sql} ({}, uuid)",
-            quoted(&order_by)
-        ))?;
+        if !self.indexes_made.contains(&index) {
+            self.client.batch_execute(&format!(
+                "CREATE INDEX IF NOT EXISTS {index} ON {table_sql} ({}, uuid)",
+                quoted(&order_by)
+            ))?;
+            self.indexes_made.insert(index);
+        }
         let mut select = format!("uuid, {}", quoted(&order_by));
         for (column, value_type) in columns.iter().flatten() {
             select.push_str(", ");
@@ -366,7 +388,7 @@ impl Store {
         &mut self,
         namespaces: &[String],
     ) -> Result<BTreeMap<String, BTreeMap<String, PropertyType>>> {
-        self.flush_held_back()?;
+        // Held-back changes made their tables and columns when held.
         self.begin()?;
         Ok(namespaces
             .iter()

@@ -500,3 +500,37 @@ pub(crate) fn unlinked_namespace_tables(
     }
     Ok(unlinked)
 }
+
+/// muninn-sync's bookkeeping of a catalogue muninn-destroy dropped: its
+/// `DROP TABLE core CASCADE` takes the owner table's foreign key and leaves
+/// the rows. Owner records, watermarks and deletions then describe products
+/// the new catalogue does not hold, and a sync would skip everything
+/// before the old watermarks: the tables to drop, or none.
+pub(crate) fn stale_bookkeeping_tables(
+    client: &mut impl GenericClient,
+    tables: &Tables,
+) -> Result<Vec<String>> {
+    if !table_exists(client, tables, &tables.owners)? {
+        return Ok(Vec::new());
+    }
+    let (schema, name) = tables.split(&tables.owners);
+    let linked = client
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_constraint c \
+             JOIN pg_catalog.pg_class r ON r.oid = c.conrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace \
+             WHERE n.nspname = $1 AND r.relname = $2 AND c.contype = 'f'",
+            &[&schema, &name],
+        )?
+        .is_some();
+    if linked {
+        return Ok(Vec::new());
+    }
+    let mut stale = Vec::new();
+    for table in [&tables.owners, &tables.watermarks, &tables.deletions] {
+        if table_exists(client, tables, table)? {
+            stale.push(table.clone());
+        }
+    }
+    Ok(stale)
+}

@@ -1,9 +1,10 @@
 //! Writing the catalogue: changes are held back and written together.
 //!
 //! `create` and `update` check the product and prepare its namespaces at
-//! once (a refused product is refused to the plugin, as on SQLite), then
-//! hold the rows back. A flush (before any read, at commit, or when enough
-//! is held back) writes them with a few statements per table: `COPY` for
+//! once (a refused product is refused to the plugin, as on SQLite, and so
+//! is a second create of one uuid or name), then hold the rows back. A
+//! flush (before a read they touch, at commit, or when enough is held
+//! back) writes them with a few statements per table: `COPY` for
 //! new products, one `UPDATE ... FROM (VALUES ...)` per shape of update,
 //! one upsert per namespace, one for owner records. Should the server
 //! refuse any of it, the flush is undone and its changes replayed one by
@@ -79,14 +80,26 @@ impl HeldUpdate {
 /// The changes held back since the last flush, in the order they apply:
 /// creates before updates (an update of a product held back waits for its
 /// create), owner records last.
+///
+/// A read writes them first only when they touch what it reads (see
+/// [`Pending::touches_products`]): a plugin that looks up each page before
+/// it creates would otherwise cut every `COPY` to the page's size and
+/// write its updates one at a time.
 #[derive(Default)]
 pub(super) struct Pending {
     creates: Vec<HeldCreate>,
     updates: Vec<HeldUpdate>,
     claims: Vec<(Uuid, String)>,
+    /// The held-back creates' uuids and (type, name)s.
+    created: HashSet<Uuid>,
+    created_names: HashSet<(String, String)>,
     /// Products with a held-back update: a second update of one is written
     /// after the first, so the first is flushed before it is held.
     updated: HashSet<Uuid>,
+    /// Whether a held-back update renames or retypes a product, which a
+    /// look-up by name cannot tell from the names it asks for.
+    renames: bool,
+    claimed: HashSet<Uuid>,
 }
 
 impl Pending {
@@ -96,6 +109,28 @@ impl Pending {
 
     pub(super) fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Whether a look-up by these names could read a held-back change.
+    pub(super) fn touches_names(&self, product_type: &str, names: &[&str]) -> bool {
+        self.renames
+            || (!self.created_names.is_empty()
+                && names.iter().any(|name| {
+                    self.created_names
+                        .contains(&(product_type.to_string(), name.to_string()))
+                }))
+    }
+
+    /// Whether any of these products has a held-back create or update.
+    pub(super) fn touches_products(&self, uuids: impl IntoIterator<Item = Uuid>) -> bool {
+        uuids
+            .into_iter()
+            .any(|u| self.created.contains(&u) || self.updated.contains(&u))
+    }
+
+    /// Whether any of these products has a held-back owner record.
+    pub(super) fn touches_owners(&self, uuids: &[Uuid]) -> bool {
+        uuids.iter().any(|u| self.claimed.contains(u))
     }
 }
 
@@ -229,6 +264,22 @@ impl Store {
 
     pub(super) fn hold_create(&mut self, product: &Product) -> Result<()> {
         product.validate().map_err(CatalogueError::Product)?;
+        // Refused now, as the store that writes at once refuses it, so that
+        // the plugin can look up the other product and say which waits.
+        if self.pending.created.contains(&product.uuid) {
+            return Err(CatalogueError::product(format!(
+                "the catalogue already has a product with uuid {}",
+                product.uuid.hyphenated()
+            )));
+        }
+        let name = (product.product_type.clone(), product.product_name.clone());
+        if self.pending.created_names.contains(&name) {
+            return Err(CatalogueError::product(format!(
+                "the catalogue already has a product of type {} named {}",
+                muninn_sync_model::printable(&name.0),
+                muninn_sync_model::printable(&name.1)
+            )));
+        }
         let mut namespaces = Vec::with_capacity(product.namespaces.len());
         for (namespace, properties) in &product.namespaces {
             let properties = properties
@@ -248,6 +299,8 @@ impl Store {
                 field => product.core_value(field).as_ref().map(to_text),
             })
             .collect();
+        self.pending.created.insert(product.uuid);
+        self.pending.created_names.insert(name);
         self.pending.creates.push(HeldCreate {
             uuid: product.uuid,
             product: format!("{}/{}", product.product_type, product.product_name),
@@ -277,6 +330,10 @@ impl Store {
             self.flush_held_back()?;
         }
         self.pending.updated.insert(update.uuid);
+        self.pending.renames |= update
+            .core
+            .iter()
+            .any(|(f, _)| matches!(f, CoreField::ProductName | CoreField::ProductType));
         self.pending.updates.push(HeldUpdate {
             uuid: update.uuid,
             metadata_date: now_text(),
@@ -291,6 +348,7 @@ impl Store {
     }
 
     pub(super) fn hold_claim(&mut self, uuids: &[Uuid], synchronizer: &str) -> Result<()> {
+        self.pending.claimed.extend(uuids);
         self.pending
             .claims
             .extend(uuids.iter().map(|u| (*u, synchronizer.to_string())));
@@ -650,7 +708,9 @@ impl Store {
     }
 
     pub(super) fn delete(&mut self, uuid: Uuid) -> Result<bool> {
-        self.flush_held_back()?;
+        if self.pending.touches_products([uuid]) || self.pending.touches_owners(&[uuid]) {
+            self.flush_held_back()?;
+        }
         self.begin()?;
         let sql = format!(
             "WITH links AS (DELETE FROM {link} WHERE source_uuid = $1) DELETE FROM {core} WHERE uuid = $1",
