@@ -1,6 +1,7 @@
-//! Answers to a look-up in the order it asked, whatever the store.
+//! Answers to a look-up or a scan in the shape it asked for, whatever the
+//! store: the stores only read their rows.
 
-use muninn_sync_model::Product;
+use muninn_sync_model::{Product, Timestamp, Value, ValueType};
 use std::collections::HashMap;
 use std::hash::Hash;
 
@@ -23,4 +24,45 @@ pub(crate) fn take_in_order<K: Hash + Eq>(
         answers.push(answer);
     }
     answers
+}
+
+/// The order time of a scan row as a store read it: `None` leaves the row
+/// out, since a row without a time has no place in the order. A time that
+/// cannot be read is handed to `report` first (a look-up takes such a time
+/// as absent, so the run goes on).
+pub(crate) fn scan_time(
+    read: Result<Option<Value>, String>,
+    report: impl FnOnce(&str),
+) -> Option<Timestamp> {
+    match read {
+        Ok(Some(Value::Timestamp(time))) => Some(time),
+        Ok(_) => None,
+        Err(why) => {
+            report(&why);
+            None
+        }
+    }
+}
+
+/// A scan row's values for the requested properties, in their order:
+/// `columns` holds each one's column (`None`: the namespace has no such
+/// column, so the value is absent), read from result column `first` on by
+/// `read` (index, column, type), which decides what a value that cannot
+/// be read becomes.
+pub(crate) fn scan_values<E>(
+    columns: &[Option<(String, ValueType)>],
+    first: usize,
+    mut read: impl FnMut(usize, &str, ValueType) -> Result<Option<Value>, E>,
+) -> Result<Vec<Option<Value>>, E> {
+    let mut index = first;
+    columns
+        .iter()
+        .map(|column| match column {
+            Some((name, value_type)) => {
+                index += 1;
+                read(index - 1, name, *value_type)
+            }
+            None => Ok(None),
+        })
+        .collect()
 }

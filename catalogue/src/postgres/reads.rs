@@ -6,10 +6,10 @@
 use super::schema::quoted;
 use super::values::{read_value, select_expression, timestamp_text};
 use super::Store;
-use crate::lookup::take_in_order;
+use crate::lookup::{scan_time, scan_values, take_in_order};
 use crate::{CatalogueError, Namespaces, Result, ScanQuery, ScanRow, WalkQuery};
 use muninn_sync_model::{
-    find_column, scan_order, walk_time, CoreField, Product, PropertyType, Timestamp, Uuid, Value,
+    find_column, scan_order, walk_time, CoreField, Product, PropertyType, Timestamp, Uuid,
     ValueType, WalkTime,
 };
 use postgres::types::ToSql;
@@ -354,31 +354,17 @@ impl Store {
         let mut found = Vec::with_capacity(rows.len());
         for row in rows {
             let uuid: Uuid = row.try_get(0)?;
-            let time = match read_value(&row, 1, ValueType::Timestamp) {
-                Ok(Some(Value::Timestamp(t))) => t,
-                Ok(_) => continue,
-                Err(why) => {
-                    report_unreadable(&table_sql, &order_by, &uuid, &why);
-                    continue;
-                }
+            let Some(time) = scan_time(read_value(&row, 1, ValueType::Timestamp), |why| {
+                report_unreadable(&table_sql, &order_by, &uuid, why)
+            }) else {
+                continue;
             };
-            let mut values = Vec::with_capacity(columns.len());
-            let mut index = 2;
-            for column in &columns {
-                values.push(match column {
-                    Some((column, value_type)) => {
-                        index += 1;
-                        match read_value(&row, index - 1, *value_type) {
-                            Ok(value) => value,
-                            Err(why) => {
-                                report_unreadable(&table_sql, column, &uuid, &why);
-                                None
-                            }
-                        }
-                    }
-                    None => None,
-                });
-            }
+            let values = scan_values(&columns, 2, |index, column, value_type| {
+                Ok::<_, CatalogueError>(read_value(&row, index, value_type).unwrap_or_else(|why| {
+                    report_unreadable(&table_sql, column, &uuid, &why);
+                    None
+                }))
+            })?;
             found.push(ScanRow { uuid, time, values });
         }
         Ok(found)

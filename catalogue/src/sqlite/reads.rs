@@ -3,7 +3,7 @@
 
 use super::values::{self, from_sql, UuidForm};
 use super::SqliteCatalogue;
-use crate::lookup::take_in_order;
+use crate::lookup::{scan_time, scan_values, take_in_order};
 use crate::{CatalogueError, Namespaces, Result, ScanQuery, ScanRow, WalkQuery};
 use anyhow::anyhow;
 use muninn_sync_model::{
@@ -241,34 +241,23 @@ impl SqliteCatalogue {
                 Some(Value::Uuid(u)) => u,
                 _ => continue,
             };
-            // A row whose time cannot be read has no place in the order:
-            // reported and left out, as a look-up takes such a time as absent.
-            let time = match from_sql(row.get_ref(1)?, ValueType::Timestamp) {
-                Ok(Some(Value::Timestamp(t))) => t,
-                Ok(_) => continue,
-                Err(why) => {
-                    report_unreadable_time(&name, &order_by, None, &uuid, &why);
-                    continue;
-                }
+            let Some(time) = scan_time(from_sql(row.get_ref(1)?, ValueType::Timestamp), |why| {
+                report_unreadable_time(&name, &order_by, None, &uuid, why)
+            }) else {
+                continue;
             };
-            let mut values = Vec::with_capacity(columns.len());
-            let mut index = 2;
-            for column in &columns {
-                values.push(match column {
-                    Some((column, value_type)) => {
-                        index += 1;
-                        match from_sql(row.get_ref(index - 1)?, *value_type) {
-                            Ok(value) => value,
-                            Err(why) if *value_type == ValueType::Timestamp => {
-                                report_unreadable_time(&name, column, None, &uuid, &why);
-                                None
-                            }
-                            Err(why) => return Err(storage(why)),
-                        }
+            // Any other value that cannot be read stops the scan, but a
+            // time, which is taken as absent as a look-up takes it.
+            let values = scan_values(&columns, 2, |index, column, value_type| {
+                match from_sql(row.get_ref(index)?, value_type) {
+                    Ok(value) => Ok(value),
+                    Err(why) if value_type == ValueType::Timestamp => {
+                        report_unreadable_time(&name, column, None, &uuid, &why);
+                        Ok(None)
                     }
-                    None => None,
-                });
-            }
+                    Err(why) => Err(storage(why)),
+                }
+            })?;
             found.push(ScanRow { uuid, time, values });
         }
         Ok(found)
