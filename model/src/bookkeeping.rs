@@ -32,6 +32,27 @@ pub struct PropertyType {
     pub fixed: bool,
 }
 
+impl PropertyType {
+    /// A namespace column's type as a store finds it: the type muninn-sync
+    /// recorded when it made the column (which it may widen later), else
+    /// the one muninn's declaration of the column reads as, fixed.
+    pub fn of_column(
+        recorded: Option<ValueType>,
+        declared: impl FnOnce() -> ValueType,
+    ) -> PropertyType {
+        match recorded {
+            Some(value_type) => PropertyType {
+                value_type,
+                fixed: false,
+            },
+            None => PropertyType {
+                value_type: declared(),
+                fixed: true,
+            },
+        }
+    }
+}
+
 /// A product that a synchronizer's remote deleted, remembered (a
 /// tombstone) so that an older record of it, met again when an older window
 /// is synced, does not bring it back.

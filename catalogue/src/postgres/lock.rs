@@ -14,7 +14,24 @@ const POLL: Duration = Duration::from_millis(200);
 /// The lock of one synchronizer of one archive, held while its session
 /// lives: until dropped.
 pub struct PostgresRunLock {
-    _session: Client,
+    session: Client,
+    table_prefix: String,
+    synchronizer: String,
+}
+
+impl Drop for PostgresRunLock {
+    /// Unlocks before the session closes: the server notices a closed
+    /// connection only a moment later, and a run that has returned must
+    /// not be seen holding the lock by the next one, nor in `pg_locks`.
+    fn drop(&mut self) {
+        let unlocked = self.session.execute(
+            &format!("SELECT pg_advisory_unlock({KEYS})"),
+            &[&self.table_prefix, &self.synchronizer],
+        );
+        if let Err(error) = unlocked {
+            tracing::debug!(%error, "the run lock goes with its session instead");
+        }
+    }
 }
 
 impl std::fmt::Debug for PostgresRunLock {
@@ -57,7 +74,11 @@ impl PostgresRunLock {
                 })?
                 .get(0);
             if taken {
-                return Ok(Ok(PostgresRunLock { _session: session }));
+                return Ok(Ok(PostgresRunLock {
+                    session,
+                    table_prefix: options.table_prefix.clone(),
+                    synchronizer: synchronizer.to_string(),
+                }));
             }
             if patience.is_some_and(|limit| began.elapsed() >= limit) {
                 let holder = describe_holder(&mut session, &options.table_prefix, synchronizer)

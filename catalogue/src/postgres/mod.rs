@@ -73,6 +73,9 @@ struct Store {
     /// The scan indexes made or found in this run, which a batch rolled
     /// back may have undone.
     indexes_made: HashSet<String>,
+    /// Whether each synchronizer asked about has tombstones (see
+    /// `has_tombstones`).
+    tombstones: HashMap<String, bool>,
     /// Changes the server refused at a flush, until the host asks.
     refused: Vec<Refused>,
     core_select: String,
@@ -284,6 +287,7 @@ impl Store {
             statements: HashMap::new(),
             pending: writes::Pending::default(),
             indexes_made: HashSet::new(),
+            tombstones: HashMap::new(),
             refused: Vec::new(),
             core_select,
         })

@@ -95,9 +95,12 @@ impl Store {
             .collect())
     }
 
+    /// Tombstones are written at once and never held back, and no held-back
+    /// change reads or writes them: neither this nor
+    /// [`Self::read_deletions`] has to write what is held back first.
     pub(super) fn write_deletion(&mut self, synchronizer: &str, deletion: &Deletion) -> Result<()> {
-        self.flush_held_back()?;
         self.begin()?;
+        self.tombstones.insert(synchronizer.to_string(), true);
         let sql = format!(
             "INSERT INTO {table} (synchronizer, product_type, product_name, uuid, deleted) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (synchronizer, product_type, product_name) \
@@ -125,8 +128,10 @@ impl Store {
         product_type: &str,
         product_names: &[&str],
     ) -> Result<Vec<Option<Timestamp>>> {
-        self.flush_held_back()?;
         self.begin()?;
+        if !self.has_tombstones(synchronizer)? {
+            return Ok(vec![None; product_names.len()]);
+        }
         let sql = format!(
             "SELECT product_name, deleted FROM {} WHERE synchronizer = $1 AND product_type = $2 \
              AND product_name = ANY($3)",
@@ -143,6 +148,24 @@ impl Store {
             .iter()
             .map(|n| found.get(*n).copied())
             .collect())
+    }
+
+    /// Whether the synchronizer has any tombstone. Most have none, and a
+    /// plugin asks for each page it reads: one question per run instead of
+    /// a round trip per page. Only the synchronizer's own run writes its
+    /// tombstones (the run lock keeps others out), and it notes each here.
+    fn has_tombstones(&mut self, synchronizer: &str) -> Result<bool> {
+        if let Some(&known) = self.tombstones.get(synchronizer) {
+            return Ok(known);
+        }
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE synchronizer = $1)",
+            self.tables.deletions
+        );
+        let statement = self.statement(&sql)?;
+        let any: bool = self.client.query_one(&statement, &[&synchronizer])?.get(0);
+        self.tombstones.insert(synchronizer.to_string(), any);
+        Ok(any)
     }
 
     /// How many products each synchronizer owns, and how many nobody owns.

@@ -351,16 +351,12 @@ pub(crate) fn load_namespaces(
         if column == "uuid" {
             continue;
         }
-        let kind = match recorded.get(&(namespace.to_string(), column.clone())) {
-            Some(value_type) => PropertyType {
-                value_type: *value_type,
-                fixed: false,
-            },
-            None => PropertyType {
-                value_type: type_from_declaration(row.get(2)),
-                fixed: true,
-            },
-        };
+        let kind = PropertyType::of_column(
+            recorded
+                .get(&(namespace.to_string(), column.clone()))
+                .copied(),
+            || type_from_declaration(row.get(2)),
+        );
         entry.columns.insert(column, kind);
     }
     Ok(namespaces)

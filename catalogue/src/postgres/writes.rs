@@ -24,9 +24,10 @@ use postgres::types::ToSql;
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 
-/// How many changes are held back before they are written anyway: enough
-/// to amortise the round trips, few enough to bound the memory.
-const HOLD_BACK: usize = 2000;
+/// How many changes (a product's create and its owner record count two)
+/// are held back before they are written anyway: enough to amortise the
+/// round trips, few enough to bound the memory (a few MB).
+const HOLD_BACK: usize = 4000;
 
 /// PostgreSQL takes at most 65,535 parameters per statement.
 const MAX_PARAMETERS: usize = 60_000;
@@ -406,7 +407,7 @@ impl Store {
                 )));
             }
         }
-        self.write_claims(&pending.claims)?;
+        self.write_claims(&pending.claims, &pending.created)?;
         Ok(())
     }
 
@@ -450,7 +451,9 @@ impl Store {
             .into_iter()
             .filter(|(u, _)| !lost.contains(u))
             .collect();
-        self.write_claims(&claims).map_err(Failed::into_error)?;
+        let created: HashSet<Uuid> = pending.created.difference(&lost).copied().collect();
+        self.write_claims(&claims, &created)
+            .map_err(Failed::into_error)?;
         Ok(())
     }
 
@@ -529,7 +532,10 @@ impl Store {
 
     fn copy_in(&mut self, sql: &str, data: &str) -> std::result::Result<(), Failed> {
         let target = self.target.clone();
-        let mut writer = self.client.copy_in(sql).map_err(Failed::from)?;
+        // Prepared once per table and set of columns: a round trip saved
+        // per COPY.
+        let statement = self.statement(sql).map_err(Failed::from_catalogue)?;
+        let mut writer = self.client.copy_in(&statement).map_err(Failed::from)?;
         if let Err(error) = writer.write_all(data.as_bytes()) {
             // The server's own error, if it sent one, says more.
             return Err(match writer.finish() {
@@ -672,15 +678,36 @@ impl Store {
         Ok(())
     }
 
-    /// Owner records, in uuid order (neighbouring index pages).
-    fn write_claims(&mut self, claims: &[(Uuid, String)]) -> std::result::Result<(), Failed> {
+    /// Owner records, in uuid order (neighbouring index pages): those of
+    /// products `created` in the same flush by `COPY`, since they cannot
+    /// have one yet, the others by an upsert. The last claim of a product
+    /// wins.
+    fn write_claims(
+        &mut self,
+        claims: &[(Uuid, String)],
+        created: &HashSet<Uuid>,
+    ) -> std::result::Result<(), Failed> {
+        let owners: BTreeMap<Uuid, &str> = claims.iter().map(|(u, s)| (*u, s.as_str())).collect();
+        let mut copied = String::new();
         let mut by_synchronizer: BTreeMap<&str, Vec<Uuid>> = BTreeMap::new();
-        for (uuid, synchronizer) in claims {
-            by_synchronizer.entry(synchronizer).or_default().push(*uuid);
+        for (uuid, synchronizer) in owners {
+            if created.contains(&uuid) {
+                copied.push_str(&uuid.hyphenated().to_string());
+                copied.push('\t');
+                push_copy_field(&mut copied, Some(synchronizer));
+                copied.push('\n');
+            } else {
+                by_synchronizer.entry(synchronizer).or_default().push(uuid);
+            }
         }
-        for (synchronizer, mut uuids) in by_synchronizer {
-            uuids.sort_unstable();
-            uuids.dedup();
+        if !copied.is_empty() {
+            let sql = format!(
+                "COPY {} (uuid, synchronizer) FROM STDIN",
+                self.tables.owners
+            );
+            self.copy_in(&sql, &copied)?;
+        }
+        for (synchronizer, uuids) in by_synchronizer {
             let sql = format!(
                 "INSERT INTO {} (uuid, synchronizer) SELECT u, $2 FROM unnest($1::uuid[]) AS u \
                  ON CONFLICT (uuid) DO UPDATE SET synchronizer = EXCLUDED.synchronizer",

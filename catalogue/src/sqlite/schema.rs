@@ -340,16 +340,12 @@ pub(crate) fn load_namespaces(
             if column.eq_ignore_ascii_case("uuid") {
                 continue;
             }
-            let kind = match recorded.get(&(namespace.to_string(), column.clone())) {
-                Some(value_type) => PropertyType {
-                    value_type: *value_type,
-                    fixed: false,
-                },
-                None => PropertyType {
-                    value_type: type_from_declaration(&declared),
-                    fixed: true,
-                },
-            };
+            let kind = PropertyType::of_column(
+                recorded
+                    .get(&(namespace.to_string(), column.clone()))
+                    .copied(),
+                || type_from_declaration(&declared),
+            );
             namespace_table.columns.insert(column, kind);
         }
         namespaces.insert(namespace.to_string(), namespace_table);
