@@ -447,3 +447,187 @@ fn errors_name_what_is_wrong_and_where() {
     );
     assert!(error.contains("accepts no writes"), "{error}");
 }
+
+/// One product by uuid, with every namespace.
+fn stored_by_uuid(catalogue: &PostgresCatalogue, uuid: Uuid) -> Option<Product> {
+    catalogue
+        .products_by_uuid(&[uuid], &Namespaces::All)
+        .unwrap()
+        .pop()
+        .unwrap()
+}
+
+/// A change of one core field and one `eo` property.
+fn update_of(uuid: Uuid, field: CoreField, value: Value, property: &str, to: Value) -> Update {
+    let mut update = Update::new(uuid);
+    update.core.insert(field, Some(value));
+    update
+        .namespaces
+        .insert("eo".into(), Some([(property.to_string(), Some(to))].into()));
+    update
+}
+
+/// The store holds creates, updates and owner records back and writes them
+/// when a read touches them: every read below comes before any commit, so
+/// each would see the catalogue as it was had its own flush not happened.
+#[test]
+fn reads_in_a_batch_see_what_it_holds_back_and_a_second_create_is_refused_at_once() {
+    let database = cluster().create_database("held_back");
+    let mut catalogue = PostgresCatalogue::open(&options(&database)).unwrap();
+    let a = product("A");
+    let b = product("B");
+    catalogue.create(&a).unwrap();
+    catalogue.create(&b).unwrap();
+
+    // While A's create is held back, a second create of its uuid or of its
+    // name is refused at once, as on SQLite, not at the flush.
+    let mut same_uuid = product("A-again");
+    same_uuid.uuid = a.uuid;
+    let mut same_name = product("A");
+    same_name.uuid = Uuid::from_u128(7);
+    for duplicate in [&same_uuid, &same_name] {
+        let error = catalogue.create(duplicate).unwrap_err();
+        assert!(error.is_product_error(), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("the catalogue already has a product"),
+            "{error}"
+        );
+    }
+
+    // A held-back create, found by its name.
+    let found = stored(&catalogue, "A").expect("the held-back create is read");
+    let mut expected = a.clone();
+    expected.metadata_date = found.metadata_date;
+    assert_eq!(found, expected);
+
+    // A held-back update of a product found by its name: the look-up
+    // reads it again once the update is written.
+    catalogue
+        .update(&update_of(
+            a.uuid,
+            CoreField::Size,
+            Value::Integer(1),
+            "cloud_cover",
+            Value::Real(55.0),
+        ))
+        .unwrap();
+    let found = stored(&catalogue, "A").unwrap();
+    assert_eq!(found.size, Some(1));
+    assert_eq!(found.namespaces["eo"]["cloud_cover"], Value::Real(55.0));
+    assert_eq!(
+        found.namespaces["eo"]["platform"],
+        Value::from("sentinel-2a")
+    );
+
+    // And one looked up by uuid.
+    catalogue
+        .update(&update_of(
+            a.uuid,
+            CoreField::RemoteUrl,
+            Value::from("https://example.org/moved/A"),
+            "platform",
+            Value::from("sentinel-2c"),
+        ))
+        .unwrap();
+    let found = stored_by_uuid(&catalogue, a.uuid).unwrap();
+    assert_eq!(
+        found.remote_url.as_deref(),
+        Some("https://example.org/moved/A")
+    );
+    assert_eq!(
+        found.namespaces["eo"]["platform"],
+        Value::from("sentinel-2c")
+    );
+    assert_eq!(found.namespaces["eo"]["cloud_cover"], Value::Real(55.0));
+
+    // A held-back rename: found by the new name (asked alone, so that
+    // nothing found by the old name brings the update out), not the old.
+    let mut rename = Update::new(b.uuid);
+    rename
+        .core
+        .insert(CoreField::ProductName, Some(Value::from("B-renamed")));
+    catalogue.update(&rename).unwrap();
+    assert_eq!(
+        stored(&catalogue, "B-renamed").map(|p| p.uuid),
+        Some(b.uuid)
+    );
+    assert_eq!(stored(&catalogue, "B"), None);
+
+    // A held-back owner record.
+    catalogue.claim(&[a.uuid], "s").unwrap();
+    assert_eq!(
+        catalogue.owners(&[a.uuid]).unwrap(),
+        [Some("s".to_string())]
+    );
+
+    assert_eq!(catalogue.flush().unwrap(), [], "nothing was refused");
+    catalogue.commit().unwrap();
+
+    // Committed as the batch read it, the refused duplicates nowhere.
+    let reader = PostgresCatalogue::open(&options(&database)).unwrap();
+    let a_stored = stored(&reader, "A").unwrap();
+    assert_eq!(a_stored.uuid, a.uuid);
+    assert_eq!(a_stored.size, Some(1));
+    assert_eq!(
+        a_stored.namespaces["eo"]["platform"],
+        Value::from("sentinel-2c")
+    );
+    assert_eq!(stored(&reader, "A-again"), None);
+    assert_eq!(stored_by_uuid(&reader, same_name.uuid), None);
+    assert_eq!(stored(&reader, "B-renamed").unwrap().uuid, b.uuid);
+    assert_eq!(stored(&reader, "B"), None);
+    assert_eq!(
+        reader.owners(&[a.uuid, b.uuid]).unwrap(),
+        [Some("s".to_string()), None]
+    );
+}
+
+/// A removal writes what the batch holds back for that product first: its
+/// held-back update is not left to fail on a product no longer there, nor
+/// its owner record to outlive it.
+#[test]
+fn a_product_removed_with_changes_held_back_is_removed_and_nothing_refused() {
+    let database = cluster().create_database("remove_held");
+    let mut catalogue = PostgresCatalogue::open(&options(&database)).unwrap();
+    let a = product("A");
+    let b = product("B");
+    catalogue.create(&a).unwrap();
+    catalogue.create(&b).unwrap();
+    catalogue.commit().unwrap();
+
+    catalogue.claim(&[b.uuid], "s").unwrap();
+    assert!(catalogue.remove(b.uuid).unwrap());
+    catalogue
+        .update(&update_of(
+            a.uuid,
+            CoreField::Size,
+            Value::Integer(1),
+            "cloud_cover",
+            Value::Real(55.0),
+        ))
+        .unwrap();
+    assert!(catalogue.remove(a.uuid).unwrap());
+    assert_eq!(catalogue.flush().unwrap(), [], "nothing was refused");
+    catalogue.commit().unwrap();
+
+    let reader = PostgresCatalogue::open(&options(&database)).unwrap();
+    assert_eq!(
+        reader
+            .products_by_uuid(&[a.uuid, b.uuid], &Namespaces::All)
+            .unwrap(),
+        [None, None]
+    );
+    assert_eq!(reader.owners(&[a.uuid, b.uuid]).unwrap(), [None, None]);
+    let rows: i64 = database
+        .client()
+        .query_one(
+            "SELECT (SELECT count(*) FROM core) + (SELECT count(*) FROM eo) \
+             + (SELECT count(*) FROM muninn_sync_owners)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0);
+}

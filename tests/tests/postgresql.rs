@@ -77,6 +77,18 @@ fn server_and_database(database: &TestDatabase) -> String {
     format!("127.0.0.1:{}/{}", cluster().port(), database.name())
 }
 
+/// Makes `database` refuse writes, as an operator makes a replica or an
+/// archive kept for reference read-only.
+fn make_read_only(database: &TestDatabase) {
+    database
+        .client()
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" SET default_transaction_read_only = on",
+            database.name()
+        ))
+        .unwrap();
+}
+
 #[test]
 fn a_second_run_of_a_synchronizer_from_another_host_exits_75_naming_the_holder_or_waits() {
     let archive = Archive::on(
@@ -497,13 +509,7 @@ fn a_read_only_database_is_refused_clearly_and_nothing_is_written() {
         ],
     );
     let database = archive.database();
-    database
-        .client()
-        .batch_execute(&format!(
-            "ALTER DATABASE \"{}\" SET default_transaction_read_only = on",
-            database.name()
-        ))
-        .unwrap();
+    make_read_only(database);
     let before = archive.snapshot();
     for args in [
         &["feed"][..],
@@ -528,14 +534,91 @@ fn a_read_only_database_is_refused_clearly_and_nothing_is_written() {
 
     // A database that does not exist yet as a catalogue: nothing created.
     let empty = cluster().create_database("read_only_empty");
-    empty
-        .client()
-        .batch_execute(&format!(
-            "ALTER DATABASE \"{}\" SET default_transaction_read_only = on",
-            empty.name()
-        ))
-        .unwrap();
+    make_read_only(&empty);
     let (_dir, run) = sync_on(&empty.connection_string(), &[]);
     run.assert_error(1, &[&server_and_database(&empty), "accepts no writes"]);
     assert_eq!(tables(&empty), Vec::<String>::new());
+}
+
+#[test]
+fn list_and_history_read_a_catalogue_on_a_read_only_server_that_a_sync_cannot_write() {
+    let archive = Archive::with_feed_on(Backend::Postgresql);
+    archive.write_feed("feed.jsonl", &[product("T", "A", "2024-01-01T10:00:00Z")]);
+    archive.sync(&["feed"]).assert_ok();
+    let database = archive.database();
+    make_read_only(database);
+
+    let list = archive.sync(&["--list"]);
+    list.assert_ok();
+    for expected in [
+        format!(
+            "catalogue postgresql {} as postgres\n",
+            server_and_database(database)
+        ),
+        "\nfeed\n".into(),
+        "  owns:      1 products".into(),
+        "  last run:  #1 succeeded".into(),
+        "1 created, 0 updated, 0 removed, 0 failed, 0 unchanged".into(),
+    ] {
+        assert!(
+            list.stdout.contains(&expected),
+            "{expected:?} not in:\n{}",
+            list.stdout
+        );
+    }
+    assert!(!list.stdout.contains("not created yet"), "{}", list.stdout);
+    let history = archive.sync(&["--history"]);
+    history.assert_ok();
+    let lines: Vec<&str> = history.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", history.stdout);
+    assert!(
+        lines[1].starts_with("1    feed") && lines[1].contains("succeeded"),
+        "{}",
+        history.stdout
+    );
+
+    // A sync still may not go ahead, and says why and where.
+    archive
+        .sync(&["feed"])
+        .assert_error(1, &[&server_and_database(database), "accepts no writes"]);
+    assert_eq!(archive.count("SELECT count(*) FROM muninn_sync_runs"), 1);
+}
+
+#[test]
+fn list_and_history_on_an_empty_database_say_there_is_no_catalogue_and_create_none() {
+    let archive = Archive::with_feed_on(Backend::Postgresql);
+    let database = archive.database();
+    let no_runs = format!(
+        "no runs recorded in the PostgreSQL catalogue {}",
+        server_and_database(database)
+    );
+    // Reading never creates the catalogue, so a read-only server will do
+    // as well as one that could take it.
+    for read_only in [false, true] {
+        if read_only {
+            make_read_only(database);
+        }
+        let list = archive.sync(&["--list"]);
+        list.assert_ok();
+        assert!(
+            list.stdout.contains(&format!(
+                "catalogue postgresql {} as postgres (not created yet: no run so far)",
+                server_and_database(database)
+            )),
+            "read-only {read_only}:\n{}",
+            list.stdout
+        );
+        let history = archive.sync(&["--history"]);
+        history.assert_ok();
+        assert!(
+            history.stdout.starts_with(&no_runs),
+            "read-only {read_only}:\n{}",
+            history.stdout
+        );
+        assert_eq!(
+            tables(database),
+            Vec::<String>::new(),
+            "read-only {read_only}"
+        );
+    }
 }
