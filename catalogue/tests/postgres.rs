@@ -181,6 +181,58 @@ fn a_duplicate_refused_at_the_write_is_reported_and_the_rest_of_the_batch_kept()
 }
 
 #[test]
+fn an_owner_record_of_a_product_refused_earlier_in_the_batch_is_left_out() {
+    // The host records owners at the batch's end, after a write in the
+    // middle of the batch may have refused a product: its owner record
+    // must not fail the batch (the product is not there to own).
+    let database = cluster().create_database("late_claim");
+    let mut other = product("B");
+    other.uuid = Uuid::from_u128(7);
+    let mut second = PostgresCatalogue::open(&options(&database)).unwrap();
+    second.create(&other).unwrap();
+    second.commit().unwrap();
+
+    let mut catalogue = PostgresCatalogue::open(&options(&database)).unwrap();
+    let b = product("B");
+    let c = product("C");
+    catalogue.create(&b).unwrap();
+    catalogue.create(&c).unwrap();
+    let refused = catalogue.flush().unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    catalogue.claim(&[b.uuid, c.uuid], "s").unwrap();
+    assert_eq!(catalogue.flush().unwrap(), []);
+    catalogue.commit().unwrap();
+    assert_eq!(
+        catalogue.owners(&[b.uuid, c.uuid, other.uuid]).unwrap(),
+        [None, Some("s".to_string()), None]
+    );
+}
+
+#[test]
+fn a_new_product_takes_the_name_a_held_back_rename_gave_up() {
+    let database = cluster().create_database("rename_then_create");
+    let mut catalogue = PostgresCatalogue::open(&options(&database)).unwrap();
+    let a = product("X");
+    catalogue.create(&a).unwrap();
+    catalogue.commit().unwrap();
+
+    // Renamed and replaced in one batch, without a look-up between.
+    let mut rename = Update::new(a.uuid);
+    rename.core.insert(
+        CoreField::ProductName,
+        Some(Value::Text("X-old".to_string())),
+    );
+    catalogue.update(&rename).unwrap();
+    let mut x = product("X");
+    x.uuid = Uuid::from_u128(42);
+    catalogue.create(&x).unwrap();
+    assert_eq!(catalogue.flush().unwrap(), []);
+    catalogue.commit().unwrap();
+    assert_eq!(stored(&catalogue, "X").unwrap().uuid, x.uuid);
+    assert_eq!(stored(&catalogue, "X-old").unwrap().uuid, a.uuid);
+}
+
+#[test]
 fn a_value_out_of_a_muninn_columns_range_refuses_that_product_only() {
     let database = cluster().create_database("range");
     let mut catalogue = PostgresCatalogue::open(&options(&database)).unwrap();

@@ -14,21 +14,46 @@ const POLL: Duration = Duration::from_millis(200);
 /// The lock of one synchronizer of one archive, held while its session
 /// lives: until dropped.
 pub struct PostgresRunLock {
-    session: Client,
+    /// `None` once dropped.
+    session: Option<Client>,
     table_prefix: String,
     synchronizer: String,
 }
+
+/// How long the end of a run waits for the server to confirm the unlock.
+const UNLOCK_PATIENCE: Duration = Duration::from_secs(5);
 
 impl Drop for PostgresRunLock {
     /// Unlocks before the session closes: the server notices a closed
     /// connection only a moment later, and a run that has returned must
     /// not be seen holding the lock by the next one, nor in `pg_locks`.
+    /// The lock's connection sat idle for the whole run, and a network
+    /// that silently lost it would hold the answer back until TCP gives
+    /// up: the end of the run waits a few seconds at most, after which
+    /// the lock goes with the session.
     fn drop(&mut self) {
-        let unlocked = self.session.execute(
-            &format!("SELECT pg_advisory_unlock({KEYS})"),
-            &[&self.table_prefix, &self.synchronizer],
-        );
-        if let Err(error) = unlocked {
+        let Some(mut session) = self.session.take() else {
+            return;
+        };
+        let keys = [self.table_prefix.clone(), self.synchronizer.clone()];
+        let (done, answer) = std::sync::mpsc::channel();
+        let unlocking = std::thread::Builder::new()
+            .name("run-unlock".into())
+            .spawn(move || {
+                let unlocked = session.execute(
+                    &format!("SELECT pg_advisory_unlock({KEYS})"),
+                    &[&keys[0], &keys[1]],
+                );
+                let _ = done.send(unlocked.map(drop));
+            });
+        let outcome = match unlocking {
+            Ok(_) => answer
+                .recv_timeout(UNLOCK_PATIENCE)
+                .map_err(|_| "no answer from the server".to_string())
+                .and_then(|r| r.map_err(|e| e.to_string())),
+            Err(error) => Err(error.to_string()),
+        };
+        if let Err(error) = outcome {
             tracing::debug!(%error, "the run lock goes with its session instead");
         }
     }
@@ -75,7 +100,7 @@ impl PostgresRunLock {
                 .get(0);
             if taken {
                 return Ok(Ok(PostgresRunLock {
-                    session,
+                    session: Some(session),
                     table_prefix: options.table_prefix.clone(),
                     synchronizer: synchronizer.to_string(),
                 }));

@@ -39,6 +39,20 @@ pub struct PostgresCatalogue {
     store: std::cell::RefCell<Store>,
 }
 
+/// Why the server takes no writes (a standby, or read-only transactions by
+/// default), or `None` when it takes them.
+fn accepts_no_writes(client: &mut Client) -> anyhow::Result<Option<&'static str>> {
+    let in_recovery: bool = client.query_one("SELECT pg_is_in_recovery()", &[])?.get(0);
+    if in_recovery {
+        return Ok(Some("it is a standby in recovery"));
+    }
+    let read_only: String = client.query_one("SHOW transaction_read_only", &[])?.get(0);
+    Ok((read_only == "on").then_some("default_transaction_read_only is on"))
+}
+
+/// The most prepared statements a connection keeps.
+const MAX_STATEMENTS: usize = 256;
+
 /// What a catalogue is opened for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -120,8 +134,16 @@ impl PostgresCatalogue {
         schema::validate_table_prefix(&options.table_prefix)?;
         let mut client = connect(options)?;
         let tables = Tables::new(&options.table_prefix);
-        if !schema::table_exists(&mut client, &tables, &tables.core)
-            .with_context(|| format!("PostgreSQL catalogue {}", connect::describe(options)))?
+        let describe = || format!("PostgreSQL catalogue {}", connect::describe(options));
+        if !schema::table_exists(&mut client, &tables, &tables.core).with_context(describe)? {
+            return Ok(None);
+        }
+        // muninn's archive without muninn-sync's tables on a server that
+        // takes no writes: no run so far, and none to read.
+        if !schema::own_tables_exist(&mut client, &tables).with_context(describe)?
+            && accepts_no_writes(&mut client)
+                .with_context(describe)?
+                .is_some()
         {
             return Ok(None);
         }
@@ -164,25 +186,19 @@ impl Store {
         client
             .batch_execute("SET TimeZone = 'UTC'")
             .with_context(describe)?;
-        let read_only: String = client
-            .query_one("SHOW transaction_read_only", &[])
-            .with_context(describe)?
-            .get(0);
-        let in_recovery: bool = client
-            .query_one("SELECT pg_is_in_recovery()", &[])
-            .with_context(describe)?
-            .get(0);
         let tables = Tables::new(&options.table_prefix);
-        let may_only_read = mode == Mode::Read
-            && schema::table_exists(&mut client, &tables, &tables.core).with_context(describe)?
-            && schema::own_tables_exist(&mut client, &tables).with_context(describe)?;
-        if (in_recovery || read_only == "on") && !may_only_read {
-            anyhow::bail!(
-                "{}: the server accepts no writes ({}); a sync (even a dry run) writes to the catalogue: \
-                 point connection_string at the primary server",
-                describe(),
-                if in_recovery { "it is a standby in recovery" } else { "default_transaction_read_only is on" }
-            );
+        if let Some(why) = accepts_no_writes(&mut client).with_context(describe)? {
+            let may_only_read = mode == Mode::Read
+                && schema::table_exists(&mut client, &tables, &tables.core)
+                    .with_context(describe)?
+                && schema::own_tables_exist(&mut client, &tables).with_context(describe)?;
+            if !may_only_read {
+                anyhow::bail!(
+                    "{}: the server accepts no writes ({why}); a sync (even a dry run) writes to the \
+                     catalogue: point connection_string at the primary server",
+                    describe(),
+                );
+            }
         }
         if !schema::has_postgis(&mut client).with_context(describe)? {
             anyhow::bail!(
@@ -325,10 +341,16 @@ impl Store {
         self.reload_namespaces()
     }
 
-    /// A prepared statement for `sql`, from the connection's cache.
+    /// A prepared statement for `sql`, from the connection's cache. Bulk
+    /// statements differ with their number of rows, so the cache is
+    /// emptied when it grows past [`MAX_STATEMENTS`] (a dropped statement
+    /// is closed on the server), not to hold server memory for a long run.
     fn statement(&mut self, sql: &str) -> Result<Statement> {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
+        }
+        if self.statements.len() >= MAX_STATEMENTS {
+            self.statements.clear();
         }
         let statement = self.client.prepare(sql)?;
         self.statements.insert(sql.to_string(), statement.clone());

@@ -265,6 +265,12 @@ impl Store {
 
     pub(super) fn hold_create(&mut self, product: &Product) -> Result<()> {
         product.validate().map_err(CatalogueError::Product)?;
+        // Creates are written before updates: a held-back rename must
+        // reach the server first, or a new product taking the old name
+        // would be refused (and the checks below would go by old names).
+        if self.pending.renames {
+            self.flush_held_back()?;
+        }
         // Refused now, as the store that writes at once refuses it, so that
         // the plugin can look up the other product and say which waits.
         if self.pending.created.contains(&product.uuid) {
@@ -708,10 +714,14 @@ impl Store {
             self.copy_in(&sql, &copied)?;
         }
         for (synchronizer, uuids) in by_synchronizer {
+            // A product gone meanwhile (refused at an earlier write of the
+            // batch, or removed by another process) has no owner to record.
             let sql = format!(
-                "INSERT INTO {} (uuid, synchronizer) SELECT u, $2 FROM unnest($1::uuid[]) AS u \
+                "INSERT INTO {owners} (uuid, synchronizer) SELECT u, $2 FROM unnest($1::uuid[]) AS u \
+                 WHERE EXISTS (SELECT 1 FROM {core} c WHERE c.uuid = u) \
                  ON CONFLICT (uuid) DO UPDATE SET synchronizer = EXCLUDED.synchronizer",
-                self.tables.owners
+                owners = self.tables.owners,
+                core = self.tables.core
             );
             let statement = self.statement(&sql).map_err(Failed::from_catalogue)?;
             self.client

@@ -263,6 +263,10 @@ impl State<'_> {
             return Err(fatal);
         }
         if self.rules.dry_run {
+            // What the server would refuse of the last batch counts as
+            // failed, as in a real run.
+            self.count_refused()
+                .map_err(|e| format!("cannot end the dry run's batch: {e}"))?;
             return self
                 .catalogue
                 .rollback()
@@ -374,6 +378,13 @@ impl State<'_> {
     /// the archive are not kept waiting; its plugin sees its own changes
     /// within a batch only.
     pub(super) fn commit_batch(&mut self) -> Result<(), CatalogueError> {
+        if !self.rules.dry_run {
+            // Before the catalogue's last write of the batch, so that the
+            // owner records go with the products they own (a store that
+            // holds changes back writes both together); a refused
+            // product's record is left out with it.
+            self.record_owners()?;
+        }
         self.count_refused()?;
         if self.rules.dry_run {
             self.unclaimed.clear();
@@ -383,7 +394,6 @@ impl State<'_> {
             self.batch_started = None;
             return Ok(());
         }
-        self.record_owners()?;
         if let Some(run) = self.rules.run_id {
             self.catalogue
                 .record_progress(run, &self.counts, &self.watermarks)?;
