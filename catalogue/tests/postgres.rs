@@ -137,6 +137,17 @@ fn products_are_stored_in_muninns_postgresql_layout_and_read_back_as_written() {
     assert_eq!(found, expected);
 }
 
+/// A product named `name` that another tool's session committed, under
+/// another uuid than [`product`] gives that name.
+fn made_by_another_tool(database: &TestDatabase, name: &str) -> Product {
+    let mut other = product(name);
+    other.uuid = Uuid::from_u128(7);
+    let mut second = PostgresCatalogue::open(&options(database)).unwrap();
+    second.create(&other).unwrap();
+    second.commit().unwrap();
+    other
+}
+
 #[test]
 fn a_duplicate_refused_at_the_write_is_reported_and_the_rest_of_the_batch_kept() {
     let database = cluster().create_database("refused");
@@ -146,11 +157,7 @@ fn a_duplicate_refused_at_the_write_is_reported_and_the_rest_of_the_batch_kept()
     catalogue.commit().unwrap();
 
     // Another tool made "B" meanwhile, under another uuid.
-    let mut other = product("B");
-    other.uuid = Uuid::from_u128(7);
-    let mut second = PostgresCatalogue::open(&options(&database)).unwrap();
-    second.create(&other).unwrap();
-    second.commit().unwrap();
+    let other = made_by_another_tool(&database, "B");
 
     let b = product("B");
     let c = product("C");
@@ -186,11 +193,7 @@ fn an_owner_record_of_a_product_refused_earlier_in_the_batch_is_left_out() {
     // middle of the batch may have refused a product: its owner record
     // must not fail the batch (the product is not there to own).
     let database = cluster().create_database("late_claim");
-    let mut other = product("B");
-    other.uuid = Uuid::from_u128(7);
-    let mut second = PostgresCatalogue::open(&options(&database)).unwrap();
-    second.create(&other).unwrap();
-    second.commit().unwrap();
+    let other = made_by_another_tool(&database, "B");
 
     let mut catalogue = PostgresCatalogue::open(&options(&database)).unwrap();
     let b = product("B");
