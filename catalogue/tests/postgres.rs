@@ -170,15 +170,18 @@ fn a_duplicate_refused_at_the_write_is_reported_and_the_rest_of_the_batch_kept()
     let refused = catalogue.flush().unwrap();
     catalogue.commit().unwrap();
     assert_eq!(refused.len(), 2, "{refused:?}");
-    assert_eq!(refused[0].product, "S2MSI1C/B");
-    assert_eq!(refused[0].change, ChangeKind::Create);
+    let create = refused.iter().find(|r| r.change == ChangeKind::Create);
+    let create = create.expect("the create of B is refused");
+    assert_eq!(create.product, "S2MSI1C/B");
     assert!(
-        refused[0].message.contains("core_product_name_uniq"),
+        create.message.contains("core_product_name_uniq"),
         "{}",
-        refused[0].message
+        create.message
     );
-    assert_eq!(refused[1].change, ChangeKind::Update);
-    assert!(refused[1].message.contains("no product with uuid"));
+    let update = refused.iter().find(|r| r.change == ChangeKind::Update);
+    let update = update.expect("the update of a missing product is refused");
+    assert_eq!(update.uuid, Uuid::from_u128(99));
+    assert!(update.message.contains("no product with uuid"));
     assert!(stored(&catalogue, "C").is_some());
     assert_eq!(stored(&catalogue, "B").unwrap().uuid, other.uuid);
     assert_eq!(
@@ -233,6 +236,24 @@ fn a_new_product_takes_the_name_a_held_back_rename_gave_up() {
     catalogue.commit().unwrap();
     assert_eq!(stored(&catalogue, "X").unwrap().uuid, x.uuid);
     assert_eq!(stored(&catalogue, "X-old").unwrap().uuid, a.uuid);
+
+    // Created, renamed and its name taken by another, all in one batch.
+    let mut y = product("Y");
+    y.uuid = Uuid::from_u128(43);
+    catalogue.create(&y).unwrap();
+    let mut rename = Update::new(y.uuid);
+    rename.core.insert(
+        CoreField::ProductName,
+        Some(Value::Text("Y-old".to_string())),
+    );
+    catalogue.update(&rename).unwrap();
+    let mut z = product("Y");
+    z.uuid = Uuid::from_u128(44);
+    catalogue.create(&z).unwrap();
+    assert_eq!(catalogue.flush().unwrap(), []);
+    catalogue.commit().unwrap();
+    assert_eq!(stored(&catalogue, "Y").unwrap().uuid, z.uuid);
+    assert_eq!(stored(&catalogue, "Y-old").unwrap().uuid, y.uuid);
 }
 
 #[test]

@@ -78,8 +78,9 @@ impl HeldUpdate {
     }
 }
 
-/// The changes held back since the last flush, in the order they apply:
-/// creates before updates (an update of a product held back waits for its
+/// The changes held back since the last flush, in the order they are
+/// written: updates of products in the catalogue, creates, updates of the
+/// products created (an update of a product held back waits for its
 /// create), owner records last.
 ///
 /// A read writes them first only when they touch what it reads (see
@@ -110,6 +111,16 @@ impl Pending {
 
     pub(super) fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The held-back updates in the order they are written: those of
+    /// products already in the catalogue before the creates (a rename
+    /// gives its old name up before a new product takes it), those of
+    /// products created in this flush after them.
+    fn updates_in_order(&self) -> (Vec<&HeldUpdate>, Vec<&HeldUpdate>) {
+        self.updates
+            .iter()
+            .partition(|u| !self.created.contains(&u.uuid))
     }
 
     /// Whether a look-up by these names could read a held-back change.
@@ -265,12 +276,6 @@ impl Store {
 
     pub(super) fn hold_create(&mut self, product: &Product) -> Result<()> {
         product.validate().map_err(CatalogueError::Product)?;
-        // Creates are written before updates: a held-back rename must
-        // reach the server first, or a new product taking the old name
-        // would be refused (and the checks below would go by old names).
-        if self.pending.renames {
-            self.flush_held_back()?;
-        }
         // Refused now, as the store that writes at once refuses it, so that
         // the plugin can look up the other product and say which waits.
         if self.pending.created.contains(&product.uuid) {
@@ -333,14 +338,20 @@ impl Store {
                 None => {}
             }
         }
-        if self.pending.updated.contains(&update.uuid) {
-            self.flush_held_back()?;
-        }
-        self.pending.updated.insert(update.uuid);
-        self.pending.renames |= update
+        let renames = update
             .core
             .iter()
             .any(|(f, _)| matches!(f, CoreField::ProductName | CoreField::ProductType));
+        // A second update of a product goes after the first; and a product
+        // created in this flush and renamed gives its name up only once it
+        // is written (a new product may take that name).
+        if self.pending.updated.contains(&update.uuid)
+            || (renames && self.pending.created.contains(&update.uuid))
+        {
+            self.flush_held_back()?;
+        }
+        self.pending.updated.insert(update.uuid);
+        self.pending.renames |= renames;
         self.pending.updates.push(HeldUpdate {
             uuid: update.uuid,
             metadata_date: now_text(),
@@ -394,10 +405,22 @@ impl Store {
 
     /// Writes every held-back change; a refusal stops at the first.
     fn write_all(&mut self, pending: &Pending) -> std::result::Result<(), Failed> {
+        let (existing, new) = pending.updates_in_order();
+        self.write_updates_by_shape(&existing)?;
         let creates: Vec<&HeldCreate> = pending.creates.iter().collect();
         self.write_creates(&creates)?;
+        self.write_updates_by_shape(&new)?;
+        self.write_claims(&pending.claims, &pending.created)?;
+        Ok(())
+    }
+
+    /// Updates grouped by shape, one statement per shape and chunk.
+    fn write_updates_by_shape(
+        &mut self,
+        updates: &[&HeldUpdate],
+    ) -> std::result::Result<(), Failed> {
         let mut shapes: Vec<(_, Vec<&HeldUpdate>)> = Vec::new();
-        for update in &pending.updates {
+        for &update in updates {
             let shape = update.shape();
             match shapes.iter_mut().find(|(s, _)| *s == shape) {
                 Some((_, group)) => group.push(update),
@@ -413,13 +436,14 @@ impl Store {
                 )));
             }
         }
-        self.write_claims(&pending.claims, &pending.created)?;
         Ok(())
     }
 
     /// Replays the changes one by one, each in a savepoint, after the
     /// flush as a whole was refused.
     fn replay(&mut self, pending: Pending) -> Result<()> {
+        let (existing, new) = pending.updates_in_order();
+        self.replay_updates(&existing)?;
         let mut lost: HashSet<Uuid> = HashSet::new();
         for create in &pending.creates {
             if let Err(message) = self.replay_one(|store| store.write_creates(&[create]))? {
@@ -433,7 +457,22 @@ impl Store {
                 });
             }
         }
-        for update in &pending.updates {
+        self.replay_updates(&new)?;
+        let claims: Vec<(Uuid, String)> = pending
+            .claims
+            .iter()
+            .filter(|(u, _)| !lost.contains(u))
+            .cloned()
+            .collect();
+        let created: HashSet<Uuid> = pending.created.difference(&lost).copied().collect();
+        self.write_claims(&claims, &created)
+            .map_err(Failed::into_error)?;
+        Ok(())
+    }
+
+    /// Replays updates one by one; the refused ones go to `self.refused`.
+    fn replay_updates(&mut self, updates: &[&HeldUpdate]) -> Result<()> {
+        for &update in updates {
             let outcome =
                 self.replay_one(|store| match store.write_updates(&[update])?.first() {
                     Some(uuid) => Err(Failed::Product(format!(
@@ -452,14 +491,6 @@ impl Store {
                 });
             }
         }
-        let claims: Vec<(Uuid, String)> = pending
-            .claims
-            .into_iter()
-            .filter(|(u, _)| !lost.contains(u))
-            .collect();
-        let created: HashSet<Uuid> = pending.created.difference(&lost).copied().collect();
-        self.write_claims(&claims, &created)
-            .map_err(Failed::into_error)?;
         Ok(())
     }
 
