@@ -221,39 +221,38 @@ fn a_new_product_takes_the_name_a_held_back_rename_gave_up() {
     let a = product("X");
     catalogue.create(&a).unwrap();
     catalogue.commit().unwrap();
-
     // Renamed and replaced in one batch, without a look-up between.
-    let mut rename = Update::new(a.uuid);
-    rename.core.insert(
-        CoreField::ProductName,
-        Some(Value::Text("X-old".to_string())),
-    );
-    catalogue.update(&rename).unwrap();
-    let mut x = product("X");
-    x.uuid = Uuid::from_u128(42);
-    catalogue.create(&x).unwrap();
-    assert_eq!(catalogue.flush().unwrap(), []);
-    catalogue.commit().unwrap();
-    assert_eq!(stored(&catalogue, "X").unwrap().uuid, x.uuid);
-    assert_eq!(stored(&catalogue, "X-old").unwrap().uuid, a.uuid);
+    rename_and_replace(&mut catalogue, a.uuid, "X", 42);
 
     // Created, renamed and its name taken by another, all in one batch.
     let mut y = product("Y");
     y.uuid = Uuid::from_u128(43);
     catalogue.create(&y).unwrap();
-    let mut rename = Update::new(y.uuid);
-    rename.core.insert(
-        CoreField::ProductName,
-        Some(Value::Text("Y-old".to_string())),
-    );
+    rename_and_replace(&mut catalogue, y.uuid, "Y", 44);
+}
+
+/// In the open batch: renames product `uuid` from `name` to `name-old`,
+/// creates a product `name` with uuid `replacement`, commits, and checks
+/// that both are stored under their names and nothing was refused.
+fn rename_and_replace(
+    catalogue: &mut PostgresCatalogue,
+    uuid: Uuid,
+    name: &str,
+    replacement: u128,
+) {
+    let old_name = format!("{name}-old");
+    let mut rename = Update::new(uuid);
+    rename
+        .core
+        .insert(CoreField::ProductName, Some(Value::Text(old_name.clone())));
     catalogue.update(&rename).unwrap();
-    let mut z = product("Y");
-    z.uuid = Uuid::from_u128(44);
-    catalogue.create(&z).unwrap();
+    let mut new = product(name);
+    new.uuid = Uuid::from_u128(replacement);
+    catalogue.create(&new).unwrap();
     assert_eq!(catalogue.flush().unwrap(), []);
     catalogue.commit().unwrap();
-    assert_eq!(stored(&catalogue, "Y").unwrap().uuid, z.uuid);
-    assert_eq!(stored(&catalogue, "Y-old").unwrap().uuid, y.uuid);
+    assert_eq!(stored(catalogue, name).unwrap().uuid, new.uuid);
+    assert_eq!(stored(catalogue, &old_name).unwrap().uuid, uuid);
 }
 
 #[test]
