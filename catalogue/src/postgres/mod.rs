@@ -4,10 +4,11 @@
 //! would make a sync as slow as the network: creates, updates and owner
 //! records are held back and written together ([`writes`]) when the batch
 //! commits, when enough is held back, or when a read touches them, a few
-//! statements per table for thousands of products. A change the server then refuses (a duplicate another
-//! process made meanwhile, a value out of a muninn column's range) is found
-//! by replaying the held-back changes one by one, and reported through
-//! [`Catalogue::flush`] so that the host counts it failed.
+//! statements per table for thousands of products. A change the server
+//! then refuses (a duplicate another process made meanwhile, a value out
+//! of a muninn column's range) is found by replaying the held-back changes
+//! one by one, and reported through [`Catalogue::flush`] so that the host
+//! counts it failed.
 
 mod connect;
 mod lock;
@@ -187,12 +188,13 @@ impl Store {
             .batch_execute("SET TimeZone = 'UTC'")
             .with_context(describe)?;
         let tables = Tables::new(&options.table_prefix);
+        let core_exists =
+            schema::table_exists(&mut client, &tables, &tables.core).with_context(describe)?;
+        let own_exist =
+            core_exists && schema::own_tables_exist(&mut client, &tables).with_context(describe)?;
         if let Some(why) = accepts_no_writes(&mut client).with_context(describe)? {
-            let may_only_read = mode == Mode::Read
-                && schema::table_exists(&mut client, &tables, &tables.core)
-                    .with_context(describe)?
-                && schema::own_tables_exist(&mut client, &tables).with_context(describe)?;
-            if !may_only_read {
+            // Reading needs no writes once the catalogue is all there.
+            if !(mode == Mode::Read && own_exist) {
                 anyhow::bail!(
                     "{}: the server accepts no writes ({why}); a sync (even a dry run) writes to the \
                      catalogue: point connection_string at the primary server",
@@ -208,10 +210,6 @@ impl Store {
                 describe()
             );
         }
-        let core_exists =
-            schema::table_exists(&mut client, &tables, &tables.core).with_context(describe)?;
-        let own_exist =
-            core_exists && schema::own_tables_exist(&mut client, &tables).with_context(describe)?;
         if core_exists {
             schema::check_core_layout(&mut client, &tables).with_context(describe)?;
         }
