@@ -74,6 +74,7 @@
 //! table. The feature is off by default, so a plugin that reads local files
 //! builds no TLS stack. docs/http-client.md describes it.
 
+mod apply;
 mod archive;
 pub mod convert;
 pub mod ffi;
