@@ -270,8 +270,10 @@ impl<'a> Archive<'a> {
 
     /// Brings the catalogue in line with a remote product: creates it when
     /// the catalogue has no product of that type and name, updates the
-    /// properties that differ otherwise (all mirrored properties with
-    /// `force`), and writes nothing when nothing differs. `namespaces` are the
+    /// properties that differ otherwise, and writes nothing when nothing
+    /// differs; with `force` it writes the product in any case (its
+    /// `metadata_date` is set). For a page of products,
+    /// [`Archive::apply_all`] looks them up together. `namespaces` are the
     /// namespaces this synchronizer manages besides the product's own: one
     /// the catalogue has and `product` lacks is removed. Namespaces of other
     /// synchronizers or tools that are not listed are left alone.
@@ -289,16 +291,9 @@ impl<'a> Archive<'a> {
                 wanted.push(own);
             }
         }
-        match self.product_by_name(&product.product_type, &product.product_name, &wanted)? {
-            None => {
-                self.create_properties(product)?;
-                Ok(Outcome::Created)
-            }
-            Some(existing) => {
-                let update = Update::between(&existing, product, force);
-                self.apply_update(&update, force)
-            }
-        }
+        let existing =
+            self.product_by_name(&product.product_type, &product.product_name, &wanted)?;
+        self.apply_found(existing, product, force, namespaces)
     }
 
     /// Writes the changes a plugin computed with [`Update::between`], or,

@@ -10,7 +10,7 @@ use anyhow::{anyhow, Result};
 use line::Record;
 use muninn_sync_plugin_api::model::{from_micros, to_micros};
 use muninn_sync_plugin_api::{
-    export_plugin, Archive, Context, Deletion, SyncRequest, Synchronizer, Value,
+    export_plugin, Archive, Context, Deletion, Product, SyncRequest, Synchronizer, Value,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -313,8 +313,12 @@ fn apply_chunk(
     // When the feed deleted each product the catalogue does not hold, as
     // recorded by earlier runs: an older line must not bring it back.
     let mut deleted: HashMap<(&str, &str), i64> = HashMap::new();
+    // The catalogue's state of each stored product, with every namespace
+    // this synchronizer manages: read here once for the chunk, so that
+    // applying a changed (or forced) line needs no look-up of its own.
+    let mut found_products: HashMap<(&str, &str), Product> = HashMap::new();
     for (product_type, names) in &by_type {
-        let found = archive.products_by_name(product_type, names, &[line::NAMESPACE])?;
+        let found = archive.products_by_name(product_type, names, managed)?;
         let absent: Vec<&str> = names
             .iter()
             .zip(&found)
@@ -344,6 +348,7 @@ fn apply_chunk(
                 {
                     stored_modified.insert((product_type, name), to_micros(t));
                 }
+                found_products.insert((product_type, name), product);
             }
         }
     }
@@ -391,7 +396,19 @@ fn apply_chunk(
         };
         let outcome = match &record {
             Record::Product(product) if known.is_none() => archive.create_properties(product),
-            Record::Product(product) => archive.apply(product, request.force, managed).map(drop),
+            Record::Product(product) => match id.and_then(|id| found_products.remove(&id)) {
+                Some(existing)
+                    if existing.product_type == product.product_type
+                        && existing.product_name == product.product_name =>
+                {
+                    archive
+                        .apply_found(Some(existing), product, request.force, managed)
+                        .map(drop)
+                }
+                // The line's quick identity named another product than the
+                // parsed line holds: look that one up on its own.
+                _ => archive.apply(product, request.force, managed).map(drop),
+            },
             Record::Deleted {
                 product_type,
                 product_name,
