@@ -56,6 +56,11 @@ struct Args {
     /// (The OData benchmark's server process.)
     #[arg(long, value_name = "PRODUCTS", hide = true)]
     serve_odata: Option<u64>,
+    /// The directory holding the muninn-sync binary and plugins to measure
+    /// (another build's target/release, to compare before and after).
+    /// Default: the directory of this benchmark's executable.
+    #[arg(long, value_name = "DIR")]
+    binaries: Option<PathBuf>,
     /// (The process that starts the measured runs: see launcher.rs.)
     #[arg(long = "launcher", hide = true)]
     launcher: bool,
@@ -75,16 +80,21 @@ fn main() -> Result<()> {
     if args.launcher {
         return launcher::serve();
     }
-    let binaries = measure::Binaries::beside_this_executable()?;
+    let binaries = match &args.binaries {
+        Some(dir) => measure::Binaries::in_dir(dir)?,
+        None => measure::Binaries::beside_this_executable()?,
+    };
     let temporary = tempfile::tempdir()?;
     let work = args
         .work_dir
         .clone()
         .unwrap_or_else(|| temporary.path().to_path_buf());
     if let Some(items) = args.stac {
+        binaries.require_plugin("stac")?;
         return stac::harvest(&binaries, &work, items);
     }
     if let Some(n) = args.odata {
+        binaries.require_plugin("odata")?;
         return odata::harvest(&binaries, &work, n);
     }
     suite::jsonl(

@@ -8,12 +8,16 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The release binary and plugin the benchmark measures, and the launcher
-/// that runs it.
+/// The release binary and plugins the benchmark measures, and the launcher
+/// that runs them.
 pub struct Binaries {
+    dir: PathBuf,
     muninn_sync: PathBuf,
     launcher: Launcher,
 }
+
+/// The variable the host searches for plugins before its own directory.
+const PLUGIN_PATH_VARIABLE: &str = "MUNINN_SYNC_PLUGIN_PATH";
 
 impl Binaries {
     /// muninn-sync and libjsonl.so are built beside the benchmark by
@@ -24,11 +28,22 @@ impl Binaries {
             .parent()
             .map(Path::to_path_buf)
             .context("no executable directory")?;
+        Binaries::in_dir(&dir)
+    }
+
+    /// muninn-sync and the plugins in `dir` (another build's
+    /// `target/release`, to measure it beside this one). Starts the
+    /// launcher, so call it before the benchmark allocates much.
+    pub fn in_dir(dir: &Path) -> Result<Binaries> {
+        let dir = dir
+            .canonicalize()
+            .with_context(|| format!("no binaries directory {}", dir.display()))?;
         let muninn_sync = dir.join("muninn-sync");
         for needed in [&muninn_sync, &dir.join("libjsonl.so")] {
             if !needed.is_file() {
                 bail!(
-                    "{} is missing: run `cargo build --release` first",
+                    "{} is missing: run `cargo build --release` first, or give --binaries \
+                     the directory that holds muninn-sync and its plugins",
                     needed.display()
                 );
             }
@@ -39,10 +54,27 @@ impl Binaries {
                 dir.display()
             );
         }
+        // The host looks for plugins in this variable's directories before
+        // its own: a value in the caller's environment would make the runs
+        // load other plugins than these. The launcher inherits it.
+        std::env::set_var(PLUGIN_PATH_VARIABLE, &dir);
         Ok(Binaries {
+            dir,
             muninn_sync,
             launcher: Launcher::start()?,
         })
+    }
+
+    /// Fails, naming the file, when `dir` has no plugin `lib<name>.so`.
+    pub fn require_plugin(&self, name: &str) -> Result<()> {
+        let plugin = self.dir.join(format!("lib{name}.so"));
+        if !plugin.is_file() {
+            bail!(
+                "{} is missing: build it (`cargo build --release -p muninn-sync-{name}`)",
+                plugin.display()
+            );
+        }
+        Ok(())
     }
 }
 
