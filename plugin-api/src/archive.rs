@@ -343,6 +343,28 @@ impl<'a> Archive<'a> {
         })
     }
 
+    /// Tells the host that about `count` remote products of `product_type`
+    /// lie in this sync call's window (a listing's total, a count the
+    /// remote gives), so that its progress shows done / expected, the
+    /// percentage and the time left instead of a bare count. It is for
+    /// progress (and the run's report) only: nothing is checked against
+    /// it. Call it again to correct it; the last count stands. A host
+    /// older than this call ignores it.
+    ///
+    /// ```no_run
+    /// # use muninn_sync_plugin_api::{anyhow, Archive};
+    /// # fn sync(archive: &mut Archive<'_>, listed: usize) -> anyhow::Result<()> {
+    /// archive.expect_products("S2MSI1C", listed as u64)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn expect_products(&mut self, product_type: &str, count: u64) -> Result<()> {
+        self.optional_notice(&Notice::Expected {
+            product_type: product_type.to_string(),
+            count,
+        })
+    }
+
     /// The product types the catalogue holds, each with its number of
     /// products, how many of them this synchronizer owns, and the range of
     /// their `validity_start`: what a plugin needs to reconcile the types

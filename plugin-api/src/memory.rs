@@ -75,7 +75,8 @@
 //!   ([`configure`]) and syncs it; [`MemoryArchive::sync`] syncs one you
 //!   made yourself. Both return a [`SyncReport`]: the counts muninn-sync's
 //!   summary shows, the skipped products with their messages, the
-//!   watermarks the run raised, and every notification.
+//!   watermarks the run raised, the products the plugin expected per
+//!   product type ([`Archive::expect_products`]), and every notification.
 //! - [`MemoryArchive::archive`] is the [`Archive`] itself, for testing a
 //!   helper of your own that takes one; [`MemoryArchive::take_report`] then
 //!   says what it did.
@@ -223,6 +224,10 @@ pub struct SyncReport {
     /// The watermarks the run raised, per product type, as muninn-sync would
     /// commit them.
     pub watermarks: BTreeMap<String, Timestamp>,
+    /// How many products the plugin said lie in the window, per product
+    /// type ([`Archive::expect_products`]; the last count of a type
+    /// stands), as muninn-sync's progress and report take them.
+    pub expected: BTreeMap<String, u64>,
     /// Every notification the plugin sent, in order, `idle` included.
     pub notices: Vec<Notice>,
     /// Products the run did not remove because another synchronizer (or
@@ -822,6 +827,15 @@ impl MemoryArchive {
                 self.raise_watermark(product_type, *time)
             }
             PluginNotice::Idle => {}
+            PluginNotice::Expected {
+                product_type,
+                count,
+            } => {
+                self.run
+                    .report
+                    .expected
+                    .insert(product_type.clone(), *count);
+            }
             PluginNotice::ProductTypes => {
                 return Ok(encode_product_types(&self.product_type_summaries()))
             }
@@ -984,5 +998,111 @@ impl FfiArchive for MemoryArchive {
             Ok(answer) => RResult::ROk(answer.into()),
             Err(error) => RResult::RErr(error.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expectations_are_kept_per_type_and_the_last_one_stands() {
+        let mut memory = MemoryArchive::new();
+        let mut archive = memory.archive();
+        archive.expect_products("S2MSI1C", 200_000).unwrap();
+        archive.expect_products("S2MSI2A", 0).unwrap();
+        archive.expect_products("S2MSI1C", 199_998).unwrap();
+        drop(archive);
+        let report = memory.take_report();
+        assert_eq!(
+            report.expected,
+            BTreeMap::from([("S2MSI1C".to_string(), 199_998), ("S2MSI2A".to_string(), 0)])
+        );
+        assert_eq!(report.notices_of("expected").count(), 3);
+        assert_eq!(
+            report.notices[0].payload,
+            serde_json::json!({"product_type": "S2MSI1C", "count": 200_000})
+        );
+        assert!(
+            memory.take_report().expected.is_empty(),
+            "a new run expects nothing yet"
+        );
+    }
+
+    /// A muninn-sync older than the `expected` notification: it answers
+    /// every kind it does not know as such a host does.
+    struct OlderHost(MemoryArchive);
+
+    impl FfiArchive for OlderHost {
+        fn find_by_name(
+            &self,
+            product_type: RStr<'_>,
+            product_names: RSlice<'_, RString>,
+            namespaces: RSlice<'_, RString>,
+        ) -> RResult<RVec<ROption<FfiProduct>>, RString> {
+            self.0.find_by_name(product_type, product_names, namespaces)
+        }
+        fn find_by_uuid(
+            &self,
+            uuids: RSlice<'_, FfiUuid>,
+            namespaces: RSlice<'_, RString>,
+        ) -> RResult<RVec<ROption<FfiProduct>>, RString> {
+            self.0.find_by_uuid(uuids, namespaces)
+        }
+        fn walk(
+            &self,
+            walk: &FfiWalk,
+            namespaces: RSlice<'_, RString>,
+        ) -> RResult<RVec<FfiProduct>, RString> {
+            self.0.walk(walk, namespaces)
+        }
+        fn scan(&mut self, scan: &FfiScan) -> RResult<RVec<FfiScanRow>, RString> {
+            self.0.scan(scan)
+        }
+        fn create(&mut self, product: FfiProduct) -> RResult<(), RString> {
+            self.0.create(product)
+        }
+        fn update(&mut self, update: FfiUpdate) -> RResult<(), RString> {
+            self.0.update(update)
+        }
+        fn remove(&mut self, uuid: FfiUuid) -> RResult<bool, RString> {
+            self.0.remove(uuid)
+        }
+        fn notify(&mut self, kind: RStr<'_>, payload: RStr<'_>) -> RResult<RString, RString> {
+            if kind.as_str() == "expected" {
+                let unknown = crate::notice::NoticeError::Unknown(kind.to_string());
+                return RResult::RErr(unknown.to_string().into());
+            }
+            self.0.notify(kind, payload)
+        }
+    }
+
+    #[test]
+    fn an_older_host_that_does_not_know_expectations_is_no_error() {
+        let mut older = OlderHost(MemoryArchive::new());
+        let mut archive = Archive::new(FfiArchive_TO::from_ptr(&mut older, TD_Opaque));
+        archive.expect_products("T", 5).unwrap();
+        archive.count_unchanged(5).unwrap();
+        drop(archive);
+        let report = older.0.take_report();
+        assert!(report.expected.is_empty());
+        assert_eq!(report.unchanged, 5, "the run goes on");
+    }
+
+    #[test]
+    fn a_malformed_expectation_is_refused_as_the_host_refuses_it() {
+        let mut memory = MemoryArchive::new();
+        let refused = memory
+            .notify(
+                RStr::from_str("expected"),
+                RStr::from_str(r#"{"product_type": "T"}"#),
+            )
+            .unwrap_err();
+        assert!(
+            refused
+                .as_str()
+                .starts_with("malformed notification \"expected\""),
+            "{refused}"
+        );
     }
 }

@@ -51,6 +51,11 @@ pub enum Notice {
     /// SDK asks when the catalogue refused a product, to leave out the
     /// properties whose values do not fit their columns.
     PropertyTypes { namespaces: Vec<String> },
+    /// About `count` remote products of `product_type` lie in this sync
+    /// call's window: what the host's progress counts against. Only an
+    /// estimate for progress, never a check; a later one for the same
+    /// type replaces it.
+    Expected { product_type: String, count: u64 },
 }
 
 /// Why a notification cannot be read.
@@ -99,6 +104,12 @@ struct UnchangedPayload {
 struct WatermarkPayload {
     product_type: String,
     time: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ExpectedPayload {
+    product_type: String,
+    count: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -180,6 +191,7 @@ impl Notice {
             Notice::Deletion(_) => "deletion",
             Notice::Deletions { .. } => "deletions",
             Notice::PropertyTypes { .. } => "property_types",
+            Notice::Expected { .. } => "expected",
         }
     }
 
@@ -210,6 +222,13 @@ impl Notice {
                 product_names: product_names.clone(),
             }),
             Notice::PropertyTypes { namespaces } => Ok(json!({ "namespaces": namespaces })),
+            Notice::Expected {
+                product_type,
+                count,
+            } => serde_json::to_value(ExpectedPayload {
+                product_type: product_type.clone(),
+                count: *count,
+            }),
         };
         value.expect("a notice is plain data").to_string()
     }
@@ -263,6 +282,13 @@ impl Notice {
                 let p: PropertyTypesPayload = read(payload).map_err(malformed)?;
                 Ok(Notice::PropertyTypes {
                     namespaces: p.namespaces,
+                })
+            }
+            "expected" => {
+                let p: ExpectedPayload = read(payload).map_err(malformed)?;
+                Ok(Notice::Expected {
+                    product_type: p.product_type,
+                    count: p.count,
                 })
             }
             other => Err(NoticeError::Unknown(other.to_string())),
@@ -341,6 +367,10 @@ mod tests {
             Notice::PropertyTypes {
                 namespaces: vec!["eo".into()],
             },
+            Notice::Expected {
+                product_type: "S2MSI1C".into(),
+                count: 200_000,
+            },
         ];
         for notice in notices {
             assert_eq!(
@@ -348,6 +378,55 @@ mod tests {
                 Ok(notice.clone())
             );
         }
+    }
+
+    #[test]
+    fn the_wire_form_of_every_kind_is_as_documented() {
+        // What older hosts and plugins read: none of it may change.
+        let time = parse_timestamp("2024-01-03T10:00:00Z").unwrap();
+        let wire = [
+            (
+                Notice::ProductFailed {
+                    product: "p".into(),
+                    message: "m".into(),
+                    product_type: None,
+                },
+                "product_failed",
+                r#"{"message":"m","product":"p"}"#,
+            ),
+            (
+                Notice::Unchanged { count: 3 },
+                "unchanged",
+                r#"{"count":3}"#,
+            ),
+            (
+                Notice::Watermark {
+                    product_type: "T".into(),
+                    time,
+                },
+                "watermark",
+                r#"{"product_type":"T","time":"2024-01-03 10:00:00"}"#,
+            ),
+            (Notice::Idle, "idle", "{}"),
+            (
+                Notice::Expected {
+                    product_type: "T".into(),
+                    count: 200_000,
+                },
+                "expected",
+                r#"{"count":200000,"product_type":"T"}"#,
+            ),
+        ];
+        for (notice, kind, payload) in wire {
+            assert_eq!((notice.kind(), notice.payload().as_str()), (kind, payload));
+        }
+        let negative = Notice::decode("expected", r#"{"product_type": "T", "count": -1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            negative.starts_with("malformed notification \"expected\""),
+            "{negative}"
+        );
     }
 
     #[test]

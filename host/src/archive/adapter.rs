@@ -185,6 +185,10 @@ impl FfiArchive for ArchiveHandle<'_, '_> {
                     Ok(encode_property_types(&types).into())
                 })
             }
+            // Taken, for progress and the report, in the next step.
+            Notice::Expected { .. } => self
+                .shared
+                .call("expected products", |_state| Ok(RString::new())),
             Notice::Deletions {
                 product_type,
                 product_names,
