@@ -73,11 +73,14 @@ impl SqliteCatalogue {
         // 2 MiB) keeps the upper levels of the indexes a sync looks products
         // up by in memory; more buys little once the catalogue outgrows it
         // and counts against the run's memory (docs/performance.md).
-        // Temporary data (savepoint journals, the sorter that builds an
-        // index) stays in files: in memory, indexing a million-row namespace
-        // for its first scan took 100 MB.
+        // Statement and savepoint journals stay in memory: in files (the
+        // default), every insert whose triggers and indexes touch more than
+        // 64 KiB of pages (a product's core row with its R*Tree) spilled its
+        // journal to a temporary file, some 45 writes a product. The sorter
+        // that builds a scan's index is the exception (see
+        // `SqliteCatalogue::scan_index`).
         conn.execute_batch(
-            "PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384;
+            "PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;
              SELECT count(*) FROM sqlite_master;",
         )
         .with_context(|| format!("\"{}\" is not a usable SQLite database", path.display()))?;
