@@ -1,9 +1,15 @@
-//! The physical limit: the same rows inserted straight into a fresh
-//! catalogue with rusqlite (prepared statements, one transaction per batch,
-//! same schema, indexes, spatial index and page cache), no plugin, no
-//! look-ups, no comparison.
+//! The physical limit on SQLite: the rows a first sync writes, inserted
+//! straight into a fresh catalogue with rusqlite (prepared statements, one
+//! transaction per batch, the catalogue's schema, indexes, spatial index,
+//! page cache and journal settings), no plugin, no look-ups, no comparison.
+//!
+//! As on PostgreSQL (`raw_copy.rs`), two sets of rows: every row a first
+//! sync through the jsonl plugin writes for a product (`core`, `eo`, the
+//! plugin's `jsonl` row and the owner record), "the same rows"; and only
+//! `core` and `eo`, the limit as it was first measured.
 
-use crate::feed::{product, sql_time};
+use crate::feed::{self, product, sql_time};
+use crate::raw_copy::{hash, Rows};
 use anyhow::{Context, Result};
 use muninn_sync_catalogue::{SqliteCatalogue, SqliteOptions};
 use muninn_sync_model::Value;
@@ -14,9 +20,10 @@ use std::time::{Duration, Instant};
 /// The batch size muninn-sync commits at.
 const BATCH: u64 = 5000;
 
-/// Inserts products 0..n into a new catalogue at `path`; returns the time
-/// spent inserting (generating the rows is not counted).
-pub fn insert(path: &Path, n: u64) -> Result<Duration> {
+/// Inserts `rows` of products 0..n into a new catalogue at `path`, as
+/// synchronizer `synchronizer`; returns the time spent inserting
+/// (generating the rows is not counted).
+pub fn insert(path: &Path, n: u64, rows: Rows, synchronizer: &str) -> Result<Duration> {
     // The catalogue creates the schema exactly as a sync would.
     drop(SqliteCatalogue::open(&SqliteOptions::new(path))?);
     let conn = rusqlite::Connection::open(path)?;
@@ -26,16 +33,20 @@ pub fn insert(path: &Path, n: u64) -> Result<Duration> {
         conn.load_extension("mod_spatialite", None::<&str>)
             .context("the benchmark needs mod_spatialite (Debian: libsqlite3-mod-spatialite)")?;
     }
+    // The catalogue's own settings (catalogue/src/sqlite/open.rs).
     conn.execute_batch(
-        "PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384;
+        "PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;
          CREATE TABLE eo (uuid UUID TEXT PRIMARY KEY REFERENCES core(uuid) ON DELETE CASCADE,
-                          cloud_cover REAL, orbit INTEGER, platform TEXT, sensing_time TIMESTAMP);",
+                          cloud_cover REAL, orbit INTEGER, platform TEXT, sensing_time TIMESTAMP);
+         CREATE TABLE jsonl (uuid UUID TEXT PRIMARY KEY REFERENCES core(uuid) ON DELETE CASCADE,
+                             fingerprint INTEGER, key INTEGER, modified TIMESTAMP);",
     )?;
+    let every = rows == Rows::Every;
     let mut spent = Duration::ZERO;
     let mut first = 0;
     while first < n {
         let last = (first + BATCH).min(n);
-        let rows: Vec<(Vec<Sql>, Vec<Sql>)> = (first..last).map(|i| rows(i, n)).collect();
+        let batch: Vec<ProductRows> = (first..last).map(|i| product_rows(i, n)).collect();
         let started = Instant::now();
         let tx = conn.unchecked_transaction()?;
         {
@@ -47,9 +58,29 @@ pub fn insert(path: &Path, n: u64) -> Result<Duration> {
             let mut eo = tx.prepare_cached(
                 "INSERT INTO eo (uuid, cloud_cover, orbit, platform, sensing_time) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            for (core_row, eo_row) in &rows {
-                core.execute(rusqlite::params_from_iter(core_row))?;
-                eo.execute(rusqlite::params_from_iter(eo_row))?;
+            let mut jsonl = tx.prepare_cached(
+                "INSERT INTO jsonl (uuid, fingerprint, key, modified) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for rows in &batch {
+                core.execute(rusqlite::params_from_iter(&rows.core))?;
+                eo.execute(rusqlite::params_from_iter(&rows.eo))?;
+                if every {
+                    jsonl.execute(rusqlite::params_from_iter(&rows.jsonl))?;
+                }
+            }
+            if every {
+                // As the host records them: at the batch's end, in uuid order.
+                let mut owners = tx.prepare_cached(
+                    "INSERT INTO muninn_sync_owners (uuid, synchronizer) VALUES (?1, ?2)",
+                )?;
+                let mut uuids: Vec<&Sql> = batch.iter().map(|rows| &rows.core[0]).collect();
+                uuids.sort_by(|a, b| match (a, b) {
+                    (Sql::Text(a), Sql::Text(b)) => a.cmp(b),
+                    _ => std::cmp::Ordering::Equal,
+                });
+                for uuid in uuids {
+                    owners.execute(rusqlite::params![uuid, synchronizer])?;
+                }
             }
         }
         tx.commit()?;
@@ -63,9 +94,16 @@ fn text(value: Option<String>) -> Sql {
     value.map_or(Sql::Null, Sql::Text)
 }
 
-/// The core and `eo` rows of product `i`, as the catalogue would store them.
-fn rows(i: u64, n: u64) -> (Vec<Sql>, Vec<Sql>) {
-    let (_, p) = product(i, n, 0);
+/// The rows of one product, as the catalogue would store them.
+struct ProductRows {
+    core: Vec<Sql>,
+    eo: Vec<Sql>,
+    jsonl: Vec<Sql>,
+}
+
+/// The rows of product `i`.
+fn product_rows(i: u64, n: u64) -> ProductRows {
+    let (modified, p) = product(i, n, 0);
     let uuid = p.uuid.simple().to_string();
     let now = muninn_sync_model::format_timestamp(&chrono::Utc::now());
     let core = vec![
@@ -96,11 +134,19 @@ fn rows(i: u64, n: u64) -> (Vec<Sql>, Vec<Sql>) {
         other => Sql::Text(other.to_string()),
     };
     let eo = vec![
-        Sql::Text(uuid),
+        Sql::Text(uuid.clone()),
         get("cloud_cover"),
         get("orbit"),
         get("platform"),
         get("sensing_time"),
     ];
-    (core, eo)
+    // The plugin keeps a hash of the product's line and one of its type
+    // and name; any 64-bit hash has the same size.
+    let jsonl = vec![
+        Sql::Text(uuid),
+        Sql::Integer(hash(&feed::line(&modified, &p))),
+        Sql::Integer(hash(&(&p.product_type, &p.product_name))),
+        Sql::Text(muninn_sync_model::format_timestamp(&modified)),
+    ];
+    ProductRows { core, eo, jsonl }
 }

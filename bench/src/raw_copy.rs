@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 const EO_COLUMNS: [&str; 4] = ["cloud_cover", "orbit", "platform", "sensing_time"];
 
 /// The columns of the jsonl plugin's namespace, as the plugin fills them.
-const JSONL_COLUMNS: [&str; 3] = ["fingerprint", "key", "modified"];
+pub const JSONL_COLUMNS: [&str; 3] = ["fingerprint", "key", "modified"];
 
 /// Which of a first sync's rows a raw `COPY` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +136,7 @@ fn texts(n: u64, rows: Rows, synchronizer: &str) -> Vec<Table> {
 }
 
 /// A 64-bit hash of `value` (`DefaultHasher::new` has fixed keys).
-fn hash(value: &impl Hash) -> i64 {
+pub fn hash(value: &impl Hash) -> i64 {
     let mut hasher = DefaultHasher::new();
     value.hash(&mut hasher);
     hasher.finish() as i64
