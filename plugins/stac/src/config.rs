@@ -51,10 +51,11 @@ pub struct Config {
     /// longer returns.
     #[serde(default)]
     pub prune: bool,
-    /// A window with a start and an end longer than this is read in time
-    /// slices of this length (`"7d"`, `"12h"`, `"30m"`, or seconds).
-    #[serde(default = "default_slice", deserialize_with = "text_or_seconds")]
-    pub slice: String,
+    /// The longest time slice (`"7d"`, `"12h"`, `"30m"`, or seconds): a
+    /// cap on the slices the window is cut into where its items are. None:
+    /// no cap.
+    #[serde(default, deserialize_with = "text_or_seconds")]
+    pub slice: Option<String>,
     /// How many slices are fetched at once (1: one after the other).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
@@ -68,21 +69,19 @@ fn default_page_size() -> u32 {
 }
 
 /// A duration as text (`"7d"`) or a number of seconds.
-fn text_or_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+fn text_or_seconds<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
     #[derive(serde::Deserialize)]
     #[serde(untagged)]
     enum TextOrSeconds {
         Text(String),
         Seconds(f64),
     }
-    Ok(match serde::Deserialize::deserialize(deserializer)? {
+    Ok(Some(match serde::Deserialize::deserialize(deserializer)? {
         TextOrSeconds::Text(text) => text,
         TextOrSeconds::Seconds(seconds) => seconds.to_string(),
-    })
-}
-
-fn default_slice() -> String {
-    "7d".into()
+    }))
 }
 
 fn default_concurrency() -> usize {
@@ -108,9 +107,12 @@ impl Config {
         Ok(())
     }
 
-    /// The `slice` key as a duration.
-    pub fn slice_length(&self) -> Result<std::time::Duration> {
-        let text = self.slice.trim();
+    /// The `slice` key as a duration, when it is set.
+    pub fn slice_length(&self) -> Result<Option<std::time::Duration>> {
+        let Some(slice) = &self.slice else {
+            return Ok(None);
+        };
+        let text = slice.trim();
         let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
             Some(at) => text.split_at(at),
             None => (text, "s"),
@@ -125,11 +127,10 @@ impl Config {
         let seconds = number.trim().parse::<f64>().unwrap_or(f64::NAN) * seconds_per_unit;
         if !(seconds.is_finite() && seconds >= 1.0) {
             return Err(anyhow!(
-                "key \"slice\": \"{}\" is not a duration of at least a second (\"7d\", \"12h\", \"30m\", \"90s\")",
-                self.slice
+                "key \"slice\": \"{slice}\" is not a duration of at least a second (\"7d\", \"12h\", \"30m\", \"90s\")"
             ));
         }
-        Ok(std::time::Duration::from_secs_f64(seconds))
+        Ok(Some(std::time::Duration::from_secs_f64(seconds)))
     }
 
     /// The collection of a product type.
@@ -228,20 +229,17 @@ prune = false
             (500, TimeField::Datetime, false)
         );
         assert!(parse("url = \"ftp://x\"").unwrap().check().is_err());
-        assert_eq!(
-            config.slice_length().unwrap(),
-            std::time::Duration::from_secs(7 * 86400)
-        );
+        assert_eq!(config.slice_length().unwrap(), None);
         assert_eq!(config.concurrency, 2);
         let seconds = parse("url = \"https://x\"\nslice = 3600").unwrap();
         assert_eq!(
             seconds.slice_length().unwrap(),
-            std::time::Duration::from_secs(3600)
+            Some(std::time::Duration::from_secs(3600))
         );
         let sliced = parse("url = \"https://x\"\nslice = \"12h\"\nconcurrency = 4").unwrap();
         assert_eq!(
             sliced.slice_length().unwrap(),
-            std::time::Duration::from_secs(12 * 3600)
+            Some(std::time::Duration::from_secs(12 * 3600))
         );
         let bad = parse("url = \"https://x\"\nslice = \"soon\"")
             .unwrap()

@@ -1,9 +1,13 @@
 //! Reading one product type's window from the server, page by page.
 
 use crate::search::{next_request, RepeatGuard, SearchRequest};
+use crate::slices::{Probe, Prober, Stretch};
 use anyhow::{anyhow, Context, Result};
 use muninn_sync_plugin_api::http::{HttpClient, Method};
 use serde_json::Value as Json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::TryRecvError;
+use std::sync::Mutex;
 
 /// Fetches one page and checks it is JSON.
 pub fn fetch(client: &HttpClient, request: &SearchRequest) -> Result<Json> {
@@ -33,12 +37,12 @@ pub fn fetch(client: &HttpClient, request: &SearchRequest) -> Result<Json> {
 }
 
 /// Calls `each_page` with the features of every page of a search, following
-/// next links until the end; a repeated page is an error. `each_page` runs
-/// before the next request is sent.
+/// next links until the end; a repeated page is an error. The features are
+/// handed over, not copied. Returns the number of pages.
 pub fn pages(
     client: &HttpClient,
     first: SearchRequest,
-    mut each_page: impl FnMut(&[Json]) -> Result<()>,
+    mut each_page: impl FnMut(Vec<Json>) -> Result<()>,
 ) -> Result<usize> {
     let mut guard = RepeatGuard::default();
     let mut request = Some(first);
@@ -47,31 +51,176 @@ pub fn pages(
         guard
             .request(&current)
             .map_err(|e| anyhow!(client.redact(&e.to_string())))?;
-        let page = fetch(client, &current)?;
+        let mut page = fetch(client, &current)?;
         guard.page(&page)?;
-        let features = page
-            .get("features")
-            .and_then(Json::as_array)
-            .ok_or_else(|| {
-                anyhow!(
-                    "{} {}: the answer is not a FeatureCollection (no \"features\" list)",
-                    current.method,
-                    client.redact(&current.url)
-                )
-            })?;
+        if !page.get("features").is_some_and(Json::is_array) {
+            return Err(anyhow!(
+                "{} {}: the answer is not a FeatureCollection (no \"features\" list)",
+                current.method,
+                client.redact(&current.url)
+            ));
+        }
+        request = next_request(&current, &page)?;
+        let features = match page.get_mut("features").map(Json::take) {
+            Some(Json::Array(features)) => features,
+            _ => Vec::new(),
+        };
         each_page(features)?;
         count += 1;
-        request = next_request(&current, &page)?;
     }
     Ok(count)
 }
 
-/// Every feature of a search, with the number of pages it took.
-pub fn all_features(client: &HttpClient, first: SearchRequest) -> Result<(usize, Vec<Json>)> {
-    let mut features = Vec::new();
-    let pages = pages(client, first, |page| {
-        features.extend_from_slice(page);
-        Ok(())
-    })?;
-    Ok((pages, features))
+/// What [`read_in_order`] hands the sync thread.
+pub enum Event {
+    /// The next page of slice `slice`, in order.
+    Page { slice: usize, features: Vec<Json> },
+    /// The slice of the last page is read to its end, in `pages` pages.
+    End { pages: usize },
+    /// The next page has not arrived yet: the caller is about to wait.
+    Wait,
+}
+
+/// Reads the searches `firsts` (one per slice) with `concurrency` reader
+/// threads, and hands their pages to `handle` on the calling thread, slice
+/// after slice and page after page, in order. A reader runs ahead of
+/// `handle` by at most `ahead` pages of its slice, so pages are fetched and
+/// parsed while earlier ones are written, with bounded memory. The first
+/// error (a reader's or `handle`'s) ends the reading and is returned; the
+/// pages before it have been handled.
+pub fn read_in_order(
+    client: &HttpClient,
+    firsts: Vec<SearchRequest>,
+    concurrency: usize,
+    ahead: usize,
+    mut handle: impl FnMut(Event) -> Result<()>,
+) -> Result<()> {
+    let count = firsts.len();
+    let mut receivers = Vec::with_capacity(count);
+    let mut work = Vec::with_capacity(count);
+    for first in firsts {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<Delivery>>(ahead.max(1));
+        receivers.push(receiver);
+        work.push((first, sender));
+    }
+    // Slices are taken in order, so the one `handle` waits for always has
+    // a reader: the readers of later slices wait, once `ahead` pages are
+    // read, only while `handle` works through earlier ones.
+    let work = Mutex::new(work.into_iter());
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..concurrency.clamp(1, count.max(1)) {
+            scope.spawn(|| loop {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Some((first, sender)) = work.lock().ok().and_then(|mut w| w.next()) else {
+                    break;
+                };
+                let read = pages(client, first, |features| {
+                    sender
+                        .send(Ok(Delivery::Page(features)))
+                        .map_err(|_| anyhow!("the reading was stopped"))
+                });
+                // When `handle` has stopped, nobody listens: nothing to tell.
+                let _ = sender.send(read.map(Delivery::End));
+            });
+        }
+        let result = (|| {
+            for (slice, receiver) in receivers.iter().enumerate() {
+                loop {
+                    let delivery = match receiver.try_recv() {
+                        Ok(delivery) => delivery,
+                        Err(TryRecvError::Empty) => {
+                            handle(Event::Wait)?;
+                            receiver.recv().map_err(|_| {
+                                anyhow!("the reader of slice {slice} ended without a word")
+                            })?
+                        }
+                        Err(TryRecvError::Disconnected) => {
+                            return Err(anyhow!("the reader of slice {slice} ended without a word"))
+                        }
+                    };
+                    match delivery? {
+                        Delivery::Page(features) => handle(Event::Page { slice, features })?,
+                        Delivery::End(pages) => {
+                            handle(Event::End { pages })?;
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })();
+        // Readers blocked on a full channel wake up with an error when its
+        // receiver goes; the others stop before their next slice.
+        stop.store(true, Ordering::Relaxed);
+        drop(receivers);
+        result
+    })
+}
+
+/// What a reader sends for its slice.
+enum Delivery {
+    Page(Vec<Json>),
+    End(usize),
+}
+
+/// Probes stretches of one collection's window: `limit=1` searches with the
+/// window's own filter and order.
+pub struct Searches<'a> {
+    pub client: &'a HttpClient,
+    pub search: &'a str,
+    pub collection: &'a str,
+    /// `datetime` or `updated`.
+    pub time_field: &'a str,
+    pub sort: bool,
+    pub cql2_text: bool,
+}
+
+impl Searches<'_> {
+    /// The first request of a stretch's search.
+    pub fn first(&self, stretch: Stretch, limit: u32, descending: bool) -> Result<SearchRequest> {
+        crate::search::first_request(
+            self.search,
+            &crate::search::Window {
+                collection: self.collection,
+                start: stretch.start,
+                end: stretch.end,
+                limit,
+                time_field: self.time_field,
+                sort: self.sort,
+                descending,
+                cql2_text: self.cql2_text,
+            },
+        )
+    }
+}
+
+impl Prober for Searches<'_> {
+    fn probe(&self, stretch: Stretch, descending: bool) -> Result<Probe> {
+        let request = self.first(stretch, 1, descending)?;
+        let page = fetch(self.client, &request)?;
+        let first = page.pointer("/features/0");
+        let count = page
+            .get("numberMatched")
+            .or_else(|| page.pointer("/context/matched"))
+            .and_then(Json::as_u64);
+        let time = first.and_then(|item| {
+            let properties = item.get("properties")?;
+            let text = match self.time_field {
+                "updated" => properties.get("updated")?.as_str()?,
+                _ => properties
+                    .get("datetime")
+                    .and_then(Json::as_str)
+                    .or_else(|| properties.get("start_datetime")?.as_str())?,
+            };
+            muninn_sync_plugin_api::parse_timestamp(text).ok()
+        });
+        Ok(Probe {
+            found: first.is_some(),
+            count,
+            time,
+        })
+    }
 }

@@ -6,6 +6,7 @@ pub mod conformance;
 mod harvest;
 pub mod item;
 pub mod search;
+pub mod slices;
 
 use anyhow::{anyhow, Result};
 use config::{Config, TimeField};
@@ -16,6 +17,7 @@ use muninn_sync_plugin_api::{
     export_plugin, Archive, Context, SkippedFields, SyncRequest, Synchronizer, Timestamp, Update,
     Uuid, WatermarkTracker,
 };
+use slices::Stretch;
 use std::collections::HashSet;
 
 pub struct Stac {
@@ -95,104 +97,100 @@ impl Stac {
         // the whole collection: slicing would only multiply it.
         let cql2_text = self.filter_works(capabilities, collection, request)?;
         let filtered = time_field == TimeField::Datetime || cql2_text;
-        let slices = if filtered {
-            slices(request.start, request.end, self.config.slice_length()?)
-        } else {
-            vec![(request.start, request.end)]
+        let searches = harvest::Searches {
+            client: &self.client,
+            search: &capabilities.search,
+            collection,
+            time_field: time_field.name(),
+            sort: capabilities.sort,
+            cql2_text,
         };
-        let first = |start: Option<Timestamp>, end: Option<Timestamp>| {
-            search::first_request(
-                &capabilities.search,
-                &search::Window {
-                    collection,
-                    start,
-                    end,
-                    limit: self.config.page_size,
-                    time_field: time_field.name(),
-                    sort: capabilities.sort,
-                    cql2_text,
-                },
-            )
+        let window = Stretch {
+            start: request.start,
+            end: request.end,
         };
-        let mut read = Read::default();
         // Nothing is held open while the server answers.
         archive.idle()?;
-        if slices.len() == 1 {
-            if !capabilities.sort {
-                tracing::warn!(
-                    collection,
-                    "the server cannot sort: the window is read whole, then applied in order of {}",
-                    time_field.name()
-                );
-            }
-            let mut held: Vec<MappedItem> = Vec::new();
-            let pages = harvest::pages(
-                &self.client,
-                first(request.start, request.end)?,
-                |features| {
-                    let page = self.map_page(
-                        archive,
-                        features,
-                        product_type,
-                        (request.start, request.end),
-                        &mut read,
-                        skipped,
-                    )?;
-                    if capabilities.sort {
-                        read.apply(archive, page, request.force, product_type, false)?;
-                    } else {
-                        held.extend(page);
-                    }
-                    archive.idle()
-                },
-            )?;
-            read.pages += pages;
-            held.sort_by_key(|m| m.time);
-            read.apply(archive, held, request.force, product_type, true)?;
+        // Without a server-side filter on `updated`, every request returns
+        // the whole collection: slicing would only multiply it. A window
+        // open at either side is one search too.
+        let slices = if filtered && window.start.is_some() && window.end.is_some() {
+            let rule = slices::Rule {
+                most_items: slices::FEW_PAGES * u64::from(self.config.page_size),
+                cap: self
+                    .config
+                    .slice_length()?
+                    .map(|cap| chrono::TimeDelta::from_std(cap).unwrap_or(chrono::TimeDelta::MAX)),
+                concurrency: self.config.concurrency,
+                sorted: capabilities.sort,
+            };
+            let plan = slices::plan(&searches, &rule, window)?;
+            tracing::info!(
+                collection,
+                slices = plan.slices.len(),
+                probes = plan.probes,
+                matched = plan.matched,
+                "found where the window's items are"
+            );
+            plan.slices
         } else {
+            vec![window]
+        };
+        if !capabilities.sort {
+            tracing::warn!(
+                collection,
+                "the server cannot sort: each slice is read whole, then applied in order of {}",
+                time_field.name()
+            );
+        }
+        if slices.len() > 1 {
             tracing::info!(
                 collection,
                 slices = slices.len(),
                 concurrency = self.config.concurrency,
                 "reading the window in time slices"
             );
-            for wave in slices.chunks(self.config.concurrency) {
-                let fetched: Vec<Result<(usize, Vec<serde_json::Value>)>> =
-                    std::thread::scope(|scope| {
-                        let workers: Vec<_> = wave
-                            .iter()
-                            .map(|(start, end)| {
-                                let request = first(*start, *end);
-                                scope.spawn(move || harvest::all_features(&self.client, request?))
-                            })
-                            .collect();
-                        workers
-                            .into_iter()
-                            .map(|w| {
-                                w.join()
-                                    .unwrap_or_else(|_| Err(anyhow!("a slice's reader panicked")))
-                            })
-                            .collect()
-                    });
-                // In order: a failed slice ends the run; the ones before it stay applied.
-                for ((start, end), result) in wave.iter().zip(fetched) {
-                    let (pages, features) = result?;
-                    read.pages += pages;
-                    let mut items = self.map_page(
+        }
+        let firsts = slices
+            .iter()
+            .map(|slice| searches.first(*slice, self.config.page_size, false))
+            .collect::<Result<Vec<_>>>()?;
+        let mut read = Read::default();
+        let mut held: Vec<MappedItem> = Vec::new();
+        harvest::read_in_order(
+            &self.client,
+            firsts,
+            self.config.concurrency,
+            slices::FEW_PAGES as usize,
+            |event| match event {
+                // Commit what is written before waiting for the server.
+                harvest::Event::Wait => archive.idle(),
+                harvest::Event::Page { slice, features } => {
+                    let slice = slices[slice];
+                    let page = self.map_page(
                         archive,
                         &features,
                         product_type,
-                        (*start, *end),
+                        (slice.start, slice.end),
                         &mut read,
                         skipped,
                     )?;
-                    items.sort_by_key(|m| m.time);
-                    read.apply(archive, items, request.force, product_type, false)?;
-                    archive.idle()?;
+                    if capabilities.sort {
+                        read.apply(archive, page, request.force, product_type, false)
+                    } else {
+                        held.extend(page);
+                        Ok(())
+                    }
                 }
-            }
-            read.progress.report(archive, product_type, true)?;
-        }
+                harvest::Event::End { pages } => {
+                    read.pages += pages;
+                    let mut slice = std::mem::take(&mut held);
+                    slice.sort_by_key(|m| m.time);
+                    read.apply(archive, slice, request.force, product_type, false)
+                }
+            },
+        )?;
+        read.progress.report(archive, product_type, true)?;
         tracing::info!(
             collection,
             product_type,
@@ -497,6 +495,7 @@ fn filter_probe(
             limit,
             time_field: "updated",
             sort: false,
+            descending: false,
             cql2_text: true,
         },
     )
@@ -548,37 +547,6 @@ impl Read {
     }
 }
 
-/// `[start, end)` cut into slices of `length`; one slice when the window is
-/// open at either end or not longer than that.
-fn slices(
-    start: Option<Timestamp>,
-    end: Option<Timestamp>,
-    length: std::time::Duration,
-) -> Vec<(Option<Timestamp>, Option<Timestamp>)> {
-    let (Some(start), Some(end)) = (start, end) else {
-        return vec![(start, end)];
-    };
-    let step = chrono_duration(length);
-    let mut cuts = Vec::new();
-    let mut at = start;
-    while at < end {
-        let next = at
-            .checked_add_signed(step)
-            .filter(|n| *n < end)
-            .unwrap_or(end);
-        cuts.push((Some(at), Some(next)));
-        at = next;
-    }
-    if cuts.is_empty() {
-        cuts.push((Some(start), Some(end)));
-    }
-    cuts
-}
-
-fn chrono_duration(length: std::time::Duration) -> chrono::TimeDelta {
-    chrono::TimeDelta::from_std(length).unwrap_or(chrono::TimeDelta::MAX)
-}
-
 /// The watermark as items pass in order of time.
 #[derive(Default)]
 struct Progress(WatermarkTracker);
@@ -604,31 +572,3 @@ impl Progress {
 }
 
 export_plugin!("stac", Stac);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use muninn_sync_plugin_api::parse_timestamp;
-
-    #[test]
-    fn long_windows_are_cut_into_slices() {
-        let t = |s: &str| Some(parse_timestamp(s).unwrap());
-        let day = std::time::Duration::from_secs(86400);
-        assert_eq!(
-            slices(t("2024-01-01"), t("2024-01-03T12:00:00"), day),
-            [
-                (t("2024-01-01"), t("2024-01-02")),
-                (t("2024-01-02"), t("2024-01-03")),
-                (t("2024-01-03"), t("2024-01-03T12:00:00")),
-            ]
-        );
-        assert_eq!(
-            slices(t("2024-01-01"), None, day),
-            [(t("2024-01-01"), None)]
-        );
-        assert_eq!(
-            slices(t("2024-01-01"), t("2024-01-01T01:00:00"), day).len(),
-            1
-        );
-    }
-}

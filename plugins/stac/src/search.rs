@@ -31,6 +31,8 @@ pub struct Window<'a> {
     pub time_field: &'a str,
     /// Sort by the time field (the server conforms to the sort extension).
     pub sort: bool,
+    /// Newest first (with `sort`): a probe for a stretch's last item.
+    pub descending: bool,
     /// Filter `updated` with CQL2 text (the server conforms to it).
     pub cql2_text: bool,
 }
@@ -70,7 +72,8 @@ pub fn first_request(search: &str, window: &Window<'_>) -> Result<SearchRequest>
         _ => {}
     }
     if window.sort {
-        query.push(("sortby".into(), window.time_field.to_string()));
+        let sign = if window.descending { "-" } else { "" };
+        query.push(("sortby".into(), format!("{sign}{}", window.time_field)));
     }
     let mut url = muninn_sync_plugin_api::http::Url::parse(search)
         .map_err(|e| anyhow!("the search endpoint \"{search}\" is not a URL: {e}"))?;
@@ -218,6 +221,7 @@ mod tests {
             limit: 500,
             time_field,
             sort: true,
+            descending: false,
             cql2_text: true,
         }
     }
