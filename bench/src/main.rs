@@ -1,6 +1,7 @@
 //! `muninn-sync-bench`: measures muninn-sync's catalogue write path against
 //! the physical limit (raw SQLite inserts, PostgreSQL `COPY`, of the same
-//! rows) and prints tables. Run it with
+//! rows) and against Python muninn 7.5 syncing the same feed, and prints
+//! tables. Run it with
 //! `cargo build --release && ./target/release/muninn-sync-bench`.
 
 mod feed;
@@ -9,6 +10,7 @@ mod launcher;
 mod measure;
 mod odata;
 mod postgresql;
+mod python_muninn;
 mod raw;
 mod raw_copy;
 mod server_process;
@@ -61,6 +63,22 @@ struct Args {
     /// Default: the directory of this benchmark's executable.
     #[arg(long, value_name = "DIR")]
     binaries: Option<PathBuf>,
+    /// Feed sizes at which Python muninn 7.5 syncs beside muninn-sync
+    /// (first sync, unchanged re-sync, --force). Its virtualenv is made by
+    /// scripts/install-python-muninn.sh when missing.
+    #[arg(
+        long,
+        value_name = "N,...",
+        value_delimiter = ',',
+        default_value = "2000,10000"
+    )]
+    python_muninn_sizes: Vec<u64>,
+    /// Instead: only Python muninn beside muninn-sync.
+    #[arg(long, conflicts_with = "no_python_muninn")]
+    python_muninn_only: bool,
+    /// Leave Python muninn out of the jsonl benchmark.
+    #[arg(long)]
+    no_python_muninn: bool,
     /// (The process that starts the measured runs: see launcher.rs.)
     #[arg(long = "launcher", hide = true)]
     launcher: bool,
@@ -97,11 +115,17 @@ fn main() -> Result<()> {
         binaries.require_plugin("odata")?;
         return odata::harvest(&binaries, &work, n);
     }
-    suite::jsonl(
-        &binaries,
-        &work,
-        args.products,
-        &args.backends,
-        args.pg_log_statements,
-    )
+    if !args.python_muninn_only {
+        suite::jsonl(
+            &binaries,
+            &work,
+            args.products,
+            &args.backends,
+            args.pg_log_statements,
+        )?;
+    }
+    match args.no_python_muninn {
+        true => Ok(()),
+        false => python_muninn::compare(&binaries, &work, &args.python_muninn_sizes),
+    }
 }

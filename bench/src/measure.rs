@@ -77,6 +77,12 @@ impl Binaries {
         }
         Ok(())
     }
+
+    /// The launcher that runs the measured programs, for programs other
+    /// than muninn-sync measured the same way.
+    pub fn launcher(&self) -> &Launcher {
+        &self.launcher
+    }
 }
 
 /// One run of the binary.
