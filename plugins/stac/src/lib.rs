@@ -132,6 +132,9 @@ impl Stac {
                 matched = plan.matched,
                 "found where the window's items are"
             );
+            if let Some(matched) = plan.matched {
+                archive.expect_products(product_type, matched)?;
+            }
             plan.slices
         } else {
             vec![window]
