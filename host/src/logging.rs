@@ -4,9 +4,12 @@
 use abi_stable::std_types::RStr;
 use muninn_sync_plugin_api::ffi::{level, FfiHost};
 use std::fmt;
+use std::io::IsTerminal;
 use tracing::{Event, Level, Subscriber};
+use tracing_indicatif::writer::{IndicatifWriter, Stderr};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -56,17 +59,20 @@ pub fn safe_line(text: &str) -> String {
     }
 }
 
-/// stderr, wiping the progress line before a log line is written over it.
-fn stderr_below_progress() -> std::io::Stderr {
-    let stderr = std::io::stderr();
-    crate::progress::wipe(&mut stderr.lock());
-    stderr
-}
-
-/// Sends log events at `max_level` and above to stderr.
+/// Sends log events at `max_level` and above to stderr. On a terminal that
+/// shows info lines, progress bars share stderr with the log
+/// ([`crate::progress`]): tracing-indicatif's writer suspends them while a
+/// line is written, so the two never collide.
 pub fn init(max_level: LevelFilter) {
+    let writer = if max_level >= LevelFilter::INFO && std::io::stderr().is_terminal() {
+        BoxMakeWriter::new(IndicatifWriter::<Stderr>::new(
+            crate::progress::attach_terminal(),
+        ))
+    } else {
+        BoxMakeWriter::new(std::io::stderr)
+    };
     tracing_subscriber::fmt()
-        .with_writer(stderr_below_progress)
+        .with_writer(writer)
         .with_max_level(max_level)
         .with_ansi(false)
         .event_format(MuninnFormat)

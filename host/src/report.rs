@@ -40,6 +40,11 @@ pub struct Summary {
     /// Products the plugin asked to remove and the run left alone, because
     /// another synchronizer owns them (or nobody does, without `adopt`).
     pub left_alone: u64,
+    /// How many products the plugin expected in the window, per product
+    /// type (`expect_products`; only the types it announced).
+    pub expected: BTreeMap<String, u64>,
+    /// Their sum; `None` when the plugin announced none.
+    pub expected_total: Option<u64>,
 }
 
 /// How many products of each kind the summary names in a dry run's log;
@@ -136,6 +141,10 @@ impl Summary {
             "failures": self.failures.iter().map(|f| json!({"product": f.product, "message": f.message})).collect::<Vec<_>>(),
             "error": self.error,
             "left_alone": self.left_alone,
+            "expected": {
+                "total": self.expected_total,
+                "product_types": self.expected,
+            },
             "watermarks": self.watermarks.iter().map(|(t, w)| (t.clone(), json!(rfc3339(w)))).collect::<serde_json::Map<_, _>>(),
         });
         if self.dry_run {
@@ -166,6 +175,8 @@ pub struct SynchronizerMetrics {
     pub last_run: Option<RunRecord>,
     pub last_success: Option<Timestamp>,
     pub watermarks: Watermarks,
+    /// What the last run's plugin expected, per product type.
+    pub expected: BTreeMap<String, u64>,
 }
 
 /// A metric's name, help text, and samples (labels, value).
@@ -212,6 +223,11 @@ pub fn metrics_text(
             "The remote modification time up to which every change is committed, by product type.",
             Vec::new(),
         ),
+        (
+            EXPECTED,
+            "Products the synchronizer's last run expected in its window (as its plugin announced them), by product type.",
+            Vec::new(),
+        ),
     ];
     for (name, metrics) in synchronizers {
         let base = format!(
@@ -256,6 +272,12 @@ pub fn metrics_text(
                 epoch_seconds(time),
             ));
         }
+        for (product_type, count) in &metrics.expected {
+            families[7].2.push((
+                format!("{base},product_type=\"{}\"", escape(product_type)),
+                count.to_string(),
+            ));
+        }
     }
     let mut text = String::new();
     for (name, help, samples) in families {
@@ -298,6 +320,72 @@ pub fn write_metrics(path: &Path, text: &str) -> Result<()> {
         .persist(path)
         .with_context(|| format!("cannot rename the metrics into \"{}\"", path.display()))?;
     Ok(())
+}
+
+/// The metric of what a run expected.
+const EXPECTED: &str = "muninn_sync_last_run_expected_products";
+
+/// The expected products of `archive`'s synchronizers as a metrics file
+/// holds them (synchronizer -> product type -> count). The run history
+/// does not keep them, so a run that rewrites the file keeps the other
+/// synchronizers' from there. Lines that cannot be read are passed over.
+pub fn expected_in_metrics(text: &str, archive: &str) -> BTreeMap<String, BTreeMap<String, u64>> {
+    let mut found: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line
+            .strip_prefix(EXPECTED)
+            .and_then(|r| r.strip_prefix('{'))
+        else {
+            continue;
+        };
+        let Some((labels, value)) = read_labels(rest) else {
+            continue;
+        };
+        let Ok(count) = value.trim().parse::<u64>() else {
+            continue;
+        };
+        let label = |name: &str| labels.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+        if let (Some(a), Some(synchronizer), Some(product_type)) = (
+            label("archive"),
+            label("synchronizer"),
+            label("product_type"),
+        ) {
+            if a == archive {
+                found
+                    .entry(synchronizer.clone())
+                    .or_default()
+                    .insert(product_type.clone(), count);
+            }
+        }
+    }
+    found
+}
+
+/// Reads `name="value",...}` (the exposition format's quoting) and what
+/// follows the closing brace.
+fn read_labels(text: &str) -> Option<(Vec<(String, String)>, &str)> {
+    let mut labels = Vec::new();
+    let mut rest = text;
+    loop {
+        if let Some(after) = rest.strip_prefix('}') {
+            return Some((labels, after));
+        }
+        let (name, after) = rest.split_once("=\"")?;
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    other => value.push(other),
+                },
+                (at, '"') => break at,
+                (_, c) => value.push(c),
+            }
+        };
+        labels.push((name.trim_start_matches(',').to_string(), value));
+        rest = &after[end + 1..];
+    }
 }
 
 fn epoch_seconds(time: &Timestamp) -> String {
@@ -352,6 +440,7 @@ mod tests {
                 last_run: Some(run),
                 last_success: Some(time("2024-05-01T10:00:02.5Z")),
                 watermarks: [("S2\"X".to_string(), time("2024-04-30T00:00:00Z"))].into(),
+                expected: [("S2\"X".to_string(), 200_000)].into(),
             },
         )]
         .into();
@@ -364,9 +453,20 @@ mod tests {
             "muninn_sync_last_run_outcome{archive=\"demo\",synchronizer=\"feed\",outcome=\"succeeded\"} 1",
             "muninn_sync_last_success_timestamp_seconds{archive=\"demo\",synchronizer=\"feed\"} 1714557602.5",
             "muninn_sync_watermark_timestamp_seconds{archive=\"demo\",synchronizer=\"feed\",product_type=\"S2\\\"X\"} 1714435200",
+            "# TYPE muninn_sync_last_run_expected_products gauge",
+            "muninn_sync_last_run_expected_products{archive=\"demo\",synchronizer=\"feed\",product_type=\"S2\\\"X\"} 200000",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }
+        // Another run of the archive keeps it, read back from the file.
+        assert_eq!(
+            expected_in_metrics(&text, "demo"),
+            BTreeMap::from([(
+                "feed".to_string(),
+                BTreeMap::from([("S2\"X".to_string(), 200_000)])
+            )])
+        );
+        assert!(expected_in_metrics(&text, "other").is_empty());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::duration::format_duration;
 use crate::loader;
 use crate::lock::Wait;
 use crate::logging::HostServices;
-use crate::progress::Progress;
+use crate::progress::{self, Progress};
 use crate::report::{self, Summary, SynchronizerMetrics};
 use crate::watchdog;
 use crate::window::{self, Window, WindowRequest};
@@ -252,7 +252,13 @@ pub fn run(args: &Args) -> Result<()> {
         catalogue,
         rules,
         &control,
-        Progress::for_terminal(args.quiet),
+        Progress::for_terminal(
+            args.quiet,
+            progress::Window {
+                start: window.start,
+                end: window.end.unwrap_or(started),
+            },
+        ),
     );
     let timeout = args
         .timeout
@@ -425,6 +431,8 @@ pub(crate) fn conclude(
         error: error.clone(),
         watermarks,
         left_alone: state.left_alone(),
+        expected: state.tally().expected(),
+        expected_total: state.tally().expected_total(),
     };
     tracing::info!("{}", summary.line());
     if summary.left_alone > 0 {
@@ -444,7 +452,7 @@ pub(crate) fn conclude(
     if let Some(path) = &context.args.metrics_file {
         if context.args.dry_run {
             tracing::info!("dry run: the metrics file is left as it is");
-        } else if let Err(e) = write_metrics(context, state.catalogue(), path) {
+        } else if let Err(e) = write_metrics(context, state.catalogue(), path, &summary.expected) {
             tracing::error!("{e:#}");
         }
     }
@@ -470,12 +478,23 @@ fn first_failures(state: &State<'_>, how_many: usize) -> String {
 }
 
 /// Writes the metrics of every synchronizer of the archive, from the run
-/// history, so that one file serves them all.
+/// history, so that one file serves them all. What the plugins expected is
+/// not in the history: this run's comes from `expected`, the other
+/// synchronizers' from the file as their last runs wrote it.
 fn write_metrics(
     context: &RunContext<'_>,
     catalogue: &mut (dyn Catalogue + Send),
     path: &Path,
+    expected: &std::collections::BTreeMap<String, u64>,
 ) -> Result<()> {
+    let archive = context.config.path.file_stem().map_or_else(
+        || context.args.archive().to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    let mut kept = std::fs::read_to_string(path)
+        .map(|text| report::expected_in_metrics(&text, &archive))
+        .unwrap_or_default();
+    kept.insert(context.section.name.clone(), expected.clone());
     let successes = catalogue.last_successes()?;
     let mut watermarks = catalogue.all_watermarks()?;
     let mut synchronizers = std::collections::BTreeMap::new();
@@ -490,13 +509,10 @@ fn write_metrics(
                 last_run,
                 last_success: successes.get(&name).copied(),
                 watermarks: watermarks.remove(&name).unwrap_or_default(),
+                expected: kept.remove(&name).unwrap_or_default(),
             },
         );
     }
-    let archive = context.config.path.file_stem().map_or_else(
-        || context.args.archive().to_string(),
-        |s| s.to_string_lossy().into_owned(),
-    );
     report::write_metrics(path, &report::metrics_text(&archive, &synchronizers))?;
     tracing::debug!(metrics = %path.display(), "wrote the metrics");
     Ok(())

@@ -185,10 +185,13 @@ impl FfiArchive for ArchiveHandle<'_, '_> {
                     Ok(encode_property_types(&types).into())
                 })
             }
-            // Taken, for progress and the report, in the next step.
-            Notice::Expected { .. } => self
-                .shared
-                .call("expected products", |_state| Ok(RString::new())),
+            Notice::Expected {
+                product_type,
+                count,
+            } => self.shared.call("expected products", |state| {
+                state.expect(&product_type, count);
+                Ok(RString::new())
+            }),
             Notice::Deletions {
                 product_type,
                 product_names,

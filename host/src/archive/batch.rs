@@ -4,7 +4,7 @@
 //! or the run stopped.
 
 use crate::control::RunControl;
-use crate::progress::Progress;
+use crate::progress::{Progress, Tally};
 use abi_stable::std_types::{RResult, RString};
 use muninn_sync_catalogue::{
     Catalogue, CatalogueError, ChangeKind, Namespaces, RunCounts, Watermarks,
@@ -131,6 +131,9 @@ pub struct State<'c> {
     /// Set once the run's end is recorded, by the main thread or the
     /// watchdog: the other one then leaves the catalogue alone.
     finished: bool,
+    /// What the run did per product type and expected of each, for the
+    /// progress bars, the report and the metrics.
+    tally: Tally,
     progress: Option<Progress>,
 }
 
@@ -158,6 +161,7 @@ impl<'c> Shared<'c> {
                 would: WouldChange::default(),
                 stop: None,
                 finished: false,
+                tally: Tally::default(),
                 progress,
             }),
             control,
@@ -205,7 +209,7 @@ impl<'c> Shared<'c> {
         let state = &mut *state;
         state.stop_at_the_limit();
         if let Some(progress) = state.progress.as_mut() {
-            progress.tick(&state.counts);
+            progress.tick(&state.counts, &state.tally);
         }
         result
     }
@@ -234,6 +238,11 @@ impl State<'_> {
     /// Why the run stopped early, if it did.
     pub fn stop(&self) -> Option<&Stop> {
         self.stop.as_ref()
+    }
+
+    /// What the run did per product type and expected of each.
+    pub fn tally(&self) -> &Tally {
+        &self.tally
     }
 
     /// Whether the run's end has been recorded.
@@ -459,6 +468,7 @@ impl State<'_> {
     /// ([`watermark_verdict`]), to be committed with the batch; a time past
     /// the run's limit is warned of once per product type.
     pub(super) fn raise_watermark(&mut self, product_type: &str, time: Timestamp) {
+        self.tally.saw_time(product_type, time);
         let verdict = watermark_verdict(
             product_type,
             time,
@@ -534,16 +544,15 @@ impl State<'_> {
         Ok(false)
     }
 
-    /// "TYPE/NAME" of a stored product, for a dry run's list.
-    fn describe_stored(&self, uuid: Uuid) -> Result<Option<String>, CatalogueError> {
+    /// "TYPE/NAME" of a stored product, for a dry run's list, and its type.
+    fn describe_stored(&self, uuid: Uuid) -> Result<Option<(String, String)>, CatalogueError> {
         let found = self
             .catalogue
             .products_by_uuid(&[uuid], &Namespaces::Only(Vec::new()))?;
-        Ok(found
-            .into_iter()
-            .next()
-            .flatten()
-            .map(|p| format!("{}/{}", p.product_type, p.product_name)))
+        Ok(found.into_iter().next().flatten().map(|p| {
+            let described = format!("{}/{}", p.product_type, p.product_name);
+            (described, p.product_type)
+        }))
     }
 
     /// Stores a new product, to be claimed for this synchronizer at the
@@ -554,6 +563,7 @@ impl State<'_> {
             .map_err(|e| name_product(e, &product.product_type, &product.product_name))?;
         self.unclaimed.push(product.uuid);
         self.counts.created += 1;
+        self.tally.handled(Some(&product.product_type), 1);
         self.pending += 1;
         if self.rules.dry_run {
             let name = format!("{}/{}", product.product_type, product.product_name);
@@ -566,6 +576,7 @@ impl State<'_> {
     pub(super) fn update(&mut self, update: &Update) -> Result<(), CatalogueError> {
         let described = if self.rules.dry_run {
             self.describe_stored(update.uuid)?
+                .map(|(described, _)| described)
         } else {
             None
         };
@@ -584,6 +595,7 @@ impl State<'_> {
             }
         }
         self.counts.updated += 1;
+        self.tally.handled(None, 1);
         self.pending += 1;
         if self.rules.dry_run {
             let name = described.unwrap_or_else(|| update.uuid.simple().to_string());
@@ -595,7 +607,7 @@ impl State<'_> {
     /// Removes a stored product this synchronizer may remove; whether it
     /// did.
     pub(super) fn remove(&mut self, uuid: Uuid) -> Result<bool, CatalogueError> {
-        let Some(described) = self.describe_stored(uuid)? else {
+        let Some((described, product_type)) = self.describe_stored(uuid)? else {
             return Ok(false);
         };
         if !self.may_remove(uuid, &described)? {
@@ -604,6 +616,7 @@ impl State<'_> {
         let removed = self.catalogue.remove(uuid)?;
         if removed {
             self.counts.removed += 1;
+            self.tally.handled(Some(&product_type), 1);
             self.pending += 1;
             if self.rules.dry_run {
                 self.would.remove.push(described);
@@ -620,6 +633,7 @@ impl State<'_> {
         message: String,
         product_type: Option<&str>,
     ) -> Result<(), CatalogueError> {
+        self.tally.handled(product_type, 1);
         self.record_failure(product, message, product_type);
         if self.rules.fail_fast {
             self.stop_after_commit(Stop::FailFast);
@@ -633,6 +647,13 @@ impl State<'_> {
     /// Counts products the plugin found unchanged.
     pub(super) fn unchanged(&mut self, count: u64) {
         self.counts.unchanged += count;
+        self.tally.handled(None, count);
+    }
+
+    /// Notes that the plugin expects about `count` products of
+    /// `product_type` in the window.
+    pub(super) fn expect(&mut self, product_type: &str, count: u64) {
+        self.tally.expect(product_type, count);
     }
 
     /// The catalogue's product types, with what this synchronizer owns of
