@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use flate2::read::MultiGzDecoder;
 use muninn_sync_plugin_api::{model::to_micros, parse_timestamp, Timestamp};
 use serde::de::IgnoredAny;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -113,6 +113,9 @@ pub struct Index {
     pub lines: u64,
     /// Wanted lines left out because a newer line describes the same product.
     pub superseded: usize,
+    /// The wanted lines of each product type, superseded ones left out:
+    /// about what the sync hands over of each, for the host's progress.
+    pub per_type: BTreeMap<String, u64>,
 }
 
 /// A line that cannot be read.
@@ -224,6 +227,11 @@ pub fn index(
         in_file_order: true,
         ..Index::default()
     };
+    // The product type of each entry, as a number into `type_names`, only
+    // until the lines per type are counted.
+    let mut tags: Vec<u16> = Vec::new();
+    let mut type_names: Vec<String> = Vec::new();
+    let mut type_tags: HashMap<String, u16> = HashMap::new();
     for (number, file) in files.iter().enumerate() {
         let mut reader = file.reader()?;
         for_each_line(reader.as_mut(), max_line, |line, offset, text| {
@@ -292,35 +300,69 @@ pub fn index(
                     index.in_file_order = false;
                 }
                 index.entries.push(entry);
+                tags.push(match type_tags.get(&product_type) {
+                    Some(tag) => *tag,
+                    // So many types that the rest go uncounted.
+                    None if type_names.len() >= usize::from(UNCOUNTED) => UNCOUNTED,
+                    None => {
+                        let tag = type_names.len() as u16;
+                        type_tags.insert(product_type.clone(), tag);
+                        type_names.push(product_type);
+                        tag
+                    }
+                });
             }
             Ok(())
         })
         .with_context(|| format!("cannot read feed file \"{}\"", file.path.display()))?;
     }
+    let (superseded, per_type) =
+        keep_newest_per_product(&mut index.entries, &tags, type_names.len());
+    drop(tags);
+    index.superseded = superseded;
+    index.per_type = type_names.into_iter().zip(per_type).collect();
     if !index.in_file_order {
         index.entries.sort();
     }
-    index.superseded = keep_newest_per_product(&mut index.entries);
     Ok(index)
 }
 
-/// Keeps, of the chronologically ordered `entries`, only the newest of each
-/// product: applying earlier states would only be undone by later ones, and
-/// would make a re-sync write. Returns how many were left out.
-fn keep_newest_per_product(entries: &mut Vec<Entry>) -> usize {
+/// The tag of product types past the first 65,535 of a feed, which are not
+/// counted per type.
+const UNCOUNTED: u16 = u16::MAX;
+
+/// Keeps only the newest of each product's `entries` (the greatest in the
+/// chronological order [`Entry`]'s ordering is, whatever order they are in
+/// now): applying earlier states would only be undone by later ones, and
+/// would make a re-sync write. `tags` numbers each entry's product type,
+/// one of `types`. Returns how many were left out, and how many are kept of
+/// each type.
+fn keep_newest_per_product(
+    entries: &mut Vec<Entry>,
+    tags: &[u16],
+    types: usize,
+) -> (usize, Vec<u64>) {
     let mut order: Vec<u32> = (0..entries.len() as u32).collect();
-    order.sort_unstable_by_key(|&i| (entries[i as usize].key, i));
+    order.sort_unstable_by_key(|&i| entries[i as usize].key);
     let mut keep = vec![false; entries.len()];
-    for (position, &i) in order.iter().enumerate() {
-        let last_of_product = order
-            .get(position + 1)
-            .is_none_or(|&next| entries[next as usize].key != entries[i as usize].key);
-        keep[i as usize] = last_of_product;
+    let mut kept_per_type = vec![0u64; types];
+    for product in order.chunk_by(|&a, &b| entries[a as usize].key == entries[b as usize].key) {
+        let newest = *product
+            .iter()
+            .max_by_key(|&&i| &entries[i as usize])
+            .expect("a group has an entry");
+        keep[newest as usize] = true;
+        if let Some(count) = tags
+            .get(newest as usize)
+            .and_then(|&tag| kept_per_type.get_mut(usize::from(tag)))
+        {
+            *count += 1;
+        }
     }
     let before = entries.len();
     let mut flags = keep.into_iter();
     entries.retain(|_| flags.next().unwrap_or(false));
-    before - entries.len()
+    (before - entries.len(), kept_per_type)
 }
 
 /// Calls `visit(entry, text)` with each indexed line, in the index's order.
@@ -405,7 +447,7 @@ mod tests {
     }
 
     #[test]
-    fn only_the_newest_line_of_a_product_is_kept() {
+    fn only_the_newest_line_of_a_product_is_kept_and_counted_for_its_type() {
         let entry = |modified, key| Entry {
             modified,
             file: 0,
@@ -420,10 +462,57 @@ mod tests {
             entry(4, 9),
             entry(5, 8),
         ];
-        assert_eq!(keep_newest_per_product(&mut entries), 2);
+        // Products 7 and 8 are of type 0, product 9 of type 1.
+        let tags = [0, 0, 0, 1, 0];
+        assert_eq!(
+            keep_newest_per_product(&mut entries, &tags, 2),
+            (2, vec![2, 1])
+        );
         assert_eq!(
             entries.iter().map(|e| e.modified).collect::<Vec<_>>(),
             vec![3, 4, 5]
+        );
+        // Out of chronological order the newest is kept all the same.
+        let mut entries = vec![entry(5, 8), entry(1, 7), entry(2, 8), entry(3, 7)];
+        let kept = keep_newest_per_product(&mut entries, &[0, 0, 0, 0], 1);
+        assert_eq!(kept, (2, vec![2]));
+        assert_eq!(
+            entries.iter().map(|e| e.modified).collect::<Vec<_>>(),
+            vec![5, 3]
+        );
+    }
+
+    #[test]
+    fn the_index_counts_the_lines_of_the_window_per_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feed.jsonl");
+        let line = |modified: &str, product_type: &str, name: &str| {
+            format!(
+                "{{\"modified\": \"{modified}\", \"product_type\": \"{product_type}\", \"product_name\": \"{name}\"}}\n"
+            )
+        };
+        let feed = [
+            line("2024-01-04", "A", "a1"),
+            line("2024-01-01", "A", "a2"),
+            line("2024-01-02", "B", "b1"),
+            line("2024-01-03", "A", "a1"), // superseded by the first line
+            line("2024-01-09", "A", "a3"), // outside the window
+            "not json\n".to_string(),
+        ]
+        .concat();
+        std::fs::write(&path, feed).unwrap();
+        let end = parse_timestamp("2024-01-05").unwrap();
+        let index = super::index(&files(&path).unwrap(), 1 << 20, |_, t| *t < end).unwrap();
+        assert_eq!(
+            index.per_type,
+            BTreeMap::from([("A".to_string(), 2), ("B".to_string(), 1)])
+        );
+        assert_eq!((index.entries.len(), index.superseded), (3, 1));
+        assert!(!index.in_file_order);
+        assert_eq!(
+            index.entries.iter().map(|e| e.line).collect::<Vec<_>>(),
+            vec![2, 3, 1],
+            "in chronological order"
         );
     }
 }

@@ -91,6 +91,11 @@ impl Synchronizer for Jsonl {
             request.in_window(modified)
         })?;
         let types_seen = wanted_types.into_inner();
+        // What the sync hands over of each type, for the host's progress.
+        for product_type in &types_seen {
+            let lines = index.per_type.get(product_type).copied().unwrap_or(0);
+            archive.expect_products(product_type, lines)?;
+        }
         tracing::info!(
             feed = %self.path.display(),
             files = files.len(),
