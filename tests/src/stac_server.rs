@@ -26,6 +26,19 @@ pub struct StacServer {
     /// Claims CQL2 text filtering; `Some(true)`: it works, `Some(false)`:
     /// it answers every filter with no items (as one real back-end does).
     pub cql2: Option<bool>,
+    /// Says how many items match (`numberMatched`), as some servers do.
+    pub number_matched: bool,
+}
+
+impl StacServer {
+    /// The searches seen (every request but the landing page's).
+    pub fn searches(&self) -> Vec<&str> {
+        self.seen
+            .iter()
+            .map(String::as_str)
+            .filter(|line| line.contains("/search"))
+            .collect()
+    }
 }
 
 /// Starts the server; returns its base URL.
@@ -160,10 +173,13 @@ fn answer(
     let mut items: Vec<&Json> = server.items.iter().collect();
     // The datetime interval, closed at both ends as servers treat it.
     if let Some(interval) = query(target, "datetime") {
+        // As times, not text: "10:30:00Z" is before "10:30:00.5Z".
         let (from, to) = interval.split_once('/').unwrap();
+        let time = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+        let (from, to) = (time(from), time(to));
         items.retain(|i| {
-            let t = item_time(i);
-            (from == ".." || t >= from) && (to == ".." || t <= to)
+            let t = time(item_time(i));
+            from.is_none_or(|from| t >= Some(from)) && to.is_none_or(|to| t <= Some(to))
         });
     }
     // updated >= TIMESTAMP('…') [AND updated < TIMESTAMP('…')]
@@ -184,7 +200,8 @@ fn answer(
             });
         }
     }
-    if query(target, "sortby").as_deref() == Some("-updated") {
+    let sortby = query(target, "sortby");
+    if sortby.as_deref() == Some("-updated") {
         items.sort_by_key(|i| {
             std::cmp::Reverse(
                 i["properties"]["updated"]
@@ -193,8 +210,10 @@ fn answer(
                     .to_string(),
             )
         });
+    } else if server.sort && sortby.as_deref() == Some("-datetime") {
+        items.sort_by_key(|i| std::cmp::Reverse(item_time(i).to_string()));
     } else if server.sort {
-        items.sort_by_key(|i| item_time(i).to_string().to_string());
+        items.sort_by_key(|i| item_time(i).to_string());
     } else {
         items.reverse(); // newest first, as one real back-end does
     }
@@ -215,11 +234,13 @@ fn answer(
             json!({"rel": "next", "href": format!("{root}{base}&token={next}")})
         });
     }
-    (
-        200,
-        String::new(),
-        json!({"type": "FeatureCollection", "features": page, "links": links}),
-    )
+    let returned = page.len();
+    let mut answer = json!({"type": "FeatureCollection", "features": page, "links": links});
+    if server.number_matched {
+        answer["numberMatched"] = json!(items.len());
+        answer["numberReturned"] = json!(returned);
+    }
+    (200, String::new(), answer)
 }
 
 /// An item's time for the datetime interval and the sort: `datetime`, or

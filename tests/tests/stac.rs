@@ -267,15 +267,20 @@ fn a_long_window_is_read_in_concurrent_slices_and_applied_in_order(backend: Back
         "{}",
         run.stderr
     );
+    // One probe (limit=1); then, without counts, the window cut for 3
+    // readers (6 slices, each within the 1-day cap), read without probing:
+    // an empty slice costs one request either way.
     let searches: Vec<String> = state
         .lock()
         .unwrap()
-        .seen
+        .searches()
         .iter()
-        .filter(|l| l.contains("datetime="))
-        .cloned()
+        .map(|l| l.to_string())
         .collect();
-    assert_eq!(searches.len(), 5, "{searches:?}");
+    assert_eq!(searches.len(), 7, "{searches:?}");
+    for search in searches.iter().filter(|l| l.contains("limit=2")) {
+        assert!(interval_hours(search) <= 24.0, "{search}");
+    }
     // Applied in order of time, whatever order the slices came back in
     // (and the server lists newest first): the order the rows were
     // written in, SQLite's rowid or, in a table only ever inserted into,
@@ -636,4 +641,107 @@ fn a_zero_cloud_cover_beside_real_ones_and_exact_numbers_re_sync_unchanged(backe
         again.stderr
     );
     assert_eq!(archive.metadata_dates(), before);
+}
+
+/// The length of a search's `datetime` interval, in hours.
+fn interval_hours(request_line: &str) -> f64 {
+    let query = request_line.split_whitespace().nth(1).unwrap();
+    let interval = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("datetime="))
+        .unwrap()
+        .replace("%3A", ":")
+        .replace("%2F", "/");
+    let (start, end) = interval.split_once('/').unwrap();
+    let time = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
+    (time(end) - time(start)).num_seconds() as f64 / 3600.0
+}
+
+/// 30 items in three clusters over 30 years: ten a day apart by an hour,
+/// in 1998, 2007 and 2021.
+fn clustered_items() -> Vec<Json> {
+    let mut items = Vec::new();
+    for (c, day) in ["1998-03-01", "2007-07-15", "2021-11-30"]
+        .iter()
+        .enumerate()
+    {
+        for hour in 0..10 {
+            items.push(item(
+                &format!("S2_{c}_{hour:02}"),
+                &format!("{day}T{hour:02}:30:00Z"),
+                f64::from(hour),
+            ));
+        }
+    }
+    items
+}
+
+on_both_backends!(a_thirty_year_window_costs_about_a_request_per_page);
+fn a_thirty_year_window_costs_about_a_request_per_page(backend: Backend) {
+    let window = ["stac", "--start", "1995-01-01", "--end", "2025-01-01"];
+    // 30 items, 2 a page: 15 pages, and the probes that find them (33,
+    // 18, 33, 43 and 98 searches when written). Fixed 7-day slices made
+    // 1,566 searches, 1-day ones 10,958.
+    for (sort, number_matched, extra, most) in [
+        (true, true, "", 36),
+        (true, false, "", 20),
+        (true, true, "concurrency = 1", 36),
+        (true, true, "slice = \"1d\"\nconcurrency = 4", 48),
+        // Without sorting, no extents: halving finds the clusters.
+        (false, true, "concurrency = 3", 110),
+    ] {
+        let state = Arc::new(Mutex::new(Server {
+            items: clustered_items(),
+            sort,
+            number_matched,
+            ..Server::default()
+        }));
+        let base = serve(state.clone());
+        let archive = archive(backend, &base, extra);
+        let run = archive.sync(&window);
+        run.assert_ok();
+        let case = format!("sort={sort} numberMatched={number_matched} {extra:?}");
+        assert!(
+            run.stderr
+                .contains("30 created, 0 updated, 0 removed, 0 failed"),
+            "{case}: {}",
+            run.stderr
+        );
+        let searches: Vec<String> = state
+            .lock()
+            .unwrap()
+            .searches()
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
+        assert!(
+            searches.len() <= most,
+            "{case}: {} searches: {searches:#?}",
+            searches.len()
+        );
+        if extra.contains("slice") {
+            for search in searches.iter().filter(|l| l.contains("limit=2")) {
+                assert!(interval_hours(search) <= 24.0, "{case}: {search}");
+            }
+        }
+        // Applied in order of time, and the watermark at the last item.
+        let written = backend.pick("rowid", "ctid");
+        let names = archive.strings(&format!("SELECT product_name FROM core ORDER BY {written}"));
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted, "{case}");
+        assert_eq!(
+            archive.strings("SELECT watermark FROM muninn_sync_watermarks"),
+            Vec::<String>::new(),
+            "{case}: a run with --start sets no first watermark"
+        );
+        let again = archive.sync(&window);
+        assert!(
+            again
+                .stderr
+                .contains("0 created, 0 updated, 0 removed, 0 failed, 30 unchanged"),
+            "{case}: {}",
+            again.stderr
+        );
+    }
 }

@@ -183,11 +183,12 @@ impl Planner<'_> {
         if small {
             // Small, but longer than the cap: when its items lie within the
             // cap, the slice is cut down to them.
+            // Cut at whole seconds: servers that keep times to the
+            // millisecond, or compare them as text, see the same bounds.
+            let after_high = whole_second(high) + TimeDelta::seconds(1);
             let tight = Stretch {
-                start: Some(stretch.start.map_or(low, |s| s.max(low))),
-                end: Some(stretch.end.map_or(high + TimeDelta::microseconds(1), |e| {
-                    e.min(high + TimeDelta::microseconds(1))
-                })),
+                start: Some(stretch.start.map_or(low, |s| s.max(whole_second(low)))),
+                end: Some(stretch.end.map_or(after_high, |e| e.min(after_high))),
             };
             if self.within_cap(&tight) {
                 self.slices.push(tight);
@@ -218,18 +219,41 @@ impl Planner<'_> {
             self.slices.push(stretch);
             return Ok(());
         }
-        let cut = |i: i64| low + extent / parts as i32 * i as i32;
-        let mut pieces = Vec::with_capacity(parts as usize);
-        for i in 0..parts {
-            pieces.push(Stretch {
-                start: if i == 0 { stretch.start } else { Some(cut(i)) },
-                end: if i == parts - 1 {
-                    stretch.end
+        // Cut at whole seconds when the extent is long enough: servers
+        // that keep times to the millisecond, or compare them as text, see
+        // the same bounds.
+        let coarse = extent >= TimeDelta::seconds(2 * parts);
+        let mut cuts: Vec<Timestamp> = (1..parts)
+            .map(|i| {
+                let cut = low + extent / parts as i32 * i as i32;
+                if coarse {
+                    whole_second(cut)
                 } else {
-                    Some(cut(i + 1))
-                },
-            });
+                    cut
+                }
+            })
+            .filter(|cut| {
+                stretch.start.is_none_or(|s| *cut > s) && stretch.end.is_none_or(|e| *cut < e)
+            })
+            .collect();
+        cuts.dedup();
+        if cuts.is_empty() {
+            self.slices.push(stretch);
+            return Ok(());
         }
+        let mut pieces = Vec::with_capacity(cuts.len() + 1);
+        let mut start = stretch.start;
+        for cut in cuts {
+            pieces.push(Stretch {
+                start,
+                end: Some(cut),
+            });
+            start = Some(cut);
+        }
+        pieces.push(Stretch {
+            start,
+            end: stretch.end,
+        });
         // Without counts, a piece is probed only when the cap may cut it
         // further: an empty one costs one request either way.
         if probe.count.is_none() && pieces.iter().all(|p| self.within_cap(p)) {
@@ -242,6 +266,11 @@ impl Planner<'_> {
         }
         Ok(())
     }
+}
+
+/// `time` without its fraction of a second.
+fn whole_second(time: Timestamp) -> Timestamp {
+    time - TimeDelta::nanoseconds(i64::from(time.timestamp_subsec_nanos()))
 }
 
 #[cfg(test)]
