@@ -48,6 +48,10 @@ pub struct OdataServer {
     /// in `seen`), every answer has this status: `Some((0, 503))` is a
     /// service that is down.
     pub outage: Option<(usize, u16)>,
+    /// What `$count=true` answers instead of the real `@odata.count`, as
+    /// JSON text (`"\"many\""`, `"-1"`); `Some("")` leaves it out, as a
+    /// service that ignores `$count` does. `None`: the real count.
+    pub count_answer: Option<&'static str>,
     /// Every request target (path and query, as sent).
     pub seen: Vec<String>,
     /// Requests in any 60 s before a 429 (CDSE: 2,000 a minute per user);
@@ -67,6 +71,7 @@ impl Default for OdataServer {
             deleted: Products::default(),
             failures: Vec::new(),
             outage: None,
+            count_answer: None,
             seen: Vec::new(),
             requests_per_minute: Some(2000),
             before_answer: None,
@@ -343,6 +348,25 @@ struct Answer {
 }
 
 impl Answer {
+    /// The answer with its `@odata.count` replaced by `scripted` (JSON
+    /// text), or left out when `scripted` is empty.
+    fn with_count(mut self, scripted: &str) -> Answer {
+        let Some(at) = self.body.find(",\"@odata.count\":") else {
+            return self;
+        };
+        let value_at = at + ",\"@odata.count\":".len();
+        let end = self.body[value_at..]
+            .find([',', '}'])
+            .map_or(self.body.len(), |e| value_at + e);
+        let replacement = if scripted.is_empty() {
+            String::new()
+        } else {
+            format!(",\"@odata.count\":{scripted}")
+        };
+        self.body.replace_range(at..end, &replacement);
+        self
+    }
+
     fn ok(body: String) -> Answer {
         Answer {
             status: 200,
@@ -484,7 +508,11 @@ fn answer(
         _ => return Answer::error(404, format!("no resource {path}")),
     };
     match query(entities, set, root, target) {
-        Ok(answer) | Err(answer) => answer,
+        Ok(answer) => match server.count_answer {
+            Some(scripted) => answer.with_count(scripted),
+            None => answer,
+        },
+        Err(answer) => answer,
     }
 }
 
@@ -1719,6 +1747,24 @@ mod tests {
             product(82, "S2MSI1C", "2024-01-01T12:00:00Z")["GeoFootprint"]["type"],
             "MultiPolygon"
         );
+    }
+
+    #[test]
+    fn a_count_alone_lists_no_product_and_can_be_scripted_away() {
+        let state = server(product_list(0..3, "S2MSI1C", |n| {
+            format!("2024-01-0{}T00:00:00.000Z", n + 1)
+        }));
+        let target = "/odata/v1/Products?$filter=ModificationDate%20ge%202024-01-02T00:00:00.000Z&$top=0&$count=true";
+        let counted = get(&state, target).json();
+        assert_eq!(counted["@odata.count"], 2);
+        assert_eq!(counted["value"], json!([]));
+        assert_eq!(counted.get("@odata.nextLink"), None);
+        state.lock().unwrap().count_answer = Some("\"many\"");
+        assert_eq!(get(&state, target).json()["@odata.count"], "many");
+        state.lock().unwrap().count_answer = Some("");
+        let ignored = get(&state, target).json();
+        assert_eq!(ignored.get("@odata.count"), None);
+        assert_eq!(ignored["value"], json!([]), "{ignored}");
     }
 
     #[test]

@@ -213,7 +213,9 @@ fn a_user_syncs_re_syncs_forces_and_updates_sentinel_2_products(backend: Backend
         let server = state.lock().unwrap();
         let requests = server.requests_to("Products");
         assert!(!requests.is_empty());
-        for target in &requests {
+        // Each type's window is counted once, for progress (see
+        // the_service_counts_each_types_window_once_for_progress).
+        for target in requests.iter().filter(|t| option(t, "$count").is_none()) {
             let filter = option(target, "$filter").unwrap_or_default();
             assert!(
                 filter.contains("Collection/Name eq 'SENTINEL-2'"),
@@ -523,7 +525,8 @@ fn thousands_of_products_sharing_one_time_are_all_read_in_small_pages(backend: B
         let server = state.lock().unwrap();
         for target in server.seen[seen..]
             .iter()
-            .filter(|t| t.starts_with("/odata/v1/Products?"))
+            // The window's count asks for no order.
+            .filter(|t| t.starts_with("/odata/v1/Products?") && option(t, "$count").is_none())
         {
             assert!(
                 option(target, "$top").is_some_and(|t| t.parse::<u64>().unwrap() <= 100),
@@ -1543,4 +1546,93 @@ fn a_product_muninn_holds_under_the_same_name_is_left_alone(backend: Backend) {
         archive.strings("SELECT watermark FROM muninn_sync_watermarks"),
         ["2024-01-09 10:00:00"]
     );
+}
+
+on_both_backends!(the_service_counts_each_types_window_once_for_progress);
+fn the_service_counts_each_types_window_once_for_progress(backend: Backend) {
+    let mut all = product_list(0..5, "S2MSI1C", |n| {
+        format!("2024-01-0{}T10:00:00.000Z", n + 1)
+    });
+    all.extend(product_list(0..2, "S2MSI2A", |n| {
+        format!("2024-01-0{}T10:00:00.000Z", n + 1)
+    }));
+    let state = server(all);
+    let base = serve(state.clone());
+    let archive = archive(
+        backend,
+        &base,
+        &[("page_size", Some("2")), ("deletions", Some("false"))],
+    );
+    let run = archive.sync(&[
+        "cdse",
+        "--start",
+        "2024-01-02",
+        "--report",
+        "json",
+        "--metrics-file",
+        "muninn.prom",
+    ]);
+    assert_done(
+        &run,
+        "5 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
+    );
+    let report: Json = serde_json::from_str(&run.stdout).expect("a JSON report");
+    assert_eq!(
+        report["expected"],
+        json!({"total": 5, "product_types": {"S2MSI1C": 4, "S2MSI2A": 1}})
+    );
+    let metrics = std::fs::read_to_string(archive.path("muninn.prom")).unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("muninn_sync_last_run_expected_products{")
+                && l.ends_with(",synchronizer=\"cdse\",product_type=\"S2MSI1C\"} 4")),
+        "{metrics}"
+    );
+    {
+        // One request per type, after its first page, that lists nothing.
+        let server = state.lock().unwrap();
+        let counts: Vec<&String> = server
+            .seen
+            .iter()
+            .filter(|t| option(t, "$count").as_deref() == Some("true"))
+            .collect();
+        assert_eq!(counts.len(), 2, "{:?}", server.seen);
+        for target in counts {
+            assert_eq!(option(target, "$top").as_deref(), Some("0"), "{target}");
+            assert_eq!(option(target, "$expand"), None, "{target}");
+            assert_eq!(option(target, "$orderby"), None, "{target}");
+            assert_eq!(
+                lower_bound(target, "ModificationDate").as_deref(),
+                Some("2024-01-02T00:00:00.000000Z"),
+                "{target}"
+            );
+        }
+    }
+
+    // A service that gives no count, or one that is no count: the sync
+    // goes on without, and the report says none is known.
+    for (scripted, created) in [("", 2), ("\"many\"", 0)] {
+        state.lock().unwrap().count_answer = Some(scripted);
+        let run = archive.sync(&["cdse", "--report", "json"]);
+        assert_done(
+            &run,
+            &format!(
+                "{created} created, 0 updated, 0 removed, 0 failed, {} unchanged",
+                7 - created
+            ),
+        );
+        let report: Json = serde_json::from_str(&run.stdout).unwrap();
+        assert_eq!(
+            report["expected"],
+            json!({"total": null, "product_types": {}}),
+            "@odata.count {scripted:?}"
+        );
+        assert!(
+            run.stderr
+                .contains("cannot count the products of the window"),
+            "{}",
+            run.stderr
+        );
+    }
 }

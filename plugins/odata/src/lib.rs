@@ -130,6 +130,7 @@ impl Odata {
             archive,
             &self.client,
             query,
+            Counted::Yes,
             |entries| {
                 entries
                     .into_iter()
@@ -153,6 +154,7 @@ impl Odata {
                 )
                 .map(|()| tracing::debug!(collection, product_type, products, "applied a page"))
             },
+            |archive, count| archive.expect_products(product_type, count),
         )?;
         for done in watermark.due_times(true) {
             archive.advance_watermark(product_type, done)?;
@@ -233,6 +235,7 @@ impl Odata {
             archive,
             &self.client,
             query,
+            Counted::No,
             |entries: Vec<Entry>| entries,
             |archive, entries| {
                 listed += entries.len();
@@ -278,6 +281,7 @@ impl Odata {
                 }
                 Ok(())
             },
+            |_, _| Ok(()),
         )?;
         tracing::info!(
             collection = self.config.collection,
@@ -348,42 +352,79 @@ fn apply_one(
     archive.apply_update(&update, force).map(drop)
 }
 
+/// Whether [`read_ahead`] counts the window's products too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counted {
+    Yes,
+    No,
+}
+
+/// What the reading thread hands over: a page, or how many products the
+/// window holds.
+enum Delivery<T> {
+    Page(T),
+    Count(u64),
+}
+
 /// Reads a query's pages on a thread of their own while `consume` applies
 /// the ones read before: the next request is on its way while the catalogue
-/// writes. `convert` runs on the reading thread. Returns the number of
+/// writes. `convert` runs on the reading thread. With [`Counted::Yes`] the
+/// thread also asks, once, after the first page (so the products are not
+/// kept waiting by a slow count), how many products the window holds, and
+/// `expect` gets the answer; a window without products holds none, and a
+/// count the service does not give is left out. Returns the number of
 /// requests sent. The thread ends before this returns, so no connection
 /// outlives the call.
+#[allow(clippy::too_many_arguments)]
 fn read_ahead<T: Send>(
     archive: &mut Archive<'_>,
     client: &HttpClient,
     query: Query,
+    counted: Counted,
     convert: impl Fn(Vec<Entry>) -> T + Send,
     mut consume: impl FnMut(&mut Archive<'_>, T) -> Result<()>,
+    mut expect: impl FnMut(&mut Archive<'_>, u64) -> Result<()>,
 ) -> Result<usize> {
     let stopped = AtomicBool::new(false);
     std::thread::scope(|scope| {
         // One page waiting, one being read: bounded memory.
-        let (sender, receiver) = sync_channel::<Result<T>>(1);
+        let (sender, receiver) = sync_channel::<Result<Delivery<T>>>(1);
         let stopped = &stopped;
         let reader = scope.spawn(move || {
+            let mut to_count = (counted == Counted::Yes).then(|| query.clone());
+            let mut counts = 0;
             let mut pager = Pager::new(client, query);
             while !stopped.load(Ordering::Relaxed) {
                 let page = match pager.next_page() {
-                    Ok(Some(entries)) => Ok(convert(entries)),
-                    Ok(None) => break,
+                    Ok(Some(entries)) => Ok(Delivery::Page(convert(entries))),
+                    Ok(None) => {
+                        if to_count.take().is_some() {
+                            let _ = sender.send(Ok(Delivery::Count(0)));
+                        }
+                        break;
+                    }
                     Err(error) => Err(error),
                 };
                 let failed = page.is_err();
                 if sender.send(page).is_err() || failed {
                     break;
                 }
+                if let Some(whole) = to_count.take() {
+                    counts += 1;
+                    let count = query::count(client, &whole);
+                    if let Some(count) = count {
+                        if sender.send(Ok(Delivery::Count(count))).is_err() {
+                            break;
+                        }
+                    }
+                }
             }
-            pager.requests
+            pager.requests + counts
         });
         let mut outcome = Ok(());
         loop {
-            let page = match receiver.try_recv() {
-                Ok(page) => page,
+            let delivery = match receiver.try_recv() {
+                Ok(delivery) => delivery,
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {
                     // Waiting for the network: nothing is held open meanwhile.
@@ -392,12 +433,16 @@ fn read_ahead<T: Send>(
                         break;
                     }
                     match receiver.recv() {
-                        Ok(page) => page,
+                        Ok(delivery) => delivery,
                         Err(_) => break,
                     }
                 }
             };
-            if let Err(error) = page.and_then(|page| consume(archive, page)) {
+            let handled = delivery.and_then(|delivery| match delivery {
+                Delivery::Page(page) => consume(archive, page),
+                Delivery::Count(count) => expect(archive, count),
+            });
+            if let Err(error) = handled {
                 outcome = Err(error);
                 break;
             }

@@ -41,8 +41,8 @@ pub struct Query {
 }
 
 impl Query {
-    /// The URL of the page of products from `from` on, skipping `skip`.
-    pub fn url(&self, from: Option<Timestamp>, skip: usize) -> String {
+    /// The `$filter` of the products from `from` on.
+    fn filter(&self, from: Option<Timestamp>) -> Option<String> {
         let mut filter = self.clauses.clone();
         if let Some(from) = from.max(self.start) {
             filter.push(format!("{} ge {}", self.time_field, literal_time(&from)));
@@ -50,9 +50,27 @@ impl Query {
         if let Some(end) = self.end {
             filter.push(format!("{} lt {}", self.time_field, literal_time(&end)));
         }
+        (!filter.is_empty()).then(|| filter.join(" and "))
+    }
+
+    /// The URL that asks how many products the whole window holds: its
+    /// filter with `$count=true` and `$top=0`, so that the answer carries
+    /// the count and no product (no order, no attributes either).
+    pub fn count_url(&self) -> String {
         let mut options = Vec::new();
-        if !filter.is_empty() {
-            options.push(("$filter", filter.join(" and ")));
+        if let Some(filter) = self.filter(None) {
+            options.push(("$filter", filter));
+        }
+        options.push(("$top", "0".to_string()));
+        options.push(("$count", "true".to_string()));
+        join(&self.entity_set, &options)
+    }
+
+    /// The URL of the page of products from `from` on, skipping `skip`.
+    pub fn url(&self, from: Option<Timestamp>, skip: usize) -> String {
+        let mut options = Vec::new();
+        if let Some(filter) = self.filter(from) {
+            options.push(("$filter", filter));
         }
         options.push(("$orderby", format!("{} asc", self.time_field)));
         options.push(("$top", self.page_size.to_string()));
@@ -62,12 +80,55 @@ impl Query {
         if self.attributes {
             options.push(("$expand", "Attributes".to_string()));
         }
-        let query: Vec<String> = options
-            .iter()
-            .map(|(name, value)| format!("{name}={}", encode(value)))
-            .collect();
-        format!("{}?{}", self.entity_set, query.join("&"))
+        join(&self.entity_set, &options)
     }
+}
+
+/// `<entity set>?<name>=<value>&...`, the values percent-encoded.
+fn join(entity_set: &str, options: &[(&str, String)]) -> String {
+    let query: Vec<String> = options
+        .iter()
+        .map(|(name, value)| format!("{name}={}", encode(value)))
+        .collect();
+    format!("{entity_set}?{}", query.join("&"))
+}
+
+/// How long one attempt at counting a window may take: CDSE counts slowly,
+/// and the count only feeds progress, so a slow one is given up rather
+/// than waited for.
+pub const COUNT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// How many products `query`'s window holds, as the service counts them
+/// (`@odata.count`), in one request that lists no product. `None`, with the
+/// reason logged, when the request fails or the answer has no count that
+/// can be read: the count feeds progress only, so the sync goes on.
+pub fn count(client: &HttpClient, query: &Query) -> Option<u64> {
+    let url = query.count_url();
+    let answer = client.send(muninn_sync_plugin_api::http::Method::GET, &url, |request| {
+        request
+            .header(
+                muninn_sync_plugin_api::http::header::ACCEPT,
+                "application/json",
+            )
+            .timeout(COUNT_TIMEOUT)
+    });
+    let why = match answer {
+        Ok(response) => match serde_json::from_slice::<Json>(response.bytes()) {
+            Ok(json) => match json.get("@odata.count").map(|c| (c, c.as_u64())) {
+                Some((_, Some(count))) => return Some(count),
+                Some((other, None)) => format!("@odata.count is {other}, not a count"),
+                None => "the answer has no @odata.count".to_string(),
+            },
+            Err(e) => format!("the answer is not JSON ({e})"),
+        },
+        Err(error) => format!("{error:#}"),
+    };
+    tracing::info!(
+        request = %client.redact(&url),
+        "cannot count the products of the window, progress goes by time: {}",
+        client.redact(&why)
+    );
+    None
 }
 
 /// `Collection/Name eq '<collection>'`.
@@ -419,6 +480,22 @@ mod tests {
             page_size: 1000,
             attributes: true,
         }
+    }
+
+    #[test]
+    fn the_count_asks_for_the_window_and_no_product() {
+        let mut query = query();
+        query.start = Some(parse_timestamp("2024-01-01T00:00:00Z").unwrap());
+        let url = query.count_url();
+        assert!(url.ends_with("&$top=0&$count=true"), "{url}");
+        assert!(
+            url.contains("ModificationDate%20ge%202024-01-01T00:00:00.000000Z"),
+            "{url}"
+        );
+        assert!(
+            !url.contains("$orderby") && !url.contains("$expand"),
+            "{url}"
+        );
     }
 
     #[test]
