@@ -1,13 +1,17 @@
 //! The STAC harvest benchmark: items per second that the real binary and
 //! `stac` plugin take from a local STAC server holding N items, read as one
-//! slice and as concurrent time slices.
+//! slice and as concurrent time slices; then the same first sync against
+//! stac-fastapi-geoparquet beside pystac-client merely paging the same
+//! search on that server (issue 17: no slower than paging).
 
 use crate::measure::{run, Binaries, Sync};
 use crate::server_process::ServerProcess;
-use anyhow::Result;
+use anyhow::{anyhow, bail, Result};
 use muninn_sync_e2e::stac_server::{serve, StacServer};
 use serde_json::json;
-use std::path::Path;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 /// The items' times: one every 86.4 s from here, so 1,000 a day.
@@ -75,6 +79,11 @@ pub fn harvest(binaries: &Binaries, dir: &Path, n: u64) -> Result<()> {
             concurrency: 1,
         },
         Way {
+            label: "slices where the items are, 2 at a time",
+            slice: "",
+            concurrency: 2,
+        },
+        Way {
             label: "1-day slices, 2 at a time",
             slice: "1d",
             concurrency: 2,
@@ -92,8 +101,9 @@ pub fn harvest(binaries: &Binaries, dir: &Path, n: u64) -> Result<()> {
             format!(
                 "[archive]\ndatabase = \"sqlite\"\n\n[sqlite]\nconnection_string = \"catalogue.sqlite\"\n\n\
                  [\"synchronizer:feed\"]\nmodule = \"stac\"\nurl = \"{base}/\"\ncollections = {{ S2MSI2A = \"s2\" }}\n\
-                 page_size = 1000\nslice = \"{}\"\nconcurrency = {}\n",
-                way.slice, way.concurrency
+                 page_size = 1000\n{}concurrency = {}\n",
+                slice_key(way.slice),
+                way.concurrency
             ),
         )?;
         eprintln!("harvesting {n} STAC items: {}", way.label);
@@ -107,6 +117,189 @@ pub fn harvest(binaries: &Binaries, dir: &Path, n: u64) -> Result<()> {
             first.peak_rss_mb,
             again.seconds,
             n as f64 / again.seconds
+        );
+    }
+    drop(server);
+    against_pystac_client(binaries, dir, n, &window)
+}
+
+/// The `slice` line of a section; none for "".
+fn slice_key(slice: &str) -> String {
+    if slice.is_empty() {
+        String::new()
+    } else {
+        format!("slice = \"{slice}\"\n")
+    }
+}
+
+/// The repository's root, where scripts/ and bench/python-stac/ are.
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// stac-fastapi-geoparquet serving a file, under uvicorn; killed when
+/// dropped.
+struct GeoparquetServer {
+    child: Child,
+    base: String,
+}
+
+impl GeoparquetServer {
+    fn start(python: &Path, parquet: &Path) -> Result<GeoparquetServer> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut child = Command::new(python)
+            .arg(repository().join("bench/python-stac/serve_geoparquet.py"))
+            .arg(parquet)
+            .arg(port.to_string())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("no server output"))?;
+        let mut server = GeoparquetServer {
+            child,
+            base: String::new(),
+        };
+        BufReader::new(stdout).read_line(&mut server.base)?;
+        server.base = server.base.trim().to_string();
+        if !server.base.starts_with("http") {
+            bail!("stac-fastapi-geoparquet did not start (see its messages above)");
+        }
+        Ok(server)
+    }
+}
+
+impl Drop for GeoparquetServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The bench's virtualenv's python, made by scripts/install-bench-python.sh
+/// (run here when it is missing or out of date; it does nothing otherwise).
+fn bench_python() -> Result<PathBuf> {
+    let script = repository().join("scripts/install-bench-python.sh");
+    let status = Command::new("bash").arg(&script).status()?;
+    if !status.success() {
+        bail!(
+            "{} failed: the comparison with pystac-client needs its virtualenv (run it by hand to see why)",
+            script.display()
+        );
+    }
+    Ok(repository().join("target/python-bench/venv/bin/python"))
+}
+
+/// Our first sync against stac-fastapi-geoparquet beside pystac-client
+/// merely paging the same search, on the same server, the same items.
+fn against_pystac_client(binaries: &Binaries, dir: &Path, n: u64, window: &[&str]) -> Result<()> {
+    let python = bench_python()?;
+    let geoparquet_dir = dir.join("geoparquet");
+    std::fs::create_dir_all(&geoparquet_dir)?;
+    let ndjson = geoparquet_dir.join("items.ndjson");
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&ndjson)?);
+        for mut item in items(n) {
+            item["links"] = json!([]);
+            writeln!(out, "{item}")?;
+        }
+    }
+    let parquet = geoparquet_dir.join("items.parquet");
+    let written = Command::new(&python)
+        .arg(repository().join("bench/python-stac/write_geoparquet.py"))
+        .args([&ndjson, &parquet])
+        .status()?;
+    if !written.success() {
+        bail!("cannot write {} with rustac", parquet.display());
+    }
+    let server = GeoparquetServer::start(&python, &parquet)?;
+    let base = &server.base;
+    let (start, end) = (window[1], window[3]);
+    let page = |round: usize| -> Result<(f64, u64)> {
+        let output = Command::new(&python)
+            .arg(repository().join("bench/python-stac/page_pystac_client.py"))
+            .args([
+                &format!("{base}/"),
+                "s2",
+                &format!("{start}T00:00:00Z"),
+                &format!("{end}T00:00:00Z"),
+                "1000",
+            ])
+            .output()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let mut words = text.split_whitespace();
+        let seconds: f64 = words.next().unwrap_or("").parse().map_err(|_| {
+            anyhow!(
+                "pystac-client (round {round}) said: {text}{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
+        let items: u64 = words.next().unwrap_or("0").parse()?;
+        Ok((seconds, items))
+    };
+    let ways = [
+        (
+            "muninn-sync, slices where the items are, 2 at a time (the defaults)",
+            "",
+            2,
+        ),
+        ("muninn-sync, one slice", "100000d", 1),
+    ];
+    // Alternated, best of three each: the machine is shared.
+    let mut paged = f64::INFINITY;
+    let mut synced = vec![f64::INFINITY; ways.len()];
+    for round in 0..3 {
+        eprintln!(
+            "paging {n} STAC items with pystac-client (round {})",
+            round + 1
+        );
+        let (seconds, items) = page(round)?;
+        if items != n {
+            bail!("pystac-client paged {items} items, not {n}");
+        }
+        paged = paged.min(seconds);
+        for ((label, slice, concurrency), best) in ways.iter().zip(&mut synced) {
+            let run_dir = geoparquet_dir.join(format!("run-{round}-{concurrency}"));
+            std::fs::create_dir_all(&run_dir)?;
+            std::fs::write(
+                run_dir.join("archive.toml"),
+                format!(
+                    "[archive]\ndatabase = \"sqlite\"\n\n[sqlite]\nconnection_string = \"catalogue.sqlite\"\n\n\
+                     [\"synchronizer:feed\"]\nmodule = \"stac\"\nurl = \"{base}/\"\ncollections = {{ S2MSI2A = \"s2\" }}\n\
+                     page_size = 1000\n{}concurrency = {concurrency}\n",
+                    slice_key(slice)
+                ),
+            )?;
+            eprintln!("first sync of {n} STAC items from stac-fastapi-geoparquet: {label}");
+            let first: Sync = run(binaries, &run_dir, window)?;
+            if first.written != n {
+                bail!("{label} wrote {} products, not {n}", first.written);
+            }
+            *best = best.min(first.seconds);
+        }
+    }
+    println!();
+    println!(
+        "Against stac-fastapi-geoparquet 0.0.7 (uvicorn, 127.0.0.1; no numberMatched, offset paging), page_size 1000, best of 3:"
+    );
+    println!();
+    println!("| items | reader | s | items/s | / pystac-client |");
+    println!("|---:|---|---:|---:|---:|");
+    println!(
+        "| {n} | pystac-client 0.9.1, pages_as_dicts() (paging only, writes nothing) | {paged:.2} | {:.0} | 1.00 |",
+        n as f64 / paged
+    );
+    for ((label, ..), seconds) in ways.iter().zip(&synced) {
+        println!(
+            "| {n} | {label}: first sync into SQLite | {seconds:.2} | {:.0} | {:.2} |",
+            n as f64 / seconds,
+            seconds / paged
         );
     }
     Ok(())
