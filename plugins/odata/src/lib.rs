@@ -348,7 +348,9 @@ fn apply_one(
             product.uuid.hyphenated()
         ));
     }
-    let update = Update::between(&existing, product, force);
+    // With `force` the product is written even when nothing differs, but
+    // only what differs is rewritten (see `Archive::apply_found`).
+    let update = Update::between(&existing, product, false);
     archive.apply_update(&update, force).map(drop)
 }
 
