@@ -23,6 +23,8 @@ STAC_FASTAPI_VERSION=5.2.1
 RUSTAC_VERSION=0.9.4
 DUCKDB_EXTENSIONS_VERSION=1.4.4.20260205
 UVICORN_VERSION=0.55.0
+# Later FastAPI refuses the keyword arguments stac-fastapi 5.2 passes it.
+FASTAPI_VERSION=0.116.1
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$root/target/python-bench/venv"
@@ -39,6 +41,7 @@ want = {
     "stac-fastapi-types": "$STAC_FASTAPI_VERSION",
     "rustac": "$RUSTAC_VERSION",
     "uvicorn": "$UVICORN_VERSION",
+    "fastapi": "$FASTAPI_VERSION",
     **{f"duckdb-ext-{e}": "$DUCKDB_EXTENSIONS_VERSION" for e in ("spatial", "icu", "parquet", "json")},
 }
 if any(m.version(name) != version for name, version in want.items()):
@@ -67,6 +70,7 @@ rm -rf "$venv"
     "stac-fastapi-types==$STAC_FASTAPI_VERSION" \
     "rustac==$RUSTAC_VERSION" \
     "uvicorn==$UVICORN_VERSION" \
+    "fastapi==$FASTAPI_VERSION" \
     "duckdb-ext-spatial==$DUCKDB_EXTENSIONS_VERSION" \
     "duckdb-ext-icu==$DUCKDB_EXTENSIONS_VERSION" \
     "duckdb-ext-parquet==$DUCKDB_EXTENSIONS_VERSION" \
