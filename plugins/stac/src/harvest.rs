@@ -224,3 +224,143 @@ impl Prober for Searches<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    /// A server of slices `/s<slice>?p=<page>`, three pages each; slice
+    /// `garbage` answers its second page with HTML. Returns its base URL
+    /// and the request targets it has seen.
+    fn serve(garbage: Option<usize>) -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (root, log) = (base.clone(), Arc::clone(&seen));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                        break;
+                    }
+                }
+                let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                log.lock().unwrap().push(target.clone());
+                let (path, page) = target.split_once("?p=").unwrap();
+                let slice: usize = path.trim_start_matches("/s").parse().unwrap();
+                let page: usize = page.parse().unwrap();
+                let body = if garbage == Some(slice) && page == 1 {
+                    "<html>502</html>".to_string()
+                } else {
+                    let next: Vec<Json> = (page < 2)
+                        .then(|| serde_json::json!({"rel": "next", "href": format!("{root}/s{slice}?p={}", page + 1)}))
+                        .into_iter()
+                        .collect();
+                    serde_json::json!({"features": [{"id": format!("s{slice}p{page}")}], "links": next})
+                        .to_string()
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (base, seen)
+    }
+
+    fn firsts(base: &str, slices: usize) -> Vec<SearchRequest> {
+        (0..slices)
+            .map(|slice| SearchRequest {
+                method: "GET".into(),
+                url: format!("{base}/s{slice}?p=0"),
+                body: None,
+                headers: Default::default(),
+            })
+            .collect()
+    }
+
+    fn client() -> HttpClient {
+        HttpClient::builder().max_retries(0).build().unwrap()
+    }
+
+    #[test]
+    fn slices_read_at_once_are_handed_over_in_order() {
+        let (base, _) = serve(None);
+        let mut handed = Vec::new();
+        read_in_order(&client(), firsts(&base, 3), 2, 4, |event| {
+            match event {
+                Event::Page { slice, features } => {
+                    handed.push(format!("{slice}:{}", features[0]["id"].as_str().unwrap()))
+                }
+                Event::End { pages } => handed.push(format!("end {pages}")),
+                Event::Wait => {}
+            }
+            Ok(())
+        })
+        .unwrap();
+        let slice = |s: usize| {
+            [
+                format!("{s}:s{s}p0"),
+                format!("{s}:s{s}p1"),
+                format!("{s}:s{s}p2"),
+                "end 3".into(),
+            ]
+        };
+        let expected: Vec<String> = (0..3).flat_map(slice).collect();
+        assert_eq!(handed, expected);
+    }
+
+    #[test]
+    fn the_next_page_is_read_while_this_one_is_handled() {
+        let (base, seen) = serve(None);
+        let mut first = true;
+        read_in_order(&client(), firsts(&base, 1), 1, 2, |event| {
+            if let Event::Page { .. } = event {
+                if std::mem::take(&mut first) {
+                    // The reader asks for page 2 while page 1 is handled.
+                    let started = Instant::now();
+                    while !seen.lock().unwrap().iter().any(|t| t.ends_with("p=1")) {
+                        assert!(
+                            started.elapsed() < Duration::from_secs(10),
+                            "the second page was not asked for while the first was handled"
+                        );
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_failed_slice_ends_the_reading_after_the_pages_before_it() {
+        let (base, _) = serve(Some(1));
+        let mut pages = Vec::new();
+        let error = read_in_order(&client(), firsts(&base, 3), 3, 4, |event| {
+            if let Event::Page { features, .. } = event {
+                pages.push(features[0]["id"].as_str().unwrap().to_string());
+            }
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(error.to_string().contains("not JSON"), "{error:#}");
+        assert_eq!(pages, ["s0p0", "s0p1", "s0p2", "s1p0"]);
+        // A failing handler ends it too.
+        let stopped = read_in_order(&client(), firsts(&base, 3), 2, 1, |event| match event {
+            Event::Page { .. } => Err(anyhow!("the catalogue said no")),
+            _ => Ok(()),
+        })
+        .unwrap_err();
+        assert_eq!(stopped.to_string(), "the catalogue said no");
+    }
+}
