@@ -91,7 +91,7 @@ fn the_report_and_the_metrics_say_how_many_products_the_plugin_expected() {
 /// terminal received.
 fn on_a_terminal(archive: &Archive, args: &[&str]) -> (i32, String) {
     let (mut master, mut slave) = (0, 0);
-    let mut size = libc::winsize {
+    let size = libc::winsize {
         ws_row: 40,
         ws_col: 160,
         ws_xpixel: 0,
@@ -105,7 +105,7 @@ fn on_a_terminal(archive: &Archive, args: &[&str]) -> (i32, String) {
             &mut slave,
             std::ptr::null_mut(),
             std::ptr::null(),
-            &mut size,
+            &size,
         )
     };
     assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
