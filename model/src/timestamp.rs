@@ -132,23 +132,57 @@ pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
 /// (Python's `datetime.isoformat(" ")`).
 pub fn format_timestamp(timestamp: &Timestamp) -> String {
     use chrono::{Datelike, Timelike};
-    // Written out by hand: this runs for every timestamp of every product,
-    // and chrono's format strings are parsed anew on each call.
+    // Written out by hand, digit by digit: this runs for every timestamp of
+    // every product, and `format!` costs several times more.
     let micros = timestamp.timestamp_subsec_micros();
     let (date, time) = (timestamp.date_naive(), timestamp.time());
-    let mut text = format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        date.year(),
-        date.month(),
-        date.day(),
-        time.hour(),
-        time.minute(),
-        time.second()
-    );
+    let year = date.year();
+    if !(0..=9999).contains(&year) {
+        // Not storable (see `check_storable_timestamp`), shown as it is.
+        let mut text = format!(
+            "{year:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            date.month(),
+            date.day(),
+            time.hour(),
+            time.minute(),
+            time.second()
+        );
+        if micros != 0 {
+            text.push_str(&format!(".{micros:06}"));
+        }
+        return text;
+    }
+    let mut text = String::with_capacity(26);
+    push_digits(&mut text, year as u32, 4);
+    text.push('-');
+    push_digits(&mut text, date.month(), 2);
+    text.push('-');
+    push_digits(&mut text, date.day(), 2);
+    text.push(' ');
+    push_digits(&mut text, time.hour(), 2);
+    text.push(':');
+    push_digits(&mut text, time.minute(), 2);
+    text.push(':');
+    // A leap second (chrono's second 59 with 1,000,000+ µs) keeps its
+    // microseconds past a million, as `format!` wrote it.
+    push_digits(&mut text, time.second(), 2);
     if micros != 0 {
-        text.push_str(&format!(".{micros:06}"));
+        text.push('.');
+        push_digits(&mut text, micros, 6);
     }
     text
+}
+
+/// `value` in decimal, zero-padded to at least `width` digits.
+fn push_digits(text: &mut String, value: u32, width: u32) {
+    let mut digits = 1;
+    while digits < 10 && value >= 10u32.pow(digits) {
+        digits += 1;
+    }
+    for position in (0..digits.max(width)).rev() {
+        let digit = (value / 10u32.pow(position)) % 10;
+        text.push(char::from(b'0' + digit as u8));
+    }
 }
 
 /// The years a timestamp the catalogue stores may lie in: what its text
@@ -191,6 +225,7 @@ pub fn from_micros(micros: i64) -> Option<Timestamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Datelike;
 
     fn ts(text: &str) -> String {
         format_timestamp(&parse_timestamp(text).unwrap())
@@ -215,6 +250,24 @@ mod tests {
             ts("2024-02-01T12:00:00.123456789Z"),
             "2024-02-01 12:00:00.123456"
         );
+    }
+
+    #[test]
+    fn formatting_by_hand_agrees_with_chrono() {
+        let mut time = chrono::DateTime::parse_from_rfc3339("0001-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let step = chrono::Duration::microseconds(86_399_999_937 * 7 + 13);
+        while time.year() < 9999 {
+            let expected = match time.timestamp_subsec_micros() {
+                0 => time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                _ => time.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+            };
+            assert_eq!(format_timestamp(&time), expected);
+            time += step;
+        }
+        let far = chrono::DateTime::from_timestamp(253_402_300_800, 0).unwrap();
+        assert_eq!(format_timestamp(&far), "10000-01-01 00:00:00");
     }
 
     #[test]

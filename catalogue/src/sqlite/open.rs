@@ -68,6 +68,11 @@ impl SqliteCatalogue {
             format!("cannot open the catalogue database \"{}\"", path.display())
         })?;
         conn.busy_handler(Some(wait_for_turn))?;
+        // Room for every statement a run repeats (rusqlite keeps 16): the
+        // look-ups by name have one per length of their IN list, the
+        // namespace upserts one per set of columns; an evicted one is
+        // parsed and planned again.
+        conn.set_prepared_statement_cache_capacity(256);
         // Foreign keys make removing a product remove its namespaces, tags
         // and links, as in muninn. 16 MiB of page cache (the default is
         // 2 MiB) keeps the upper levels of the indexes a sync looks products

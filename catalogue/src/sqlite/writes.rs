@@ -255,23 +255,7 @@ impl SqliteCatalogue {
         namespace: &str,
         values: &[(String, Option<Value>)],
     ) -> Result<()> {
-        let table = self.tables.namespace_sql(namespace);
-        let columns: Vec<String> = values.iter().map(|(c, _)| format!("\"{c}\"")).collect();
-        let placeholders: Vec<String> = (2..values.len() + 2).map(|i| format!("?{i}")).collect();
-        let sql = if values.is_empty() {
-            format!("INSERT INTO {table} (uuid) VALUES (?1) ON CONFLICT (uuid) DO NOTHING")
-        } else {
-            let assignments: Vec<String> = columns
-                .iter()
-                .map(|c| format!("{c} = excluded.{c}"))
-                .collect();
-            format!(
-                "INSERT INTO {table} (uuid, {}) VALUES (?1, {}) ON CONFLICT (uuid) DO UPDATE SET {}",
-                columns.join(", "),
-                placeholders.join(", "),
-                assignments.join(", ")
-            )
-        };
+        let sql = upsert_sql(&self.tables.namespace_sql(namespace), values);
         let mut params = Vec::with_capacity(values.len() + 1);
         params.push(SqlValue::Text(uuid.to_string()));
         params.extend(
@@ -290,8 +274,40 @@ impl SqliteCatalogue {
     }
 }
 
+/// The statement that writes a product's row of a namespace table, with
+/// these columns. Written into one string: it is made for every namespace
+/// row a sync writes (the statement itself is prepared once and cached).
+fn upsert_sql(table: &str, values: &[(String, Option<Value>)]) -> String {
+    use std::fmt::Write;
+    let mut sql = String::with_capacity(64 + table.len() + values.len() * 48);
+    if values.is_empty() {
+        let _ = write!(
+            sql,
+            "INSERT INTO {table} (uuid) VALUES (?1) ON CONFLICT (uuid) DO NOTHING"
+        );
+        return sql;
+    }
+    let _ = write!(sql, "INSERT INTO {table} (uuid");
+    for (column, _) in values {
+        let _ = write!(sql, ", \"{column}\"");
+    }
+    sql.push_str(") VALUES (?1");
+    for position in 2..values.len() + 2 {
+        let _ = write!(sql, ", ?{position}");
+    }
+    sql.push_str(") ON CONFLICT (uuid) DO UPDATE SET ");
+    for (index, (column, _)) in values.iter().enumerate() {
+        if index > 0 {
+            sql.push_str(", ");
+        }
+        let _ = write!(sql, "\"{column}\" = excluded.\"{column}\"");
+    }
+    sql
+}
+
 #[cfg(test)]
 mod tests {
+    use super::upsert_sql;
     use crate::{Catalogue, SqliteCatalogue, SqliteOptions};
     use muninn_sync_model::{Product, Update, Value};
 
@@ -329,5 +345,22 @@ mod tests {
             .property_types(&["aa".to_string(), "bb".to_string()])
             .unwrap();
         assert!(types.is_empty(), "{types:?}");
+    }
+
+    #[test]
+    fn a_namespace_row_is_written_by_one_upsert() {
+        let values = vec![
+            ("cloud_cover".to_string(), Some(Value::Real(1.0))),
+            ("orbit".to_string(), None),
+        ];
+        assert_eq!(
+            upsert_sql("\"eo\"", &values),
+            "INSERT INTO \"eo\" (uuid, \"cloud_cover\", \"orbit\") VALUES (?1, ?2, ?3) \
+             ON CONFLICT (uuid) DO UPDATE SET \"cloud_cover\" = excluded.\"cloud_cover\", \"orbit\" = excluded.\"orbit\""
+        );
+        assert_eq!(
+            upsert_sql("\"eo\"", &[]),
+            "INSERT INTO \"eo\" (uuid) VALUES (?1) ON CONFLICT (uuid) DO NOTHING"
+        );
     }
 }
