@@ -535,7 +535,9 @@ impl Read {
             let outcome = match existing {
                 None => archive.create_properties(&mapped.product),
                 Some(existing) => {
-                    let update = Update::between(&existing, &mapped.product, force);
+                    // With `force` the item is written even when nothing
+                    // differs, but only what differs is rewritten.
+                    let update = Update::between(&existing, &mapped.product, false);
                     archive.apply_update(&update, force).map(drop)
                 }
             };
