@@ -18,22 +18,29 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `muninn-sync-bench <flag> <n>` and reads the address it prints.
     pub fn start(flag: &str, n: u64) -> Result<ServerProcess> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .args([flag, &n.to_string()])
-            .stdout(Stdio::piped())
-            .spawn()?;
+        let mut command = Command::new(std::env::current_exe()?);
+        command.args([flag, &n.to_string()]);
+        ServerProcess::spawn(command, &format!("the {flag} server"))
+    }
+
+    /// Starts `command`, a server that prints its `http://` address as its
+    /// first line, and reads that address; `what` names it in the error.
+    pub fn spawn(mut command: Command, what: &str) -> Result<ServerProcess> {
+        let mut child = command.stdout(Stdio::piped()).spawn()?;
         let stdout = child
             .stdout
             .take()
-            .ok_or_else(|| anyhow!("no server output"))?;
+            .ok_or_else(|| anyhow!("{what}: no output"))?;
         let mut server = ServerProcess {
             child,
             base: String::new(),
         };
         BufReader::new(stdout).read_line(&mut server.base)?;
         server.base = server.base.trim().to_string();
-        if server.base.is_empty() {
-            return Err(anyhow!("the {flag} server printed no address"));
+        if !server.base.starts_with("http") {
+            return Err(anyhow!(
+                "{what} did not start: it printed no address (see its messages above)"
+            ));
         }
         Ok(server)
     }

@@ -9,9 +9,9 @@ use crate::server_process::ServerProcess;
 use anyhow::{anyhow, bail, Result};
 use muninn_sync_e2e::stac_server::{serve, StacServer};
 use serde_json::json;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 /// The items' times: one every 86.4 s from here, so 1,000 a day.
@@ -142,44 +142,16 @@ fn repository() -> PathBuf {
 
 /// stac-fastapi-geoparquet serving a file, under uvicorn; killed when
 /// dropped.
-struct GeoparquetServer {
-    child: Child,
-    base: String,
-}
-
-impl GeoparquetServer {
-    fn start(python: &Path, parquet: &Path) -> Result<GeoparquetServer> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let mut child = Command::new(python)
-            .arg(repository().join("bench/python-stac/serve_geoparquet.py"))
-            .arg(parquet)
-            .arg(port.to_string())
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow!("no server output"))?;
-        let mut server = GeoparquetServer {
-            child,
-            base: String::new(),
-        };
-        BufReader::new(stdout).read_line(&mut server.base)?;
-        server.base = server.base.trim().to_string();
-        if !server.base.starts_with("http") {
-            bail!("stac-fastapi-geoparquet did not start (see its messages above)");
-        }
-        Ok(server)
-    }
-}
-
-impl Drop for GeoparquetServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start_geoparquet_server(python: &Path, parquet: &Path) -> Result<ServerProcess> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut command = Command::new(python);
+    command
+        .arg(repository().join("bench/python-stac/serve_geoparquet.py"))
+        .arg(parquet)
+        .arg(port.to_string());
+    ServerProcess::spawn(command, "stac-fastapi-geoparquet")
 }
 
 /// The bench's virtualenv's python, made by scripts/install-bench-python.sh
@@ -218,7 +190,7 @@ fn against_pystac_client(binaries: &Binaries, dir: &Path, n: u64, window: &[&str
     if !written.success() {
         bail!("cannot write {} with rustac", parquet.display());
     }
-    let server = GeoparquetServer::start(&python, &parquet)?;
+    let server = start_geoparquet_server(&python, &parquet)?;
     let base = &server.base;
     let (start, end) = (window[1], window[3]);
     let page = |round: usize| -> Result<(f64, u64)> {
