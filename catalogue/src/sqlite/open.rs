@@ -83,7 +83,7 @@ impl SqliteCatalogue {
         // 64 KiB of pages (a product's core row with its R*Tree) spilled its
         // journal to a temporary file, some 45 writes a product. The sorter
         // that builds a scan's index is the exception (see
-        // `SqliteCatalogue::scan_index`).
+        // `SqliteCatalogue::scan_page`, in reads.rs).
         conn.execute_batch(
             "PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;
              SELECT count(*) FROM sqlite_master;",
