@@ -5,9 +5,8 @@ use crate::slices::{Probe, Prober, Stretch};
 use anyhow::{anyhow, Context, Result};
 use muninn_sync_plugin_api::http::{HttpClient, Method};
 use serde_json::Value as Json;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::TryRecvError;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 /// Fetches one page and checks it is JSON.
 pub fn fetch(client: &HttpClient, request: &SearchRequest) -> Result<Json> {
@@ -83,11 +82,13 @@ pub enum Event {
 
 /// Reads the searches `firsts` (one per slice) with `concurrency` reader
 /// threads, and hands their pages to `handle` on the calling thread, slice
-/// after slice and page after page, in order. A reader runs ahead of
-/// `handle` by at most `ahead` pages of its slice, so pages are fetched and
-/// parsed while earlier ones are written, with bounded memory. The first
-/// error (a reader's or `handle`'s) ends the reading and is returned; the
-/// pages before it have been handled.
+/// after slice and page after page, in order. Pages are fetched and parsed
+/// while earlier ones are written, with bounded memory: a reader holds at
+/// most `ahead` pages of its slice that `handle` has not taken, and starts
+/// a slice only when it is one of the `concurrency` slices from the one
+/// `handle` is working through; so at most `concurrency` × `ahead` pages
+/// wait. The first error (a reader's or `handle`'s) ends the reading and
+/// is returned; the pages before it have been handled.
 pub fn read_in_order(
     client: &HttpClient,
     firsts: Vec<SearchRequest>,
@@ -96,38 +97,52 @@ pub fn read_in_order(
     mut handle: impl FnMut(Event) -> Result<()>,
 ) -> Result<()> {
     let count = firsts.len();
+    let concurrency = concurrency.clamp(1, count.max(1));
     let mut receivers = Vec::with_capacity(count);
     let mut work = Vec::with_capacity(count);
-    for first in firsts {
-        let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<Delivery>>(ahead.max(1));
+    for (slice, first) in firsts.into_iter().enumerate() {
+        // One page more waits in the reader's hand, blocked on the send.
+        let (sender, receiver) =
+            std::sync::mpsc::sync_channel::<Result<Delivery>>(ahead.max(1) - 1);
         receivers.push(receiver);
-        work.push((first, sender));
+        work.push((slice, first, sender));
     }
     // Slices are taken in order, so the one `handle` waits for always has
-    // a reader: the readers of later slices wait, once `ahead` pages are
-    // read, only while `handle` works through earlier ones.
+    // a reader: the readers of later slices wait only while `handle` works
+    // through earlier ones.
     let work = Mutex::new(work.into_iter());
-    let stop = AtomicBool::new(false);
+    let gate = Gate::default();
     std::thread::scope(|scope| {
-        for _ in 0..concurrency.clamp(1, count.max(1)) {
+        for _ in 0..concurrency {
             scope.spawn(|| loop {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let Some((first, sender)) = work.lock().ok().and_then(|mut w| w.next()) else {
+                let Some((slice, first, sender)) = work.lock().ok().and_then(|mut w| w.next())
+                else {
                     break;
                 };
+                if !gate.enter(slice, concurrency) {
+                    break;
+                }
                 let read = pages(client, first, |features| {
+                    if gate.cancelled(slice) {
+                        return Err(anyhow!("the reading was stopped"));
+                    }
                     sender
                         .send(Ok(Delivery::Page(features)))
                         .map_err(|_| anyhow!("the reading was stopped"))
                 });
+                if read.is_err() {
+                    // The slices after this one will not be handled: their
+                    // readers stop, instead of fetching them (with retries)
+                    // until `handle` sees the error.
+                    gate.cancel_from(slice + 1);
+                }
                 // When `handle` has stopped, nobody listens: nothing to tell.
                 let _ = sender.send(read.map(Delivery::End));
             });
         }
         let result = (|| {
             for (slice, receiver) in receivers.iter().enumerate() {
+                gate.handling(slice);
                 loop {
                     let delivery = match receiver.try_recv() {
                         Ok(delivery) => delivery,
@@ -153,11 +168,68 @@ pub fn read_in_order(
             Ok(())
         })();
         // Readers blocked on a full channel wake up with an error when its
-        // receiver goes; the others stop before their next slice.
-        stop.store(true, Ordering::Relaxed);
+        // receiver goes; the others stop before their next slice or page.
+        gate.cancel_from(0);
         drop(receivers);
         result
     })
+}
+
+/// Which slices the readers may read: the `concurrency` from the one the
+/// sync thread is handling, and none from the first cancelled one on.
+struct Gate {
+    state: Mutex<GateState>,
+    moved: Condvar,
+}
+
+struct GateState {
+    handling: usize,
+    cancelled_from: usize,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate {
+            state: Mutex::new(GateState {
+                handling: 0,
+                cancelled_from: usize::MAX,
+            }),
+            moved: Condvar::new(),
+        }
+    }
+}
+
+impl Gate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until `slice` may be read; false when it is cancelled.
+    fn enter(&self, slice: usize, concurrency: usize) -> bool {
+        let mut state = self.lock();
+        while slice >= state.handling + concurrency && slice < state.cancelled_from {
+            state = self.moved.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        slice < state.cancelled_from
+    }
+
+    fn cancelled(&self, slice: usize) -> bool {
+        slice >= self.lock().cancelled_from
+    }
+
+    /// The sync thread has come to `slice`.
+    fn handling(&self, slice: usize) {
+        self.lock().handling = slice;
+        self.moved.notify_all();
+    }
+
+    /// No slice from `slice` on is read.
+    fn cancel_from(&self, slice: usize) {
+        let mut state = self.lock();
+        state.cancelled_from = state.cancelled_from.min(slice);
+        drop(state);
+        self.moved.notify_all();
+    }
 }
 
 /// What a reader sends for its slice.
@@ -236,6 +308,15 @@ mod tests {
     /// `garbage` answers its second page with HTML. Returns its base URL
     /// and the request targets it has seen.
     fn serve(garbage: Option<usize>) -> (String, Arc<Mutex<Vec<String>>>) {
+        serve_pages(garbage.map(|slice| (slice, 1)), |_| 3)
+    }
+
+    /// A server of slices of `pages(slice)` pages; the page `garbage`
+    /// (slice, page) is HTML.
+    fn serve_pages(
+        garbage: Option<(usize, usize)>,
+        pages: fn(usize) -> usize,
+    ) -> (String, Arc<Mutex<Vec<String>>>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -257,10 +338,10 @@ mod tests {
                 let (path, page) = target.split_once("?p=").unwrap();
                 let slice: usize = path.trim_start_matches("/s").parse().unwrap();
                 let page: usize = page.parse().unwrap();
-                let body = if garbage == Some(slice) && page == 1 {
+                let body = if garbage == Some((slice, page)) {
                     "<html>502</html>".to_string()
                 } else {
-                    let next: Vec<Json> = (page < 2)
+                    let next: Vec<Json> = (page + 1 < pages(slice))
                         .then(|| serde_json::json!({"rel": "next", "href": format!("{root}/s{slice}?p={}", page + 1)}))
                         .into_iter()
                         .collect();
@@ -362,5 +443,66 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(stopped.to_string(), "the catalogue said no");
+    }
+
+    #[test]
+    fn readers_wait_for_the_slices_before_theirs_to_be_handled() {
+        // Slices of one page: a reader's page and End fit in its channel,
+        // and without a shared bound the readers would run through all.
+        let (base, seen) = serve_pages(None, |_| 1);
+        let (concurrency, ahead) = (2, 2);
+        let mut handled = 0;
+        read_in_order(&client(), firsts(&base, 10), concurrency, ahead, |event| {
+            if let Event::Page { .. } = event {
+                handled += 1;
+                if handled == 1 {
+                    // A slow write: time for the readers to run ahead.
+                    let started = Instant::now();
+                    while seen.lock().unwrap().len() <= concurrency * ahead + 1
+                        && started.elapsed() < Duration::from_millis(300)
+                    {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+                let asked = seen.lock().unwrap().len();
+                assert!(
+                    asked <= handled + concurrency * ahead,
+                    "{asked} pages asked for, {handled} handled"
+                );
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(handled, 10);
+    }
+
+    #[test]
+    fn a_failed_slice_stops_the_readers_of_later_ones() {
+        // Slice 1 fails at once; slice 2 is long, and its reader may run
+        // far ahead: it stops when slice 1 fails, not when the sync thread,
+        // still writing slice 0, comes to the error.
+        let (base, seen) = serve_pages(Some((1, 0)), |slice| if slice == 2 { 200 } else { 3 });
+        let of_slice_2 = |seen: &Mutex<Vec<String>>| {
+            seen.lock()
+                .unwrap()
+                .iter()
+                .filter(|t| t.starts_with("/s2?"))
+                .count()
+        };
+        let mut first = true;
+        let error = read_in_order(&client(), firsts(&base, 3), 3, 256, |event| {
+            if let Event::Page { .. } = event {
+                if std::mem::take(&mut first) {
+                    let started = Instant::now();
+                    while of_slice_2(&seen) < 200 && started.elapsed() < Duration::from_secs(1) {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(error.to_string().contains("not JSON"), "{error:#}");
+        assert!(of_slice_2(&seen) < 200, "slice 2 was read to its end");
     }
 }
