@@ -52,6 +52,11 @@ pub struct OdataServer {
     /// JSON text (`"\"many\""`, `"-1"`); `Some("")` leaves it out, as a
     /// service that ignores `$count` does. `None`: the real count.
     pub count_answer: Option<&'static str>,
+    /// A count alone (`$count=true` with `$top=0`) is not answered before
+    /// this many other requests to `Products` (the pages) have come: a
+    /// service that counts slowly, and a test that the pages do not wait
+    /// for the count. `None`: answered at once.
+    pub hold_count_until_pages: Option<usize>,
     /// Every request target (path and query, as sent).
     pub seen: Vec<String>,
     /// Requests in any 60 s before a 429 (CDSE: 2,000 a minute per user);
@@ -72,6 +77,7 @@ impl Default for OdataServer {
             failures: Vec::new(),
             outage: None,
             count_answer: None,
+            hold_count_until_pages: None,
             seen: Vec::new(),
             requests_per_minute: Some(2000),
             before_answer: None,
@@ -297,6 +303,7 @@ fn respond(
     let method = words.next().unwrap_or("");
     let target = origin_form(words.next().unwrap_or("/"));
     let answer = if method == "GET" {
+        hold_count(state, &target);
         answer(state, recent, root, &target)
     } else {
         Answer::error(405, format!("{method} is not allowed"))
@@ -310,6 +317,31 @@ fn respond(
         body.len(),
         answer.headers,
     );
+}
+
+/// Waits, without holding the state, until a count alone may be answered
+/// (see [`OdataServer::hold_count_until_pages`]).
+fn hold_count(state: &Mutex<OdataServer>, target: &str) {
+    if !is_count_alone(target) {
+        return;
+    }
+    let is_page = |t: &str| t.split('?').next() == Some("/odata/v1/Products") && !is_count_alone(t);
+    loop {
+        let server = state.lock().unwrap();
+        match server.hold_count_until_pages {
+            Some(pages) if server.seen.iter().filter(|t| is_page(t)).count() < pages => {}
+            _ => return,
+        }
+        drop(server);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether a target asks for the count of `Products` and no product.
+fn is_count_alone(target: &str) -> bool {
+    target.split('?').next() == Some("/odata/v1/Products")
+        && option(target, "$count").as_deref() == Some("true")
+        && option(target, "$top").as_deref() == Some("0")
 }
 
 /// The path and query of a request target: a client sending through a

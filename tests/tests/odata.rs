@@ -1636,3 +1636,52 @@ fn the_service_counts_each_types_window_once_for_progress(backend: Backend) {
         );
     }
 }
+
+on_both_backends!(the_pages_do_not_wait_for_a_slow_count);
+fn the_pages_do_not_wait_for_a_slow_count(backend: Backend) {
+    let all = product_list(0..5, "S2MSI1C", |n| {
+        format!("2024-01-0{}T10:00:00.000Z", n + 1)
+    });
+    let state = server(all);
+    // CDSE counts slowly: here the count is answered only once three pages
+    // have been asked for, which a sync that waited for it never does.
+    state.lock().unwrap().hold_count_until_pages = Some(3);
+    let base = serve(state.clone());
+    let archive = archive(
+        backend,
+        &base,
+        &[
+            ("product_types", Some("[\"S2MSI1C\"]")),
+            ("page_size", Some("2")),
+            ("deletions", Some("false")),
+        ],
+    );
+    let run = archive.sync(&["cdse", "--report", "json"]);
+    assert_done(
+        &run,
+        "5 created, 0 updated, 0 removed, 0 failed, 0 unchanged",
+    );
+    let report: Json = serde_json::from_str(&run.stdout).expect("a JSON report");
+    assert_eq!(
+        report["expected"],
+        json!({"total": 5, "product_types": {"S2MSI1C": 5}}),
+        "the count came, after the pages"
+    );
+    let server = state.lock().unwrap();
+    let count = server
+        .seen
+        .iter()
+        .position(|t| option(t, "$top").as_deref() == Some("0"));
+    let third_page = server
+        .seen
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| option(t, "$top").as_deref() == Some("2"))
+        .nth(2)
+        .map(|(at, _)| at);
+    assert!(
+        matches!((third_page, count), (Some(page), Some(count)) if page < count),
+        "{:?}",
+        server.seen
+    );
+}

@@ -361,7 +361,7 @@ enum Counted {
     No,
 }
 
-/// What the reading thread hands over: a page, or how many products the
+/// What the reading threads hand over: a page, or how many products the
 /// window holds.
 enum Delivery<T> {
     Page(T),
@@ -370,13 +370,14 @@ enum Delivery<T> {
 
 /// Reads a query's pages on a thread of their own while `consume` applies
 /// the ones read before: the next request is on its way while the catalogue
-/// writes. `convert` runs on the reading thread. With [`Counted::Yes`] the
-/// thread also asks, once, after the first page (so the products are not
-/// kept waiting by a slow count), how many products the window holds, and
-/// `expect` gets the answer; a window without products holds none, and a
-/// count the service does not give is left out. Returns the number of
-/// requests sent. The thread ends before this returns, so no connection
-/// outlives the call.
+/// writes. `convert` runs on the reading thread. With [`Counted::Yes`] a
+/// second thread asks, once, how many products the window holds, while the
+/// pages are read (CDSE counts slowly: no page waits for it), and `expect`
+/// gets the answer when it comes; a count the service does not give is
+/// left out. Both go through `client`, so its request-rate cap holds for
+/// them together. Returns the number of requests sent. The threads end
+/// before this returns, so no connection outlives the call (a count still
+/// on its way when the last page is applied is waited for).
 #[allow(clippy::too_many_arguments)]
 fn read_ahead<T: Send>(
     archive: &mut Archive<'_>,
@@ -392,36 +393,32 @@ fn read_ahead<T: Send>(
         // One page waiting, one being read: bounded memory.
         let (sender, receiver) = sync_channel::<Result<Delivery<T>>>(1);
         let stopped = &stopped;
+        let counter = (counted == Counted::Yes).then(|| {
+            let sender = sender.clone();
+            let query = query.clone();
+            scope.spawn(move || {
+                if let Some(count) = query::count(client, &query) {
+                    // The consumer may have stopped: the count then goes
+                    // nowhere.
+                    let _ = sender.send(Ok(Delivery::Count(count)));
+                }
+                1
+            })
+        });
         let reader = scope.spawn(move || {
-            let mut to_count = (counted == Counted::Yes).then(|| query.clone());
-            let mut counts = 0;
             let mut pager = Pager::new(client, query);
             while !stopped.load(Ordering::Relaxed) {
                 let page = match pager.next_page() {
                     Ok(Some(entries)) => Ok(Delivery::Page(convert(entries))),
-                    Ok(None) => {
-                        if to_count.take().is_some() {
-                            let _ = sender.send(Ok(Delivery::Count(0)));
-                        }
-                        break;
-                    }
+                    Ok(None) => break,
                     Err(error) => Err(error),
                 };
                 let failed = page.is_err();
                 if sender.send(page).is_err() || failed {
                     break;
                 }
-                if let Some(whole) = to_count.take() {
-                    counts += 1;
-                    let count = query::count(client, &whole);
-                    if let Some(count) = count {
-                        if sender.send(Ok(Delivery::Count(count))).is_err() {
-                            break;
-                        }
-                    }
-                }
             }
-            pager.requests + counts
+            pager.requests
         });
         let mut outcome = Ok(());
         loop {
@@ -451,15 +448,21 @@ fn read_ahead<T: Send>(
         }
         stopped.store(true, Ordering::Relaxed);
         drop(receiver);
-        let requests = reader.join().map_err(|panic| {
-            let why = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            anyhow!("the thread reading the service panicked: {why}")
-        })?;
-        outcome.map(|()| requests)
+        let counts = counter.map_or(Ok(0), joined)?;
+        let requests = joined(reader)?;
+        outcome.map(|()| requests + counts)
+    })
+}
+
+/// What a thread of [`read_ahead`]'s returned, or the panic it ended with.
+fn joined<R>(thread: std::thread::ScopedJoinHandle<'_, R>) -> Result<R> {
+    thread.join().map_err(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        anyhow!("the thread reading the service panicked: {why}")
     })
 }
 
