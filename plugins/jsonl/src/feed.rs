@@ -116,6 +116,21 @@ pub struct Index {
     /// The wanted lines of each product type, superseded ones left out:
     /// about what the sync hands over of each, for the host's progress.
     pub per_type: BTreeMap<String, u64>,
+    /// The product types of wanted lines past the first 65,535 types of
+    /// the feed: their lines are not counted.
+    pub uncounted: BTreeSet<String>,
+}
+
+impl Index {
+    /// About how many products of `product_type` the sync hands over: its
+    /// wanted lines (none when it has none); `None` when they were not
+    /// counted, so that no count of 0 makes its progress look done.
+    pub fn expected(&self, product_type: &str) -> Option<u64> {
+        if self.uncounted.contains(product_type) {
+            return None;
+        }
+        Some(self.per_type.get(product_type).copied().unwrap_or(0))
+    }
 }
 
 /// A line that cannot be read.
@@ -303,7 +318,10 @@ pub fn index(
                 tags.push(match type_tags.get(&product_type) {
                     Some(tag) => *tag,
                     // So many types that the rest go uncounted.
-                    None if type_names.len() >= usize::from(UNCOUNTED) => UNCOUNTED,
+                    None if type_names.len() >= usize::from(UNCOUNTED) => {
+                        index.uncounted.insert(product_type);
+                        UNCOUNTED
+                    }
                     None => {
                         let tag = type_names.len() as u16;
                         type_tags.insert(product_type.clone(), tag);
@@ -514,6 +532,38 @@ mod tests {
             vec![2, 3, 1],
             "in chronological order"
         );
+    }
+}
+
+#[cfg(test)]
+mod type_limit_tests {
+    use super::*;
+
+    #[test]
+    fn types_past_the_first_65535_have_no_expected_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feed.jsonl");
+        let types = usize::from(UNCOUNTED) + 2;
+        let mut feed = String::with_capacity(types * 80);
+        for n in 0..types {
+            feed.push_str(&format!(
+                "{{\"modified\": \"2024-01-01\", \"product_type\": \"T{n}\", \"product_name\": \"p\"}}\n"
+            ));
+        }
+        feed.push_str(
+            "{\"modified\": \"2024-01-09\", \"product_type\": \"LATE\", \"product_name\": \"p\"}\n",
+        );
+        std::fs::write(&path, feed).unwrap();
+        let end = parse_timestamp("2024-01-05").unwrap();
+        let files = files(&path).unwrap();
+        let index = super::index(&files, 1 << 20, |_, t| *t < end).unwrap();
+        assert_eq!(index.entries.len(), types);
+        assert_eq!(index.expected("T0"), Some(1));
+        assert_eq!(index.expected("T65534"), Some(1), "the last counted");
+        assert_eq!(index.expected("T65535"), None, "past the limit");
+        assert_eq!(index.expected("T65536"), None);
+        assert_eq!(index.uncounted.len(), 2);
+        assert_eq!(index.expected("LATE"), Some(0), "no line in the window");
     }
 }
 

@@ -91,10 +91,12 @@ impl Synchronizer for Jsonl {
             request.in_window(modified)
         })?;
         let types_seen = wanted_types.into_inner();
-        // What the sync hands over of each type, for the host's progress.
+        // What the sync hands over of each type, for the host's progress;
+        // a type whose lines were not counted goes by time.
         for product_type in &types_seen {
-            let lines = index.per_type.get(product_type).copied().unwrap_or(0);
-            archive.expect_products(product_type, lines)?;
+            if let Some(lines) = index.expected(product_type) {
+                archive.expect_products(product_type, lines)?;
+            }
         }
         tracing::info!(
             feed = %self.path.display(),
