@@ -17,6 +17,7 @@ mod geometry;
 mod namespace_rules;
 mod ownership;
 mod paging;
+mod printable;
 mod product;
 mod timestamp;
 mod value;
@@ -32,6 +33,7 @@ pub use paging::{
     in_page, page, page_size, scan_order, walk_time, PagePosition, WalkTime, MAX_SCAN_PAGE,
     MAX_WALK_PAGE,
 };
+pub use printable::printable;
 pub use product::{derived_uuid, CoreField, Namespace, Product, Update, PRODUCT_UUID_NAMESPACE};
 pub use timestamp::{
     check_storable_timestamp, format_timestamp, from_micros, parse_rfc3339, parse_timestamp,
@@ -43,25 +45,6 @@ pub use watermark::{
     raise_watermark, watermark_limit, watermark_verdict, WatermarkHold, WatermarkTypes,
     WatermarkVerdict, DEFAULT_FUTURE_TOLERANCE,
 };
-
-/// `text` with its control characters (newlines, escape bytes, ...)
-/// written as escapes, for a log line: text from a remote or a file must
-/// not forge log lines or reach the terminal raw. Everything else,
-/// quotes included, is kept as it is.
-pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut escaped = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if c.is_control() {
-            escaped.extend(c.escape_default());
-        } else {
-            escaped.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(escaped)
-}
 
 /// Checks a namespace name as muninn does (`[a-z][_a-z0-9]*`), and keeps the
 /// names of muninn's own tables (`core`, `link`, `tag`) for muninn.
@@ -178,15 +161,6 @@ pub fn validate_property_name(name: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn printable_escapes_control_characters_only() {
-        assert_eq!(super::printable("it's \"fine\""), "it's \"fine\"");
-        assert_eq!(
-            super::printable("a\nERROR: b\u{1b}[2J"),
-            "a\\nERROR: b\\u{1b}[2J"
-        );
-    }
-
     use super::*;
 
     #[test]
