@@ -386,6 +386,10 @@ pub struct Progress {
     began: Instant,
     last_drawn: Instant,
     calls: u32,
+    /// Set when the bars were taken off the screen: a call that comes
+    /// after (the watchdog's, a plugin's thread still running) draws
+    /// nothing, as indicatif cannot place a bar before a removed one.
+    finished: bool,
     /// Per product type, in the order the run named them.
     lines: Vec<Line>,
     total: Line,
@@ -432,26 +436,34 @@ impl Progress {
     /// shows info lines, and the user did not ask for quiet.
     pub fn for_terminal(quiet: bool, window: Window) -> Option<Progress> {
         let terminal = TERMINAL.get().filter(|_| !quiet)?.clone();
+        Some(Progress::on(terminal, window))
+    }
+
+    fn on(terminal: MultiProgress, window: Window) -> Progress {
         let total = Line::new(terminal.add(ProgressBar::new(1000)));
         let now = Instant::now();
-        Some(Progress {
+        Progress {
             terminal,
             window,
             began: now,
-            // The first draw is due at once: a user at a terminal sees the
-            // run moving from its first products, however fast it is.
+            // The first draw is due at the first call (see `tick`): a user
+            // at a terminal sees the run moving from its first products,
+            // however fast it is.
             last_drawn: now.checked_sub(EVERY).unwrap_or(now),
             calls: 0,
+            finished: false,
             lines: Vec::new(),
             total,
-        })
+        }
     }
 
     /// Brings the bars up to date when it is due; cheap enough to call on
-    /// every call of the plugin's (a counter, and the clock now and then).
+    /// every call of the plugin's (a counter, and the clock at the first
+    /// call and every 64th after it). Does nothing once the bars are
+    /// finished.
     pub fn tick(&mut self, counts: &RunCounts, tally: &Tally) {
         self.calls = self.calls.wrapping_add(1);
-        if !self.calls.is_multiple_of(64) || self.last_drawn.elapsed() < EVERY {
+        if self.finished || self.calls % 64 != 1 || self.last_drawn.elapsed() < EVERY {
             return;
         }
         self.last_drawn = Instant::now();
@@ -502,8 +514,12 @@ impl Progress {
         self.total.show(&label(&name), &total, text);
     }
 
-    /// Takes the bars off the screen, at the end of the run.
-    pub fn clear(&mut self) {
+    /// Takes the bars off the screen, at the end of the run, for good:
+    /// later ticks draw nothing.
+    pub fn finish(&mut self) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
         for line in self.lines.iter().chain([&self.total]) {
             line.bar.finish_and_clear();
             self.terminal.remove(&line.bar);
@@ -527,6 +543,31 @@ mod tests {
 
     fn t(text: &str) -> Timestamp {
         parse_timestamp(text).unwrap()
+    }
+
+    #[test]
+    fn the_bars_are_drawn_at_the_first_call_and_not_after_the_end() {
+        let hidden = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
+        let window = Window {
+            start: None,
+            end: t("2024-01-05"),
+        };
+        let mut progress = Progress::on(hidden, window);
+        let mut tally = Tally::default();
+        tally.expect("A", 10);
+        tally.expect("B", 10);
+        let counts = RunCounts::default();
+        progress.tick(&counts, &tally);
+        assert_eq!(progress.lines.len(), 2, "drawn at the first call");
+        // A type named after the end, when a draw is due: its bar would go
+        // before the run's line, which is gone.
+        tally.expect("C", 10);
+        progress.finish();
+        progress.last_drawn = progress.last_drawn.checked_sub(EVERY).unwrap();
+        progress.calls = 64;
+        progress.tick(&counts, &tally);
+        assert_eq!(progress.lines.len(), 2, "nothing drawn after the end");
+        progress.finish();
     }
 
     #[test]

@@ -263,8 +263,10 @@ impl State<'_> {
     /// interrupted is kept.
     pub fn finish(&mut self) -> Result<(), String> {
         self.finished = true;
-        if let Some(progress) = self.progress.as_mut() {
-            progress.clear();
+        // Calls that come after the end (a plugin's thread still running,
+        // the watchdog's) find no bars to draw.
+        if let Some(mut progress) = self.progress.take() {
+            progress.finish();
         }
         if let Some(Stop::Storage(fatal)) = &self.stop {
             let fatal = fatal.clone();
