@@ -28,6 +28,9 @@ pub struct StacServer {
     pub cql2: Option<bool>,
     /// Says how many items match (`numberMatched`), as some servers do.
     pub number_matched: bool,
+    /// With `sort`: claims the sort extension but ignores `sortby`,
+    /// answering newest first whatever is asked.
+    pub sort_ignored: bool,
 }
 
 impl StacServer {
@@ -201,7 +204,9 @@ fn answer(
         }
     }
     let sortby = query(target, "sortby");
-    if sortby.as_deref() == Some("-updated") {
+    if server.sort_ignored {
+        items.reverse();
+    } else if sortby.as_deref() == Some("-updated") {
         items.sort_by_key(|i| {
             std::cmp::Reverse(
                 i["properties"]["updated"]

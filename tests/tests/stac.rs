@@ -680,15 +680,18 @@ on_both_backends!(a_thirty_year_window_costs_about_a_request_per_page);
 fn a_thirty_year_window_costs_about_a_request_per_page(backend: Backend) {
     let window = ["stac", "--start", "1995-01-01", "--end", "2025-01-01"];
     // 30 items, 2 a page: 15 pages, and the probes that find them (33,
-    // 18, 33, 43 and 98 searches when written). Fixed 7-day slices made
-    // 1,566 searches, 1-day ones 10,958.
+    // 18, 33, 49, 98 and 81 searches when written). Fixed 7-day slices
+    // made 1,566 searches, 1-day ones 10,958.
     for (sort, number_matched, extra, most) in [
         (true, true, "", 36),
         (true, false, "", 20),
         (true, true, "concurrency = 1", 36),
-        (true, true, "slice = \"1d\"\nconcurrency = 4", 48),
+        (true, true, "slice = \"1d\"\nconcurrency = 4", 52),
         // Without sorting, no extents: halving finds the clusters.
         (false, true, "concurrency = 3", 110),
+        // Neither sort nor count: each slice is held whole before it is
+        // sorted, so none is longer than a week.
+        (false, false, "", 90),
     ] {
         let state = Arc::new(Mutex::new(Server {
             items: clustered_items(),
@@ -724,6 +727,11 @@ fn a_thirty_year_window_costs_about_a_request_per_page(backend: Backend) {
                 assert!(interval_hours(search) <= 24.0, "{case}: {search}");
             }
         }
+        if !sort && !number_matched {
+            for search in searches.iter().filter(|l| l.contains("limit=2")) {
+                assert!(interval_hours(search) <= 7.0 * 24.0, "{case}: {search}");
+            }
+        }
         // Applied in order of time, and the watermark at the last item.
         let written = backend.pick("rowid", "ctid");
         let names = archive.strings(&format!("SELECT product_name FROM core ORDER BY {written}"));
@@ -744,4 +752,41 @@ fn a_thirty_year_window_costs_about_a_request_per_page(backend: Backend) {
             again.stderr
         );
     }
+}
+
+on_both_backends!(a_server_that_claims_to_sort_and_ignores_sortby_loses_no_item);
+fn a_server_that_claims_to_sort_and_ignores_sortby_loses_no_item(backend: Backend) {
+    let state = Arc::new(Mutex::new(Server {
+        items: five_items(),
+        sort: true,
+        sort_ignored: true,
+        number_matched: true,
+        ..Server::default()
+    }));
+    let base = serve(state.clone());
+    let archive = archive(backend, &base, "slice = \"1d\"\nprune = true");
+    // Both probes of the window answer with its newest item: a slice cut
+    // down to it would leave the four others unread.
+    let run = archive.sync(&["stac", "--start", "2024-01-01", "--end", "2024-01-06"]);
+    run.assert_ok();
+    assert!(run.stderr.contains("5 created"), "{}", run.stderr);
+    // The newest item lies at the window's end, which the server's closed
+    // interval lets in: the window is not empty, and nothing is pruned.
+    let before_last = [
+        "stac",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-01-05T10:00:00",
+    ];
+    let again = archive.sync(&before_last);
+    again.assert_ok();
+    assert!(
+        again
+            .stderr
+            .contains("0 created, 0 updated, 0 removed, 0 failed, 4 unchanged"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(archive.strings("SELECT count(*) FROM core"), ["5"]);
 }

@@ -53,7 +53,8 @@ pub struct Config {
     pub prune: bool,
     /// The longest time slice (`"7d"`, `"12h"`, `"30m"`, or seconds): a
     /// cap on the slices the window is cut into where its items are. None:
-    /// no cap.
+    /// no cap, but from a server that neither sorts nor counts (whose
+    /// slices are held whole) [`crate::slices::UNCOUNTED_CAP`].
     #[serde(default, deserialize_with = "text_or_seconds")]
     pub slice: Option<String>,
     /// How many slices are fetched at once (1: one after the other).

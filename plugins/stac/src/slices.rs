@@ -64,6 +64,12 @@ const MOST_PARTS: i64 = 64;
 /// ever).
 pub const MOST_PROBES: usize = 4096;
 
+/// Without a sort and without counts, no slice is longer than this unless
+/// the `slice` key says otherwise: such a slice is held whole in memory
+/// before it is sorted, and a week was the bound before slices were cut
+/// where the items are.
+pub const UNCOUNTED_CAP: TimeDelta = TimeDelta::days(7);
+
 /// The slices of a window, in order of time, and what it cost.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
@@ -78,11 +84,14 @@ pub struct Plan {
 pub fn plan(prober: &dyn Prober, rule: &Rule, window: Stretch) -> Result<Plan> {
     let mut planner = Planner {
         prober,
-        rule,
+        rule: *rule,
         probes: 0,
         slices: Vec::new(),
     };
     let first = planner.probe(&[window], false)?.remove(0);
+    if !rule.sorted && first.count.is_none() && rule.cap.is_none() {
+        planner.rule.cap = Some(UNCOUNTED_CAP);
+    }
     planner.settle(window, first, true)?;
     Ok(Plan {
         slices: planner.slices,
@@ -93,7 +102,7 @@ pub fn plan(prober: &dyn Prober, rule: &Rule, window: Stretch) -> Result<Plan> {
 
 struct Planner<'a> {
     prober: &'a dyn Prober,
-    rule: &'a Rule,
+    rule: Rule,
     probes: usize,
     slices: Vec<Stretch>,
 }
@@ -143,13 +152,17 @@ impl Planner<'_> {
 
     /// Decides a probed stretch: nothing to read, one slice, or parts.
     fn settle(&mut self, stretch: Stretch, probe: Probe, root: bool) -> Result<()> {
-        let sorted = self.rule.sorted;
-        // A sorted answer's first item at or after the end is one the
-        // server's closed interval let in: the stretch itself is empty.
-        let first = probe.time.filter(|_| sorted);
-        if !probe.found || first.zip(stretch.end).is_some_and(|(t, end)| t >= end) {
+        if !probe.found {
             return Ok(());
         }
+        // A sorted answer's first item lies in the stretch. One outside it
+        // (at or after the end, or before the start) is an item the
+        // server's closed interval let in, or a server that ignores the
+        // filter or the sort: either way the stretch is taken as from a
+        // server that cannot sort, and nothing is concluded from the item.
+        let first = probe
+            .time
+            .filter(|t| self.rule.sorted && inside(&stretch, t));
         let small = match probe.count {
             Some(count) => count <= self.rule.most_items,
             // Without counts, only the window is cut, for concurrency.
@@ -159,84 +172,34 @@ impl Planner<'_> {
             self.slices.push(stretch);
             return Ok(());
         }
+        let Some(bounds) = stretch.start.zip(stretch.end) else {
+            self.slices.push(stretch);
+            return Ok(());
+        };
         // The extent of the stretch's items: when the server sorts, from
         // its first and last item, so that empty time at either side costs
         // nothing; else the stretch itself.
-        let (low, high) = if sorted {
-            let last = self.probe(&[stretch], true)?.remove(0);
-            match (first, last.time) {
-                (Some(first), Some(last)) if last >= first => (first, last),
-                _ => {
-                    self.slices.push(stretch);
-                    return Ok(());
-                }
+        let mut extent = bounds;
+        if let Some(first) = first {
+            let last = self.probe(&[stretch], true)?.remove(0).time;
+            if let Some(last) = last.filter(|l| *l >= first && *l <= bounds.1) {
+                extent = (first, last);
             }
-        } else {
-            match (stretch.start, stretch.end) {
-                (Some(start), Some(end)) => (start, end),
-                _ => {
-                    self.slices.push(stretch);
-                    return Ok(());
-                }
-            }
-        };
-        if small {
-            // Small, but longer than the cap: when its items lie within the
-            // cap, the slice is cut down to them.
-            // Cut at whole seconds: servers that keep times to the
-            // millisecond, or compare them as text, see the same bounds.
-            let after_high = whole_second(high) + TimeDelta::seconds(1);
-            let tight = Stretch {
-                start: Some(stretch.start.map_or(low, |s| s.max(whole_second(low)))),
-                end: Some(stretch.end.map_or(after_high, |e| e.min(after_high))),
-            };
-            if self.within_cap(&tight) {
+        }
+        if small && extent != bounds {
+            if let Some(tight) = self.trimmed(stretch, extent, probe.count)? {
                 self.slices.push(tight);
                 return Ok(());
             }
         }
-        let extent = high - low;
-        let wanted = match probe.count {
-            Some(count) => count.div_ceil(self.rule.most_items.max(1)) as i64,
-            None => 2 * self.rule.concurrency as i64,
-        };
-        let for_cap = match self.rule.cap {
-            Some(cap) if cap > TimeDelta::zero() => {
-                let cap = cap.num_microseconds().unwrap_or(i64::MAX).max(1);
-                extent.num_microseconds().unwrap_or(i64::MAX) / cap + 1
-            }
-            _ => 1,
-        };
-        let step_limit = extent.num_microseconds().unwrap_or(i64::MAX);
-        // The cap alone cuts in at most 8 parts a time: the parts' probes
-        // find where the items are, and empty time costs no more.
-        let parts = wanted
-            .max(for_cap.min(8))
-            .clamp(2, MOST_PARTS)
-            .min(step_limit);
-        if parts < 2 {
-            // All its items at one instant: it cannot be cut.
-            self.slices.push(stretch);
-            return Ok(());
+        // The parts cover the whole stretch, whatever the extent: a wrong
+        // extent costs probes, never items. Items within one second are
+        // not cut: the part is cut over the stretch instead (when the cap
+        // wants it cut) or read whole.
+        let mut cuts = self.cuts(&stretch, extent, probe.count);
+        if cuts.is_empty() && extent != bounds && !self.within_cap(&stretch) {
+            cuts = self.cuts(&stretch, bounds, probe.count);
         }
-        // Cut at whole seconds when the extent is long enough: servers
-        // that keep times to the millisecond, or compare them as text, see
-        // the same bounds.
-        let coarse = extent >= TimeDelta::seconds(2 * parts);
-        let mut cuts: Vec<Timestamp> = (1..parts)
-            .map(|i| {
-                let cut = low + extent / parts as i32 * i as i32;
-                if coarse {
-                    whole_second(cut)
-                } else {
-                    cut
-                }
-            })
-            .filter(|cut| {
-                stretch.start.is_none_or(|s| *cut > s) && stretch.end.is_none_or(|e| *cut < e)
-            })
-            .collect();
-        cuts.dedup();
         if cuts.is_empty() {
             self.slices.push(stretch);
             return Ok(());
@@ -266,6 +229,85 @@ impl Planner<'_> {
         }
         Ok(())
     }
+
+    /// A small stretch longer than the cap, cut down to its items' extent
+    /// when that lies within the cap. The server's sort put the extent
+    /// there, and a server that claims to sort and does not would lose the
+    /// items outside it: so the cut is kept only when the server counts as
+    /// many items in it as in the stretch (one probe more), or, without
+    /// counts, when the two probes found different times (a server that
+    /// ignores `sortby` answers both with the same item).
+    fn trimmed(
+        &mut self,
+        stretch: Stretch,
+        (low, high): (Timestamp, Timestamp),
+        count: Option<u64>,
+    ) -> Result<Option<Stretch>> {
+        if count.is_none() && high <= low {
+            return Ok(None);
+        }
+        // Bounds on whole seconds ("Cuts fall on whole seconds").
+        let after_high = whole_second(high) + TimeDelta::seconds(1);
+        let tight = Stretch {
+            start: Some(stretch.start.map_or(low, |s| s.max(whole_second(low)))),
+            end: Some(stretch.end.map_or(after_high, |e| e.min(after_high))),
+        };
+        if !self.within_cap(&tight) || self.out_of_probes() {
+            return Ok(None);
+        }
+        let Some(count) = count else {
+            return Ok(Some(tight));
+        };
+        let check = self.probe(&[tight], false)?.remove(0);
+        Ok((check.count == Some(count)).then_some(tight))
+    }
+
+    /// Where to cut `stretch`, whose items lie in `[low, high]`: only on
+    /// whole seconds, strictly inside the stretch. A server that compares
+    /// times as text, or keeps them to the millisecond, sees the same
+    /// bounds as we do only on whole seconds; a stretch too short for
+    /// that is read as a slice larger than planned.
+    fn cuts(
+        &self,
+        stretch: &Stretch,
+        (low, high): (Timestamp, Timestamp),
+        count: Option<u64>,
+    ) -> Vec<Timestamp> {
+        let extent = high - low;
+        let wanted = match count {
+            Some(count) => count.div_ceil(self.rule.most_items.max(1)) as i64,
+            None => 2 * self.rule.concurrency as i64,
+        };
+        let for_cap = match self.rule.cap {
+            Some(cap) if cap > TimeDelta::zero() => {
+                let cap = cap.num_microseconds().unwrap_or(i64::MAX).max(1);
+                extent.num_microseconds().unwrap_or(i64::MAX) / cap + 1
+            }
+            _ => 1,
+        };
+        // The cap alone cuts in at most 8 parts a time: the parts' probes
+        // find where the items are, and empty time costs no more.
+        let parts = wanted
+            .max(for_cap.min(8))
+            .clamp(2, MOST_PARTS)
+            .min(extent.num_seconds().max(1));
+        if parts < 2 {
+            return Vec::new();
+        }
+        let mut cuts: Vec<Timestamp> = (1..parts)
+            .map(|i| whole_second(low + extent / parts as i32 * i as i32))
+            .filter(|cut| {
+                stretch.start.is_none_or(|s| *cut > s) && stretch.end.is_none_or(|e| *cut < e)
+            })
+            .collect();
+        cuts.dedup();
+        cuts
+    }
+}
+
+/// Whether `time` lies in `stretch`, `[start, end)`.
+fn inside(stretch: &Stretch, time: &Timestamp) -> bool {
+    stretch.start.is_none_or(|s| *time >= s) && stretch.end.is_none_or(|e| *time < e)
 }
 
 /// `time` without its fraction of a second.
@@ -375,8 +417,16 @@ mod tests {
             let (most_slices, most_probes) = match (sorted, counts) {
                 (true, true) => (12, 30),
                 (false, true) => (16, 80),
-                (_, false) => (4, 2),
+                (true, false) => (4, 2),
+                // Each slice is held whole before it is sorted: none is
+                // longer than a week, though the 3 clusters are 30 pages.
+                (false, false) => (24, 100),
             };
+            if !sorted && !counts {
+                for slice in &plan.slices {
+                    assert!(slice.length().unwrap() <= UNCOUNTED_CAP, "{slice:?}");
+                }
+            }
             assert!(
                 plan.slices.len() <= most_slices,
                 "sorted={sorted} counts={counts}: {} slices",
@@ -453,5 +503,60 @@ mod tests {
         let plan = plan_of(&fake, &rule(true, None));
         check(&plan, &times);
         assert!(plan.probes <= 10, "{}", plan.probes);
+    }
+
+    #[test]
+    fn cuts_fall_on_whole_seconds_even_in_a_dense_second() {
+        // 2,000 items a millisecond apart: 20 pages within 2 seconds.
+        let start = t("2010-06-01T12:00:00.250");
+        let times: Vec<Timestamp> = (0..2000)
+            .map(|i| start + TimeDelta::milliseconds(i))
+            .collect();
+        for sorted in [true, false] {
+            let fake = Fake {
+                times: times.clone(),
+                counts: true,
+                sorted,
+                sent: AtomicUsize::new(0),
+            };
+            let plan = plan_of(&fake, &rule(sorted, None));
+            check(&plan, &times);
+            for slice in &plan.slices {
+                for bound in [slice.start, slice.end].into_iter().flatten() {
+                    assert!(
+                        bound == window().start.unwrap()
+                            || bound == window().end.unwrap()
+                            || bound.timestamp_subsec_nanos() == 0,
+                        "sorted={sorted}: {slice:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_server_that_claims_to_sort_and_does_not_loses_no_item() {
+        // Five items a day apart, a 1-day cap: a slice cut down to the
+        // item both probes return would hold one of them.
+        let times: Vec<Timestamp> = (1..=5)
+            .map(|d| t("2024-01-01T10:00:00") + TimeDelta::days(d - 1))
+            .collect();
+        let window = Stretch {
+            start: Some(t("2024-01-01")),
+            end: Some(t("2024-01-06")),
+        };
+        for counts in [true, false] {
+            let fake = Fake {
+                times: times.clone(),
+                counts,
+                sorted: false,
+                sent: AtomicUsize::new(0),
+            };
+            let plan = plan(&fake, &rule(true, Some(TimeDelta::days(1))), window).unwrap();
+            check(&plan, &times);
+            for slice in &plan.slices {
+                assert!(slice.length().unwrap() <= TimeDelta::days(1), "{slice:?}");
+            }
+        }
     }
 }
