@@ -95,17 +95,7 @@ pub fn harvest(binaries: &Binaries, dir: &Path, n: u64) -> Result<()> {
         },
     ] {
         let run_dir = dir.join(way.label.replace([' ', ','], "_"));
-        std::fs::create_dir_all(&run_dir)?;
-        std::fs::write(
-            run_dir.join("archive.toml"),
-            format!(
-                "[archive]\ndatabase = \"sqlite\"\n\n[sqlite]\nconnection_string = \"catalogue.sqlite\"\n\n\
-                 [\"synchronizer:feed\"]\nmodule = \"stac\"\nurl = \"{base}/\"\ncollections = {{ S2MSI2A = \"s2\" }}\n\
-                 page_size = 1000\n{}concurrency = {}\n",
-                slice_key(way.slice),
-                way.concurrency
-            ),
-        )?;
+        write_config(&run_dir, base, way.slice, way.concurrency)?;
         eprintln!("harvesting {n} STAC items: {}", way.label);
         let first: Sync = run(binaries, &run_dir, &window)?;
         let again: Sync = run(binaries, &run_dir, &window)?;
@@ -124,12 +114,24 @@ pub fn harvest(binaries: &Binaries, dir: &Path, n: u64) -> Result<()> {
 }
 
 /// The `slice` line of a section; none for "".
-fn slice_key(slice: &str) -> String {
-    if slice.is_empty() {
-        String::new()
-    } else {
-        format!("slice = \"{slice}\"\n")
-    }
+/// Writes `run_dir/archive.toml`: a SQLite catalogue and a `stac`
+/// synchronizer `feed` reading `base`, 1,000 items a page, `concurrency`
+/// slices at a time, `slice` as the cap when not empty.
+fn write_config(run_dir: &Path, base: &str, slice: &str, concurrency: usize) -> Result<()> {
+    std::fs::create_dir_all(run_dir)?;
+    let slice_key = match slice {
+        "" => String::new(),
+        slice => format!("slice = \"{slice}\"\n"),
+    };
+    std::fs::write(
+        run_dir.join("archive.toml"),
+        format!(
+            "[archive]\ndatabase = \"sqlite\"\n\n[sqlite]\nconnection_string = \"catalogue.sqlite\"\n\n\
+             [\"synchronizer:feed\"]\nmodule = \"stac\"\nurl = \"{base}/\"\ncollections = {{ S2MSI2A = \"s2\" }}\n\
+             page_size = 1000\n{slice_key}concurrency = {concurrency}\n"
+        ),
+    )?;
+    Ok(())
 }
 
 /// The repository's root, where scripts/ and bench/python-stac/ are.
@@ -238,16 +240,7 @@ fn against_pystac_client(binaries: &Binaries, dir: &Path, n: u64, window: &[&str
         paged = paged.min(seconds);
         for ((label, slice, concurrency), best) in ways.iter().zip(&mut synced) {
             let run_dir = geoparquet_dir.join(format!("run-{round}-{concurrency}"));
-            std::fs::create_dir_all(&run_dir)?;
-            std::fs::write(
-                run_dir.join("archive.toml"),
-                format!(
-                    "[archive]\ndatabase = \"sqlite\"\n\n[sqlite]\nconnection_string = \"catalogue.sqlite\"\n\n\
-                     [\"synchronizer:feed\"]\nmodule = \"stac\"\nurl = \"{base}/\"\ncollections = {{ S2MSI2A = \"s2\" }}\n\
-                     page_size = 1000\n{}concurrency = {concurrency}\n",
-                    slice_key(slice)
-                ),
-            )?;
+            write_config(&run_dir, base, slice, *concurrency)?;
             eprintln!("first sync of {n} STAC items from stac-fastapi-geoparquet: {label}");
             let first: Sync = run(binaries, &run_dir, window)?;
             if first.written != n {
