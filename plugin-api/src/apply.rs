@@ -71,14 +71,7 @@ impl Archive<'_> {
         products: &[Product],
         namespaces: &[&str],
     ) -> Result<Vec<Option<Product>>> {
-        let mut wanted: Vec<&str> = namespaces.to_vec();
-        for product in products {
-            for own in product.namespaces.keys() {
-                if !wanted.contains(&own.as_str()) {
-                    wanted.push(own);
-                }
-            }
-        }
+        let wanted = managed_and_own(namespaces, products);
         let mut by_type: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (position, product) in products.iter().enumerate() {
             by_type
@@ -99,6 +92,19 @@ impl Archive<'_> {
         }
         Ok(found)
     }
+}
+
+/// The namespaces a look-up for applying `products` reads: the managed
+/// ones and every product's own (without them the comparison would see
+/// a product's own namespaces as new on every run).
+pub(crate) fn managed_and_own<'n>(namespaces: &[&'n str], products: &'n [Product]) -> Vec<&'n str> {
+    let mut wanted: Vec<&str> = namespaces.to_vec();
+    for own in products.iter().flat_map(|p| p.namespaces.keys()) {
+        if !wanted.contains(&own.as_str()) {
+            wanted.push(own);
+        }
+    }
+    wanted
 }
 
 /// How many of `products` from the first have no type and name twice.

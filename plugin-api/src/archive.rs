@@ -283,14 +283,7 @@ impl<'a> Archive<'a> {
         force: bool,
         namespaces: &[&str],
     ) -> Result<Outcome> {
-        // The product's own namespaces are managed too: without reading them
-        // the comparison would see them as new on every run.
-        let mut wanted: Vec<&str> = namespaces.to_vec();
-        for own in product.namespaces.keys() {
-            if !wanted.contains(&own.as_str()) {
-                wanted.push(own);
-            }
-        }
+        let wanted = crate::apply::managed_and_own(namespaces, std::slice::from_ref(product));
         let existing =
             self.product_by_name(&product.product_type, &product.product_name, &wanted)?;
         self.apply_found(existing, product, force, namespaces)
